@@ -1,0 +1,1 @@
+//! Networking of contact (implemented in issue 4).

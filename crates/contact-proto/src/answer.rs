@@ -1,0 +1,383 @@
+//! Answers: what the server sends back for each request.
+//!
+//! ```text
+//! answer     = [ id DELIM ] status DELIM body      ; id: only in answer to a tagged request
+//! status     = 3DIGIT                              ; see Status
+//! body       = "null" / lists-body / im-body / error-body     ; JSON
+//! lists-body = {"num_lists": N, "list_names": [LIST, ...]}    ; + "ext": 1 from our server
+//! im-body    = {"num_contacts_in_list": N, "contact_list": [MEMBER, ...]}
+//! MEMBER     = {"name": NAME, "ip": IP, "port": PORT}         ; + "ext": 1 for our peers
+//! error-body = {"error": TEXT}                     ; ours, only with codes 466 and above
+//! ```
+//!
+//! JSON is written the way Python's `json.dumps` writes it (`", "`, `": "`, `\uXXXX` for
+//! non-ASCII) and read whatever its spacing.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::json::{json_string_len, write_py};
+use crate::{ContactName, DELIMITER, DecodeError, ListName, MAX_DATAGRAM_LEN, RequestId, Status};
+
+/// The extension level our server and peers announce with `"ext": 1` (see
+/// `docs/protocol.md`, "Extensions"); `0` (the key absent) means a reference implementation.
+pub const EXT_VERSION: u32 = 1;
+
+/// An answer datagram.
+///
+/// ```
+/// use contact_proto::{Answer, Body, Status};
+/// let answer = Answer::decode(br#"200-_-{"num_lists": 2, "list_names": ["list_1", "list_2"]}"#).unwrap();
+/// assert_eq!(answer.status, Status::Ok);
+/// let Some(Body::Lists(lists)) = &answer.body else { panic!() };
+/// assert_eq!(lists.list_names.len(), 2);
+///
+/// let mut wire = Vec::new();
+/// answer.encode(&mut wire);
+/// assert_eq!(wire, br#"200-_-{"num_lists": 2, "list_names": ["list_1", "list_2"]}"#);
+/// assert_eq!(Answer::status(Status::ImOngoing).to_bytes(), b"463-_-null");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The id of the request this answers, if it was tagged (our extension).
+    pub id: Option<RequestId>,
+    /// Success or the failure.
+    pub status: Status,
+    /// The body, for `query-lists` and `im-start`, and for our detailed errors.
+    pub body: Option<Body>,
+}
+
+/// The JSON body of an [`Answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// The answer to `query-lists`.
+    Lists(ListsBody),
+    /// The answer to `im-start`.
+    ImStart(ImStartBody),
+    /// Ours: a human explanation of a failure with a code of 466 or above.
+    Error(String),
+}
+
+/// The body of a `query-lists` answer: every list name, in creation order.
+///
+/// ```text
+/// {"num_lists": N, "list_names": ["list_1", ...]}      ; + "ext": 1 from our server
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListsBody {
+    /// The names of every list, in creation order. `num_lists` on the wire is its length.
+    pub list_names: Vec<ListName>,
+    /// The extension level of the server; 0 for the reference.
+    pub ext: u32,
+}
+
+/// The body of an `im-start` answer: the ring, initiator first, then the other members in
+/// list order.
+///
+/// ```text
+/// {"num_contacts_in_list": N, "contact_list": [{"name": "Me", "ip": "10.0.0.1", "port": 22000}, ...]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImStartBody {
+    /// The members; `num_contacts_in_list` on the wire is its length.
+    pub contact_list: Vec<Member>,
+}
+
+/// One member of a ring, as it appears in an `im-start` body and in a ring packet.
+///
+/// ```text
+/// {"name": NAME, "ip": IP, "port": PORT}               ; + "ext": 1 for our peers
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The contact's name.
+    pub name: ContactName,
+    /// Its IP address as registered. A string because a reference server stores whatever
+    /// was typed; our server only stores IP addresses.
+    pub ip: String,
+    /// Its control port; instant messages go to `port + 1`.
+    pub port: u16,
+    /// The member's extension level ([`EXT_VERSION`] for our peers that registered with
+    /// our server), 0 for a reference peer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ext: u32,
+    /// Keys this implementation does not know, carried along unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Member {
+    /// A member with no extension keys.
+    pub fn new(name: ContactName, ip: impl Into<String>, port: u16) -> Self {
+        Self {
+            name,
+            ip: ip.into(),
+            port,
+            ext: 0,
+            extra: Map::new(),
+        }
+    }
+
+    /// The exact encoded length of a member without unknown keys, for a registry that must
+    /// keep `im-start` answers within one datagram without encoding them.
+    pub fn wire_len(name: &str, ip: &str, port: u16, ext: u32) -> usize {
+        // {"name": N, "ip": I, "port": P}
+        let base =
+            9 + json_string_len(name) + 8 + json_string_len(ip) + 10 + digits(port.into()) + 1;
+        if ext == 0 {
+            base
+        } else {
+            base + 9 + digits(ext)
+        }
+    }
+}
+
+fn digits(n: u32) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+impl Serialize for ListsBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("num_lists", &self.list_names.len())?;
+        map.serialize_entry("list_names", &self.list_names)?;
+        if self.ext != 0 {
+            map.serialize_entry("ext", &self.ext)?;
+        }
+        map.end()
+    }
+}
+
+impl ListsBody {
+    /// The encoded length of a body with no lists, to which [`ListsBody::name_wire_len`] of
+    /// each list adds up to the exact length (the `ext` key is counted).
+    pub fn empty_wire_len(ext: u32) -> usize {
+        // {"num_lists": 0, "list_names": []}
+        let base = 35;
+        if ext == 0 {
+            base
+        } else {
+            base + 9 + digits(ext)
+        }
+    }
+
+    /// What one list name adds to the encoded body (its JSON string and its separator),
+    /// minus one for the first name, which has no separator. `num_lists` growing a digit
+    /// is not counted: callers bound it separately.
+    pub fn name_wire_len(name: &str) -> usize {
+        json_string_len(name) + 2
+    }
+}
+
+impl Serialize for ImStartBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("num_contacts_in_list", &self.contact_list.len())?;
+        map.serialize_entry("contact_list", &self.contact_list)?;
+        map.end()
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Lists(b) => b.serialize(s),
+            Self::ImStart(b) => b.serialize(s),
+            Self::Error(text) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("error", text)?;
+                map.end()
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawLists {
+    num_lists: usize,
+    list_names: Vec<ListName>,
+    #[serde(default)]
+    ext: u32,
+}
+
+#[derive(Deserialize)]
+struct RawImStart {
+    num_contacts_in_list: usize,
+    contact_list: Vec<Member>,
+}
+
+impl<'de> Deserialize<'de> for ListsBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawLists::deserialize(d)?;
+        check_count("num_lists", raw.num_lists, raw.list_names.len())
+            .map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            list_names: raw.list_names,
+            ext: raw.ext,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ImStartBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawImStart::deserialize(d)?;
+        check_count(
+            "num_contacts_in_list",
+            raw.num_contacts_in_list,
+            raw.contact_list.len(),
+        )
+        .map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            contact_list: raw.contact_list,
+        })
+    }
+}
+
+pub(crate) fn check_count(
+    field: &'static str,
+    stated: usize,
+    actual: usize,
+) -> Result<(), DecodeError> {
+    if stated == actual {
+        Ok(())
+    } else {
+        Err(DecodeError::CountMismatch {
+            field,
+            stated,
+            actual,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_json(Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Body {
+    /// Decodes a body from its JSON by its shape: `contact_list` makes an `im-start` body,
+    /// `list_names` a `query-lists` body, `error` an error body.
+    fn from_json(value: Value) -> Result<Self, DecodeError> {
+        let Value::Object(map) = &value else {
+            return Err(DecodeError::UnknownBody);
+        };
+        if map.contains_key("contact_list") {
+            Ok(Self::ImStart(serde_json::from_value(value)?))
+        } else if map.contains_key("list_names") {
+            Ok(Self::Lists(serde_json::from_value(value)?))
+        } else if let Some(Value::String(text)) = map.get("error") {
+            Ok(Self::Error(text.clone()))
+        } else {
+            Err(DecodeError::UnknownBody)
+        }
+    }
+}
+
+impl Answer {
+    /// An answer with a status and no body (`CODE-_-null`).
+    pub fn status(status: Status) -> Self {
+        Self {
+            id: None,
+            status,
+            body: None,
+        }
+    }
+
+    /// A `200` answer without a body.
+    pub fn ok() -> Self {
+        Self::status(Status::Ok)
+    }
+
+    /// A `200` answer with a body.
+    pub fn ok_with(body: Body) -> Self {
+        Self {
+            id: None,
+            status: Status::Ok,
+            body: Some(body),
+        }
+    }
+
+    /// A failure with our explanation in an error body. Reference codes never carry one,
+    /// since a reference peer expects `null` with them.
+    pub fn error(status: Status, text: impl Into<String>) -> Self {
+        let body = (!status.is_reference()).then(|| Body::Error(text.into()));
+        Self {
+            id: None,
+            status,
+            body,
+        }
+    }
+
+    /// The same answer tagged with a request id.
+    pub fn with_id(mut self, id: Option<RequestId>) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Appends the wire form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        if let Some(id) = self.id {
+            out.push(b'#');
+            out.extend_from_slice(id.to_string().as_bytes());
+            out.extend_from_slice(DELIMITER.as_bytes());
+        }
+        out.extend_from_slice(self.status.code().to_string().as_bytes());
+        out.extend_from_slice(DELIMITER.as_bytes());
+        match &self.body {
+            None => out.extend_from_slice(b"null"),
+            Some(body) => write_py(out, body),
+        }
+    }
+
+    /// The wire form as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes an answer datagram. Total: every input gives an answer or an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_DATAGRAM_LEN {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_DATAGRAM_LEN,
+            });
+        }
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+        let (id, rest) = match text.strip_prefix('#') {
+            Some(rest) => {
+                let (digits, rest) = rest
+                    .split_once(DELIMITER)
+                    .ok_or(DecodeError::BadAnswerHead)?;
+                let id = crate::command::parse_id(digits)
+                    .ok_or_else(|| DecodeError::BadId(digits.into()))?;
+                (Some(id), rest)
+            }
+            None => (None, text),
+        };
+        let (code, json) = rest
+            .split_once(DELIMITER)
+            .ok_or(DecodeError::BadAnswerHead)?;
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(DecodeError::BadAnswerHead);
+        }
+        let code: u16 = code.parse().map_err(|_| DecodeError::BadAnswerHead)?;
+        let status = Status::try_from(code)?;
+        let body = match serde_json::from_str::<Value>(json)? {
+            Value::Null => None,
+            value => Some(Body::from_json(value)?),
+        };
+        Ok(Self { id, status, body })
+    }
+}

@@ -1,0 +1,441 @@
+//! Requests: the nine commands a peer sends to the server, and their wire form.
+//!
+//! ```text
+//! request   = [ id DELIM ] command
+//! id        = "#" 1*10DIGIT                      ; ours only, 0..=4294967295
+//! command   = "register"    DELIM name DELIM ip DELIM port
+//!           / "create"      DELIM list
+//!           / "query-lists"
+//!           / "join"        DELIM list DELIM name
+//!           / "leave"       DELIM list DELIM name
+//!           / "exit"        DELIM name
+//!           / "im-start"    DELIM list DELIM name
+//!           / "im-complete" DELIM list DELIM name
+//!           / "save"        DELIM file
+//! DELIM     = "-_-"
+//! ip        = [ quote ] IPv4 / IPv6 [ quote ]     ; one layer of ' or " is stripped
+//! port      = 1*5DIGIT                            ; 1..=65534: the peer also uses port + 1
+//! ```
+//!
+//! The whole request is UTF-8 and at most [`MAX_REQUEST_LEN`] bytes.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::line::write_word;
+use crate::{ContactName, DELIMITER, DecodeError, ListName, MAX_REQUEST_LEN, SavePath};
+
+/// A command from a peer to the server.
+///
+/// Its [`Display`](fmt::Display) is the typed command-line form, the exact inverse of
+/// [`parse_line`](crate::parse_line): arguments are quoted only where they need it.
+///
+/// ```
+/// use contact_proto::{Command, parse_line};
+/// let cmd = Command::Create { list: "list 1".parse().unwrap() };
+/// assert_eq!(cmd.to_string(), r#"create "list 1""#);
+/// assert_eq!(parse_line(&cmd.to_string()).unwrap().unwrap().command, cmd);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Command {
+    /// `register NAME IP PORT`: add a contact reachable at `IP:PORT` (and `IP:PORT+1` for
+    /// instant messages).
+    Register {
+        /// The contact's name.
+        name: ContactName,
+        /// Its address.
+        ip: IpAddr,
+        /// Its control port; its instant-message port is `port + 1`.
+        port: u16,
+    },
+    /// `create LIST`: create an empty contact list.
+    Create {
+        /// The new list's name.
+        list: ListName,
+    },
+    /// `query-lists`: the names of every list, in creation order.
+    QueryLists,
+    /// `join LIST NAME`: append a contact to a list.
+    Join {
+        /// The list.
+        list: ListName,
+        /// The contact.
+        name: ContactName,
+    },
+    /// `leave LIST NAME`: remove a contact from a list.
+    Leave {
+        /// The list.
+        list: ListName,
+        /// The contact.
+        name: ContactName,
+    },
+    /// `exit NAME`: remove a contact from every list, then unregister it.
+    Exit {
+        /// The contact.
+        name: ContactName,
+    },
+    /// `im-start LIST NAME`: start an instant message from `NAME` around `LIST`.
+    ImStart {
+        /// The list.
+        list: ListName,
+        /// The initiator.
+        name: ContactName,
+    },
+    /// `im-complete LIST NAME`: end an instant message that `NAME` started in `LIST`.
+    ImComplete {
+        /// The list.
+        list: ListName,
+        /// The initiator.
+        name: ContactName,
+    },
+    /// `save FILE`: write the registry to a file on the server's host.
+    Save {
+        /// The file, as the client named it.
+        file: SavePath,
+    },
+}
+
+/// The keyword of each command, in the order of [`Command`]'s variants.
+pub const KEYWORDS: [&str; 9] = [
+    "register",
+    "create",
+    "query-lists",
+    "join",
+    "leave",
+    "exit",
+    "im-start",
+    "im-complete",
+    "save",
+];
+
+impl Command {
+    /// The command's keyword, e.g. `"im-start"`.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "register",
+            Self::Create { .. } => "create",
+            Self::QueryLists => "query-lists",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Exit { .. } => "exit",
+            Self::ImStart { .. } => "im-start",
+            Self::ImComplete { .. } => "im-complete",
+            Self::Save { .. } => "save",
+        }
+    }
+
+    /// The names of the arguments a keyword takes, as shown in usage and errors
+    /// (`<list-name>`), or `None` for an unknown keyword.
+    pub fn arguments_of(keyword: &str) -> Option<&'static [&'static str]> {
+        Some(match keyword {
+            "register" => &["<contact-name>", "<ip>", "<port>"],
+            "create" => &["<list-name>"],
+            "query-lists" => &[],
+            "join" | "leave" | "im-start" | "im-complete" => &["<list-name>", "<contact-name>"],
+            "exit" => &["<contact-name>"],
+            "save" => &["<file>"],
+            _ => return None,
+        })
+    }
+
+    /// The contact a command acts on behalf of, if any (`join`, `leave`, `exit`, `im-start`,
+    /// `im-complete`). A server that authenticates requests checks the source against it.
+    pub fn acting_contact(&self) -> Option<&ContactName> {
+        match self {
+            Self::Join { name, .. }
+            | Self::Leave { name, .. }
+            | Self::Exit { name }
+            | Self::ImStart { name, .. }
+            | Self::ImComplete { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Builds a command from its keyword and its arguments, already split.
+    ///
+    /// `arg` turns each argument into a string; this is shared by the wire decoder and the
+    /// line parser, which differ only in how they split and in how they report errors.
+    pub(crate) fn from_parts(keyword: &str, args: &[&str]) -> Result<Self, CommandError> {
+        let expected = Self::arguments_of(keyword).ok_or(CommandError::UnknownCommand)?;
+        if args.len() < expected.len() {
+            return Err(CommandError::Missing(expected[args.len()]));
+        }
+        if args.len() > expected.len() {
+            return Err(CommandError::Extra(expected.len()));
+        }
+        let name = |i: usize| {
+            ContactName::try_from(args[i]).map_err(|e| CommandError::Invalid(i, e.to_string()))
+        };
+        let list = |i: usize| {
+            ListName::try_from(args[i]).map_err(|e| CommandError::Invalid(i, e.to_string()))
+        };
+        Ok(match keyword {
+            "register" => Self::Register {
+                name: name(0)?,
+                ip: parse_ip(args[1]).ok_or_else(|| {
+                    CommandError::Invalid(1, format!("{:?} is not an IP address", args[1]))
+                })?,
+                port: parse_port(args[2]).ok_or_else(|| {
+                    CommandError::Invalid(2, format!("{:?} is not a port in 1..=65534", args[2]))
+                })?,
+            },
+            "create" => Self::Create { list: list(0)? },
+            "query-lists" => Self::QueryLists,
+            "join" => Self::Join {
+                list: list(0)?,
+                name: name(1)?,
+            },
+            "leave" => Self::Leave {
+                list: list(0)?,
+                name: name(1)?,
+            },
+            "exit" => Self::Exit { name: name(0)? },
+            "im-start" => Self::ImStart {
+                list: list(0)?,
+                name: name(1)?,
+            },
+            "im-complete" => Self::ImComplete {
+                list: list(0)?,
+                name: name(1)?,
+            },
+            "save" => Self::Save {
+                file: SavePath::try_from(args[0])
+                    .map_err(|e| CommandError::Invalid(0, e.to_string()))?,
+            },
+            _ => return Err(CommandError::UnknownCommand),
+        })
+    }
+
+    /// Appends the wire form (without an id) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.keyword().as_bytes());
+        let mut arg = |s: &str| {
+            out.extend_from_slice(DELIMITER.as_bytes());
+            out.extend_from_slice(s.as_bytes());
+        };
+        match self {
+            Self::Register { name, ip, port } => {
+                arg(name.as_str());
+                arg(&ip.to_string());
+                arg(&port.to_string());
+            }
+            Self::Create { list } => arg(list.as_str()),
+            Self::QueryLists => {}
+            Self::Join { list, name }
+            | Self::Leave { list, name }
+            | Self::ImStart { list, name }
+            | Self::ImComplete { list, name } => {
+                arg(list.as_str());
+                arg(name.as_str());
+            }
+            Self::Exit { name } => arg(name.as_str()),
+            Self::Save { file } => arg(file.as_str()),
+        }
+    }
+
+    /// Writes the typed line form: the keyword and each argument, quoted where needed.
+    fn write_line(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        f.write_str(self.keyword())?;
+        let mut arg = |s: &str| {
+            f.write_char(' ')?;
+            write_word(f, s)
+        };
+        match self {
+            Self::Register { name, ip, port } => {
+                arg(name.as_str())?;
+                arg(&ip.to_string())?;
+                arg(&port.to_string())
+            }
+            Self::Create { list } => arg(list.as_str()),
+            Self::QueryLists => Ok(()),
+            Self::Join { list, name }
+            | Self::Leave { list, name }
+            | Self::ImStart { list, name }
+            | Self::ImComplete { list, name } => {
+                arg(list.as_str())?;
+                arg(name.as_str())
+            }
+            Self::Exit { name } => arg(name.as_str()),
+            Self::Save { file } => arg(file.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_line(f)
+    }
+}
+
+/// Why a keyword and its arguments do not make a command; turned into a
+/// [`DecodeError`] or a [`LineError`](crate::LineError) by the caller.
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    UnknownCommand,
+    /// The first missing argument's placeholder.
+    Missing(&'static str),
+    /// The index of the first extra argument.
+    Extra(usize),
+    /// The index of the bad argument and why it is bad.
+    Invalid(usize, String),
+}
+
+/// Parses an IP argument, stripping one layer of matching `'` or `"` quotes as the reference
+/// does (its peer sends the IP as the user typed it).
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    let unquoted = ['\'', '"']
+        .iter()
+        .find_map(|&q| s.strip_prefix(q)?.strip_suffix(q))
+        .unwrap_or(s);
+    unquoted.parse().ok()
+}
+
+/// Parses a port: ASCII digits, 1..=65534 (the peer's instant-message port is `port + 1`).
+pub(crate) fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match s.parse::<u16>() {
+        Ok(p) if (1..u16::MAX).contains(&p) => Some(p),
+        _ => None,
+    }
+}
+
+/// The id our peers put on a request so that a retransmission is recognised (see
+/// `docs/protocol.md`, "Extensions").
+pub type RequestId = u32;
+
+/// A request datagram: a [`Command`], tagged with a [`RequestId`] when it comes from one of
+/// our peers talking to one of our servers.
+///
+/// ```
+/// use contact_proto::{Command, Request};
+/// let req = Request::decode(b"join-_-list_1-_-Me").unwrap();
+/// assert_eq!(req.id, None);
+/// assert!(matches!(req.command, Command::Join { .. }));
+///
+/// let mut wire = Vec::new();
+/// Request { id: Some(7), command: Command::QueryLists }.encode(&mut wire);
+/// assert_eq!(wire, b"#7-_-query-lists");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Request {
+    /// The request id (our extension), or `None` as the reference sends.
+    pub id: Option<RequestId>,
+    /// The command.
+    pub command: Command,
+}
+
+impl Request {
+    /// A request without an id, as the reference sends it.
+    pub fn plain(command: Command) -> Self {
+        Self { id: None, command }
+    }
+
+    /// Appends the wire form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        if let Some(id) = self.id {
+            out.push(b'#');
+            out.extend_from_slice(id.to_string().as_bytes());
+            out.extend_from_slice(DELIMITER.as_bytes());
+        }
+        self.command.encode(out);
+    }
+
+    /// The wire form as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes a request datagram. Total: every input gives a request or an error.
+    ///
+    /// When it fails, [`Request::peek_id`] recovers the id of a tagged request, so that the
+    /// error answer can carry it.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_REQUEST_LEN {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_REQUEST_LEN,
+            });
+        }
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+        let mut parts: Vec<&str> = text.split(DELIMITER).collect();
+        let id = match parts[0].strip_prefix('#') {
+            Some(digits) => {
+                let id = parse_id(digits).ok_or_else(|| DecodeError::BadId(digits.into()))?;
+                parts.remove(0);
+                Some(id)
+            }
+            None => None,
+        };
+        let Some((&keyword, args)) = parts.split_first() else {
+            return Err(DecodeError::Empty);
+        };
+        let command = Command::from_parts(keyword, args).map_err(|e| match e {
+            CommandError::UnknownCommand => DecodeError::UnknownCommand(truncate(keyword)),
+            CommandError::Missing(argument) => DecodeError::MissingArgument {
+                command: keyword.into(),
+                argument,
+            },
+            CommandError::Extra(_) => DecodeError::ExtraArguments {
+                command: keyword.into(),
+            },
+            CommandError::Invalid(i, reason) => DecodeError::InvalidArgument {
+                command: keyword.into(),
+                argument: Command::arguments_of(keyword).map_or("?", |a| a[i]),
+                reason,
+            },
+        })?;
+        Ok(Self { id, command })
+    }
+}
+
+impl Request {
+    /// The id of a tagged request, even one that does not decode, so that a server can tag
+    /// its error answer and a retrying client recognises it.
+    ///
+    /// ```
+    /// use contact_proto::Request;
+    /// assert_eq!(Request::peek_id(b"#12-_-frobnicate"), Some(12));
+    /// assert_eq!(Request::peek_id(b"frobnicate"), None);
+    /// ```
+    pub fn peek_id(bytes: &[u8]) -> Option<RequestId> {
+        let rest = bytes.strip_prefix(b"#")?;
+        let end = rest
+            .windows(DELIMITER.len())
+            .position(|w| w == DELIMITER.as_bytes())?;
+        parse_id(std::str::from_utf8(&rest[..end]).ok()?)
+    }
+}
+
+pub(crate) fn parse_id(digits: &str) -> Option<RequestId> {
+    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Keeps error messages short when the offending input is long.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+impl fmt::Display for Request {
+    /// The typed line form of the command (the id is not part of it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.command, f)
+    }
+}

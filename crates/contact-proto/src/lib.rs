@@ -1,0 +1,64 @@
+//! The protocol of **contact**, a group instant-messaging system over UDP: everything a
+//! server and its peers must agree on, and nothing that does I/O.
+//!
+//! A contact server keeps a registry of contacts (name, IP, port) and of named contact
+//! lists. Peers send it [`Request`]s and get [`Answer`]s; an instant message then travels
+//! peer to peer around the members of a list as [`RingPacket`]s. This crate is byte-compatible
+//! with the reference Python implementation (see `docs/protocol.md` in the repository).
+//!
+//! # Layout
+//! - [`name`]: [`ContactName`], [`ListName`], [`SavePath`]: strings that can only be valid.
+//! - [`Command`] and [`Request`]: the nine commands and their `-_-` wire form.
+//! - [`Status`]: answer codes, the reference's and ours.
+//! - [`Answer`] and [`Body`]: `CODE-_-JSON` answers and their bodies.
+//! - [`RingPacket`]: the peer-to-peer message.
+//! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
+//!
+//! # Example
+//! ```
+//! use contact_proto::{Answer, Command, Request, Status, parse_line};
+//!
+//! // What a user types, to what goes on the wire...
+//! let line = parse_line(r#"create "list 1""#)?.expect("not blank");
+//! let mut wire = Vec::new();
+//! Request::plain(line.command.clone()).encode(&mut wire);
+//! assert_eq!(wire, b"create-_-list 1");
+//!
+//! // ...and back, as a server decodes it.
+//! assert_eq!(Request::decode(&wire)?.command, line.command);
+//! let answer = Answer::decode(b"457-_-null")?;
+//! assert_eq!(answer.status, Status::ListExists);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod answer;
+mod command;
+mod error;
+mod json;
+mod line;
+pub mod name;
+mod ring;
+mod status;
+
+pub use answer::{Answer, Body, EXT_VERSION, ImStartBody, ListsBody, Member};
+pub use command::{Command, KEYWORDS, Request, RequestId};
+pub use error::DecodeError;
+pub use json::json_string_len;
+pub use line::{Line, LineError, LineErrorKind, parse_line, write_word};
+pub use name::{ContactName, ListName, MAX_NAME_LEN, NameError, SavePath};
+pub use ring::{FIRST_POINTER, RingPacket};
+pub use status::Status;
+
+/// The delimiter between the fields of requests and answers.
+pub const DELIMITER: &str = "-_-";
+
+/// The largest request, in bytes, a server accepts. The reference reads requests into a
+/// 2048-byte buffer (and silently cuts longer ones); every valid request fits in it.
+pub const MAX_REQUEST_LEN: usize = 2048;
+
+/// The largest UDP payload over IPv4 (65,535 - 8 - 20), the bound of every answer and ring
+/// packet.
+pub const MAX_DATAGRAM_LEN: usize = 65_507;

@@ -1,0 +1,248 @@
+//! Names of contacts and lists, and save paths: strings that can only be built valid.
+//!
+//! The rules are decided here once, so that every other layer (the line parser, the wire
+//! decoder, the registry, the save-file loader) takes a [`ContactName`] or a [`ListName`] and
+//! never checks it again.
+//!
+//! ```text
+//! name = 1..=255 bytes of UTF-8
+//!        with no control character (Unicode category Cc, e.g. newline, tab, NUL),
+//!        not beginning or ending with whitespace,
+//!        never containing the wire delimiter "-_-"
+//! ```
+//!
+//! Spaces, quotes, backslashes and any other Unicode are allowed inside a name: the reference
+//! stores `"list` when a user types `create "list 1"`, so a quote is a name character for it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::DELIMITER;
+
+/// The largest name, in bytes of UTF-8, that the protocol accepts.
+///
+/// A registry may set a smaller limit of its own (`contact-registry`'s `Limits`).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Why a string is not a valid name.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The string is empty.
+    #[error("name is empty")]
+    Empty,
+    /// The string is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("name is {len} bytes long, more than the {max} allowed")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The largest length allowed.
+        max: usize,
+    },
+    /// The string holds a control character.
+    #[error("name holds the control character {ch:?} at character {at}")]
+    ControlChar {
+        /// The character.
+        ch: char,
+        /// Its 0-based index among the characters of the name.
+        at: usize,
+    },
+    /// The string begins or ends with whitespace.
+    #[error("name begins or ends with whitespace")]
+    EdgeWhitespace,
+    /// The string holds the wire delimiter `-_-`.
+    #[error("name holds the delimiter \"-_-\"")]
+    Delimiter,
+}
+
+/// Checks `s` against the name rules of this module.
+pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: s.len(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    if let Some((at, ch)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(NameError::ControlChar { ch, at });
+    }
+    if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return Err(NameError::EdgeWhitespace);
+    }
+    if s.contains(DELIMITER) {
+        return Err(NameError::Delimiter);
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(Box<str>);
+
+        impl $ty {
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = NameError;
+            fn try_from(s: &str) -> Result<Self, NameError> {
+                check_name(s)?;
+                Ok(Self(s.into()))
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = NameError;
+            fn try_from(s: String) -> Result<Self, NameError> {
+                check_name(&s)?;
+                Ok(Self(s.into_boxed_str()))
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                Self::try_from(s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(n: $ty) -> String {
+                n.0.into_string()
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            /// Shows the name as it is, unquoted.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+
+name_type! {
+    /// The name of a contact (a peer), e.g. `Me`.
+    ///
+    /// Built only through `TryFrom<&str>`/`TryFrom<String>`/`FromStr`, which apply the
+    /// [name rules](self).
+    ///
+    /// ```
+    /// use contact_proto::ContactName;
+    /// let me = ContactName::try_from("Me").unwrap();
+    /// assert_eq!(me.as_str(), "Me");
+    /// assert!(ContactName::try_from("").is_err());
+    /// assert!(ContactName::try_from("a-_-b").is_err());
+    /// ```
+    ContactName
+}
+
+name_type! {
+    /// The name of a contact list, e.g. `list_1` or `list 1`.
+    ///
+    /// Same [rules](self) as [`ContactName`].
+    ///
+    /// ```
+    /// use contact_proto::ListName;
+    /// let list: ListName = "list 1".parse().unwrap();
+    /// assert_eq!(list, "list 1");
+    /// ```
+    ListName
+}
+
+name_type! {
+    /// The file argument of `save`, as the client gave it.
+    ///
+    /// Same [rules](self) as names. Whether the path is acceptable on the server's host
+    /// (confined to a data directory, say) is the server's decision, not the protocol's.
+    ///
+    /// ```
+    /// use contact_proto::SavePath;
+    /// let file = SavePath::try_from("config.txt").unwrap();
+    /// assert_eq!(file.as_str(), "config.txt");
+    /// ```
+    SavePath
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_reference_names() {
+        for s in [
+            "Me", "list_1", "list 1", "\"list", "it's", "名前", "a\\b", "x-y_z",
+        ] {
+            assert!(ContactName::try_from(s).is_ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert_eq!(ContactName::try_from(""), Err(NameError::Empty));
+        assert_eq!(
+            ContactName::try_from("a\tb"),
+            Err(NameError::ControlChar { ch: '\t', at: 1 })
+        );
+        assert_eq!(ListName::try_from(" a"), Err(NameError::EdgeWhitespace));
+        assert_eq!(ListName::try_from("a "), Err(NameError::EdgeWhitespace));
+        assert_eq!(ListName::try_from("a-_-b"), Err(NameError::Delimiter));
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(
+            ListName::try_from(long.as_str()),
+            Err(NameError::TooLong { len: 256, max: 255 })
+        );
+        assert!(ListName::try_from("x".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(ListName::try_from("a\u{7f}").is_err());
+        assert!(ListName::try_from("a\u{85}").is_err());
+    }
+
+    #[test]
+    fn serde_checks_rules() {
+        let ok: ContactName = serde_json::from_str("\"Me\"").unwrap();
+        assert_eq!(ok, "Me");
+        assert!(serde_json::from_str::<ContactName>("\"\"").is_err());
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"Me\"");
+    }
+}

@@ -1,0 +1,141 @@
+//! Ring packets: an instant message travelling peer to peer around a contact list.
+//!
+//! ```text
+//! ring-packet = {"num_contacts_in_list": N, "contact_list": [MEMBER, ...],
+//!                "text_message": TEXT, "pointer": P, ...unknown keys}
+//! ```
+//!
+//! The initiator sends the packet with `pointer` 2 to `contact_list[1]`. A member receiving
+//! `pointer <= N` shows the message (from `contact_list[0]`), and forwards it with
+//! `pointer + 1` to `contact_list[pointer]`, or to `contact_list[0]` when `pointer == N`.
+//! The initiator receiving `pointer == N + 1` knows the message has gone round. Packets go
+//! to each member's registered port + 1. What to do with a packet is the ring engine's
+//! business (`contact-peer`); this module only defines and codes it.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::answer::check_count;
+use crate::json::write_py;
+use crate::{ContactName, DecodeError, ImStartBody, MAX_DATAGRAM_LEN, Member};
+
+/// The pointer of the packet the initiator sends.
+pub const FIRST_POINTER: usize = 2;
+
+/// An instant message on its way around a ring.
+///
+/// ```
+/// use contact_proto::{ImStartBody, Member, RingPacket};
+/// let body = ImStartBody {
+///     contact_list: vec![
+///         Member::new("Me".parse().unwrap(), "10.0.0.1", 22000),
+///         Member::new("I".parse().unwrap(), "10.0.0.2", 22001),
+///     ],
+/// };
+/// let packet = RingPacket::start(body, "Hello");
+/// assert_eq!(packet.pointer, 2);
+/// let wire = packet.to_bytes();
+/// assert_eq!(
+///     std::str::from_utf8(&wire).unwrap(),
+///     r#"{"num_contacts_in_list": 2, "contact_list": [{"name": "Me", "ip": "10.0.0.1", "port": 22000}, {"name": "I", "ip": "10.0.0.2", "port": 22001}], "text_message": "Hello", "pointer": 2}"#
+/// );
+/// assert_eq!(RingPacket::decode(&wire).unwrap(), packet);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingPacket {
+    /// The ring, initiator first; `num_contacts_in_list` on the wire is its length.
+    pub contact_list: Vec<Member>,
+    /// The message.
+    pub text_message: String,
+    /// 1-based position of the member the packet is for, plus one: `2` for
+    /// `contact_list[1]`, `N + 1` when it is back at the initiator.
+    pub pointer: usize,
+    /// Keys this implementation does not know, carried along unchanged.
+    pub extra: Map<String, Value>,
+}
+
+impl RingPacket {
+    /// The packet an initiator sends, built from its `im-start` answer.
+    pub fn start(body: ImStartBody, text: impl Into<String>) -> Self {
+        Self {
+            contact_list: body.contact_list,
+            text_message: text.into(),
+            pointer: FIRST_POINTER,
+            extra: Map::new(),
+        }
+    }
+
+    /// The initiator, `contact_list[0]`, shown as the sender.
+    pub fn sender(&self) -> Option<&ContactName> {
+        self.contact_list.first().map(|m| &m.name)
+    }
+
+    /// Appends the wire form (Python-style JSON) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        write_py(out, self);
+    }
+
+    /// The wire form as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes a ring packet. Total: every input gives a packet or an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_DATAGRAM_LEN {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_DATAGRAM_LEN,
+            });
+        }
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for RingPacket {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawRing::deserialize(d)?;
+        check_count(
+            "num_contacts_in_list",
+            raw.num_contacts_in_list,
+            raw.contact_list.len(),
+        )
+        .map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            contact_list: raw.contact_list,
+            text_message: raw.text_message,
+            pointer: raw.pointer,
+            extra: raw.extra,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRing {
+    num_contacts_in_list: usize,
+    contact_list: Vec<Member>,
+    text_message: String,
+    pointer: usize,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl Serialize for RingPacket {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(4 + self.extra.len()))?;
+        map.serialize_entry("num_contacts_in_list", &self.contact_list.len())?;
+        map.serialize_entry("contact_list", &self.contact_list)?;
+        map.serialize_entry("text_message", &self.text_message)?;
+        map.serialize_entry("pointer", &self.pointer)?;
+        for (k, v) in &self.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,1 @@
+//! The registry state machine of contact (implemented in issue 3).
