@@ -13,6 +13,7 @@
 //! - [`Answer`] and [`Body`]: `CODE-_-JSON` answers and their bodies.
 //! - [`RingPacket`]: the peer-to-peer message.
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
+//! - [`roundtrip`]: decode/encode/decode checks, the bodies of the fuzz targets.
 //!
 //! # Example
 //! ```
@@ -41,6 +42,7 @@ mod json;
 mod line;
 pub mod name;
 mod ring;
+pub mod roundtrip;
 mod status;
 
 pub use answer::{Answer, Body, EXT_VERSION, ImStartBody, ListsBody, Member};
