@@ -1,7 +1,68 @@
-//! `contact-cli`: the command-line front end of contact (server, peer and demo arrive with
-//! issue 4).
+//! `contact-cli`: the command-line front end of contact: a server and an interactive peer.
+//!
+//! ```text
+//! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
+//! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
+//! ```
+//!
+//! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
+//! 1 when the program cannot start (a port is busy, the server does not answer, a file cannot
+//! be loaded); 2 for a usage error.
+//!
+//! # Layout
+//! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
+//! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
+//!   printed.
 
-fn main() {
-    eprintln!("contact-cli: the server, peer and demo commands are not built yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+mod peer;
+mod server;
+
+/// Group instant messaging over UDP: a contact server and its peers, compatible with the
+/// reference Python implementation.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Log less: warnings and errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log more (-v: debug, -vv: trace). RUST_LOG, when set, overrides both flags.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a contact server.
+    Server(server::Args),
+    /// Run an interactive peer: type commands, see answers and messages.
+    Peer(peer::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A server logs every request at info; a peer prints what matters itself, so its logs
+    // start at warnings.
+    let default = match (&cli.command, cli.quiet, cli.verbose) {
+        (_, true, _) => "warn",
+        (_, _, 1) => "debug",
+        (_, _, v) if v >= 2 => "trace",
+        (Cmd::Server(_), ..) => "info",
+        (Cmd::Peer(_), ..) => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Cmd::Server(args) => server::run(args),
+        Cmd::Peer(args) => peer::run(args),
+    }
 }

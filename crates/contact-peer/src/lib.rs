@@ -1,1 +1,63 @@
-//! Networking of contact (implemented in issue 4).
+//! Networking of **contact**: the ring engine, the server core and the server client as
+//! sans-IO state machines, and thin blocking drivers over UDP sockets that run them.
+//!
+//! Each state machine follows quinn-proto's `Connection`: inputs `handle_datagram(now, from,
+//! bytes)`, `handle_timeout(now)` and user calls; outputs pulled by the driver with
+//! `poll_transmit(&mut buf)`, `poll_event()` and `poll_timeout()`. No machine reads a clock,
+//! touches a socket or draws a random number of its own, so each is tested with virtual time.
+//!
+//! # Layout
+//! - [`ring`]: [`RingEngine`], the instant message going round a list, peer to peer.
+//! - [`client`]: [`Client`], requests to a server with timeouts and bounded retries.
+//! - [`server`]: [`ServerCore`] (decode, deduplicate, apply to the registry, encode) and its
+//!   driver [`Server`].
+//! - [`save`]: [`DataDir`], the confined, atomic writing of `save FILE`.
+//! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
+//!   P + 1).
+//!
+//! # Example
+//! A server and a peer in a few lines (see also the crate's README):
+//! ```
+//! use contact_peer::{Peer, PortChoice, Server, ServerConfig};
+//! use contact_proto::{Command, Status};
+//!
+//! let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default())?.spawn()?;
+//! let peer = Peer::bind("127.0.0.1".parse()?, server.local_addr(), PortChoice::Ephemeral)?;
+//! let answer = peer.request(Command::Create { list: "friends".parse()? })?;
+//! assert_eq!(answer.status, Status::Ok);
+//! server.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+pub mod client;
+mod net;
+pub mod peer;
+pub mod ring;
+pub mod save;
+pub mod server;
+
+pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
+pub use peer::{Peer, PeerConfig, PortChoice};
+pub use ring::{RingEngine, RingError, RingEvent};
+pub use save::{DataDir, SaveError};
+pub use server::{SaveJob, Server, ServerConfig, ServerCore, ServerHandle, ShutdownHandle};
+
+/// A datagram a state machine wants sent: where, and how many bytes of the buffer given to
+/// its `poll_transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// The destination.
+    pub destination: SocketAddr,
+    /// The datagram's size, from the start of the buffer.
+    pub size: usize,
+}
+
+/// The size of every receive buffer: any UDP datagram fits (the reference's 2048-byte
+/// buffers are one of its defects).
+pub const RECV_BUFFER_LEN: usize = 65_536;

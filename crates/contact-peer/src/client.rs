@@ -1,0 +1,613 @@
+//! The server client: requests out, answers in, with timeouts and bounded retries, without
+//! I/O.
+//!
+//! One request is in flight at a time; the others wait in a queue, in order. A request that
+//! gets no answer is sent again after a timeout that doubles each time (plus jitter), a
+//! bounded number of times, then fails with [`ClientError::Timeout`]: the client never waits
+//! forever.
+//!
+//! # Which server is it?
+//! Our server understands request ids (`#ID-_-command`) and deduplicates retried requests by
+//! them; the reference server does not know them. So the first request to a server is always
+//! a plain `query-lists` (sent by the client itself when the user asks for something else):
+//! our server's answer carries `"ext": 1`, the reference's has no such key. Then:
+//! - our server: every request is tagged with an id and retried as needed; the server answers a
+//!   retry from its cache of recent answers, without applying the command twice. A tagged
+//!   `register` also tells the server that the contact is one of our peers.
+//! - the reference server: requests are plain, and only `query-lists` (which changes nothing)
+//!   is ever retried. A retried `join` or `im-start` would be applied twice by the reference (an
+//!   `im-start` counted twice blocks its list for good), so a mutation gets one datagram and
+//!   the whole retry window to be answered, then fails with a timeout.
+//!
+//! An answer is accepted only from the server's address, and, for a tagged request, only with
+//! its id; an untagged answer must also fit the command (a `query-lists` body answers only
+//! `query-lists`). Anything else is logged and skipped.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use contact_proto::{Answer, Body, Command, EXT_VERSION, Request, RequestId, Status};
+use thiserror::Error;
+
+use crate::Transmit;
+
+/// Timeouts and retries of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// How long to wait for the first answer before sending again.
+    pub initial_timeout: Duration,
+    /// The longest wait between two sends; each timeout doubles up to it.
+    pub max_timeout: Duration,
+    /// How many times a request may be sent again after the first send.
+    pub max_retries: u32,
+    /// Up to this fraction of each timeout is added at random, so that peers that lost the
+    /// server at the same moment do not retry in step.
+    pub jitter: f64,
+    /// Seed of the jitter's random source (tests fix it; a driver may use the clock).
+    pub rng_seed: u64,
+}
+
+impl Default for ClientConfig {
+    /// 0.5 s, doubling to 4 s at most, 4 retries (11.5 s in all before a failure),
+    /// 10% jitter.
+    fn default() -> Self {
+        Self {
+            initial_timeout: Duration::from_millis(500),
+            max_timeout: Duration::from_secs(4),
+            max_retries: 4,
+            jitter: 0.1,
+            rng_seed: 0x5EED_C0DE_D00D_F00D,
+        }
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server did not answer.
+    #[error("the server at {server} did not answer ({attempts} send(s) over {elapsed:.1?})")]
+    Timeout {
+        /// The server.
+        server: SocketAddr,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// How long the client waited in all.
+        elapsed: Duration,
+    },
+    /// The peer's networking has stopped (its thread ended); nothing was sent.
+    #[error("the peer is shut down")]
+    Shutdown,
+}
+
+/// What a [`Client`] tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The server answered a request.
+    Answer {
+        /// The handle [`Client::send`] returned.
+        id: RequestId,
+        /// The request's command.
+        command: Command,
+        /// The answer.
+        answer: Answer,
+    },
+    /// A request got no answer.
+    Failed {
+        /// The handle [`Client::send`] returned.
+        id: RequestId,
+        /// The request's command.
+        command: Command,
+        /// Why.
+        error: ClientError,
+    },
+}
+
+/// What the client knows about the server's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Not asked yet (or the probe got no answer).
+    Unknown,
+    /// The reference server, or any server without our extensions.
+    Reference,
+    /// Our server, at this extension level: requests are tagged and retried.
+    Extended(u32),
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: RequestId,
+    command: Command,
+    /// `false` for the client's own probe, whose answer is not an event.
+    user: bool,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    pending: Pending,
+    /// The wire id, when the request is tagged.
+    tag: Option<RequestId>,
+    attempts: u32,
+    first_sent: Instant,
+    deadline: Instant,
+    /// Whether a timeout sends again (or fails at once).
+    retry: bool,
+    /// The wait before the next send.
+    timeout: Duration,
+}
+
+/// The sans-IO request client of one server.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use contact_peer::{Client, ClientConfig, ClientEvent};
+/// use contact_proto::Command;
+///
+/// let server = "127.0.0.1:22000".parse()?;
+/// let mut client = Client::new(server, ClientConfig::default());
+/// let now = Instant::now();
+/// let id = client.send(now, Command::QueryLists);
+/// let mut buf = Vec::new();
+/// let t = client.poll_transmit(&mut buf).expect("a request");
+/// assert_eq!((t.destination, &buf[..t.size]), (server, &b"query-lists"[..]));
+///
+/// // Our server answers with "ext": 1; from now on requests carry an id.
+/// client.handle_datagram(now, server, br#"200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#);
+/// assert!(matches!(client.poll_event(), Some(ClientEvent::Answer { id: i, .. }) if i == id));
+///
+/// // No answer at all: after the retries, a failure, never a hang.
+/// client.send(now, Command::QueryLists);
+/// let mut now = now;
+/// while let Some(t) = client.poll_timeout() {
+///     while client.poll_transmit(&mut buf).is_some() {}
+///     now = t;
+///     client.handle_timeout(now);
+/// }
+/// assert!(matches!(client.poll_event(), Some(ClientEvent::Failed { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Client {
+    server: SocketAddr,
+    config: ClientConfig,
+    kind: ServerKind,
+    next_id: RequestId,
+    queue: VecDeque<Pending>,
+    in_flight: Option<InFlight>,
+    transmit: Option<Vec<u8>>,
+    events: VecDeque<ClientEvent>,
+    rng: u64,
+}
+
+impl Client {
+    /// A client of the server at `server`.
+    pub fn new(server: SocketAddr, config: ClientConfig) -> Self {
+        let rng = config.rng_seed | 1;
+        Self {
+            server,
+            config,
+            kind: ServerKind::Unknown,
+            next_id: 1,
+            queue: VecDeque::new(),
+            in_flight: None,
+            transmit: None,
+            events: VecDeque::new(),
+            rng,
+        }
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// What the client has learnt about the server.
+    pub fn server_kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// Queues a request; its answer or failure comes as a [`ClientEvent`] with the returned
+    /// id.
+    pub fn send(&mut self, now: Instant, command: Command) -> RequestId {
+        let id = self.fresh_id();
+        self.queue.push_back(Pending {
+            id,
+            command,
+            user: true,
+        });
+        self.advance(now);
+        id
+    }
+
+    /// Handles a datagram received on the client's socket.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if from != self.server {
+            tracing::debug!(%from, "datagram not from the server skipped");
+            return;
+        }
+        let answer = match Answer::decode(bytes) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(%from, error = %e, "undecodable answer skipped");
+                return;
+            }
+        };
+        let Some(flight) = &self.in_flight else {
+            tracing::debug!(?answer.id, "answer with no request in flight skipped");
+            return;
+        };
+        if answer.id != flight.tag {
+            tracing::debug!(got = ?answer.id, want = ?flight.tag, "answer to another request skipped");
+            return;
+        }
+        if flight.tag.is_none() && !plausible(&flight.pending.command, &answer) {
+            tracing::debug!(?answer, "answer that does not fit the request skipped");
+            return;
+        }
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        if !flight.pending.user || matches!(flight.pending.command, Command::QueryLists) {
+            if let Some(Body::Lists(lists)) = &answer.body {
+                self.kind = if lists.ext >= EXT_VERSION {
+                    ServerKind::Extended(lists.ext)
+                } else {
+                    ServerKind::Reference
+                };
+            }
+        }
+        if flight.pending.user {
+            self.events.push_back(ClientEvent::Answer {
+                id: flight.pending.id,
+                command: flight.pending.command,
+                answer,
+            });
+        }
+        self.advance(now);
+    }
+
+    /// Handles the expiry of the timer from [`Client::poll_timeout`]; an early or stray call
+    /// does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(flight) = &mut self.in_flight else {
+            return;
+        };
+        if now < flight.deadline {
+            return;
+        }
+        if flight.retry && flight.attempts <= self.config.max_retries {
+            flight.timeout = (flight.timeout * 2).min(self.config.max_timeout);
+            flight.attempts += 1;
+            tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
+            let bytes = Request {
+                id: flight.tag,
+                command: flight.pending.command.clone(),
+            }
+            .to_bytes();
+            let wait = flight.timeout;
+            self.transmit = Some(bytes);
+            let wait = self.jittered(wait);
+            if let Some(flight) = &mut self.in_flight {
+                flight.deadline = now + wait;
+            }
+            return;
+        }
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        self.transmit = None;
+        let error = ClientError::Timeout {
+            server: self.server,
+            attempts: flight.attempts,
+            elapsed: now.duration_since(flight.first_sent),
+        };
+        if flight.pending.user {
+            self.events.push_back(ClientEvent::Failed {
+                id: flight.pending.id,
+                command: flight.pending.command,
+                error,
+            });
+        } else if let Some(user) = self.queue.pop_front() {
+            // The probe failed: the request it was sent for fails with it, so that a user
+            // never waits for more than one retry window.
+            self.events.push_back(ClientEvent::Failed {
+                id: user.id,
+                command: user.command,
+                error,
+            });
+        }
+        self.advance(now);
+    }
+
+    /// When [`Client::handle_timeout`] must next be called, if a request is in flight.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.in_flight.as_ref().map(|f| f.deadline)
+    }
+
+    /// The next datagram to send to the server: its bytes replace the contents of `buf`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let bytes = self.transmit.take()?;
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        Some(Transmit {
+            destination: self.server,
+            size: bytes.len(),
+        })
+    }
+
+    /// The next answer or failure.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && self.queue.is_empty()
+    }
+
+    fn fresh_id(&mut self) -> RequestId {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Puts the next request in flight if none is.
+    fn advance(&mut self, now: Instant) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(front) = self.queue.front() else {
+            return;
+        };
+        let pending =
+            if self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists) {
+                // Probe first; the user's request stays at the front of the queue.
+                let id = self.fresh_id();
+                Pending {
+                    id,
+                    command: Command::QueryLists,
+                    user: false,
+                }
+            } else {
+                self.queue.pop_front().expect("front checked")
+            };
+        let (tag, retry) = match self.kind {
+            ServerKind::Extended(_) => (Some(pending.id), true),
+            ServerKind::Reference | ServerKind::Unknown => {
+                (None, matches!(pending.command, Command::QueryLists))
+            }
+        };
+        let timeout = if retry {
+            self.config.initial_timeout
+        } else {
+            // One send, and the whole window the retries would have had to answer it.
+            self.retry_window()
+        };
+        let bytes = Request {
+            id: tag,
+            command: pending.command.clone(),
+        }
+        .to_bytes();
+        self.transmit = Some(bytes);
+        let wait = self.jittered(timeout);
+        self.in_flight = Some(InFlight {
+            pending,
+            tag,
+            attempts: 1,
+            first_sent: now,
+            deadline: now + wait,
+            retry,
+            timeout,
+        });
+    }
+
+    /// The sum of every timeout of a retried request.
+    fn retry_window(&self) -> Duration {
+        let mut t = self.config.initial_timeout;
+        let mut total = t;
+        for _ in 0..self.config.max_retries {
+            t = (t * 2).min(self.config.max_timeout);
+            total += t;
+        }
+        total
+    }
+
+    fn jittered(&mut self, d: Duration) -> Duration {
+        // xorshift64: a tiny seeded source is all jitter needs.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+        d + d.mul_f64(self.config.jitter.clamp(0.0, 1.0) * unit)
+    }
+}
+
+/// Whether an untagged answer can be the answer to `command`: a stale answer to an earlier,
+/// retried `query-lists` must not be taken for the answer to the next request.
+fn plausible(command: &Command, answer: &Answer) -> bool {
+    match (&answer.body, command) {
+        (Some(Body::Lists(_)), Command::QueryLists) => answer.status == Status::Ok,
+        (Some(Body::Lists(_)), _) | (_, Command::QueryLists) => false,
+        (Some(Body::ImStart(_)), Command::ImStart { .. }) => answer.status == Status::Ok,
+        (Some(Body::ImStart(_)), _) => false,
+        (None, Command::ImStart { .. }) => !answer.status.is_ok(),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTS_EXT: &[u8] = br#"200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#;
+    const LISTS_REF: &[u8] = br#"200-_-{"num_lists": 0, "list_names": []}"#;
+
+    fn server() -> SocketAddr {
+        "127.0.0.1:22000".parse().unwrap()
+    }
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            jitter: 0.0,
+            ..ClientConfig::default()
+        }
+    }
+
+    fn sent(c: &mut Client) -> Option<String> {
+        let mut buf = Vec::new();
+        let t = c.poll_transmit(&mut buf)?;
+        assert_eq!(t.destination, server());
+        Some(String::from_utf8(buf[..t.size].to_vec()).unwrap())
+    }
+
+    fn create() -> Command {
+        Command::Create {
+            list: "l".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn probes_then_tags_with_our_server() {
+        let now = Instant::now();
+        let mut c = Client::new(server(), config());
+        let id = c.send(now, create());
+        assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
+        c.handle_datagram(now, server(), LISTS_EXT);
+        assert_eq!(c.server_kind(), ServerKind::Extended(1));
+        assert!(c.poll_event().is_none(), "the probe is not an event");
+        assert_eq!(sent(&mut c), Some(format!("#{id}-_-create-_-l")));
+        // An untagged or wrongly tagged answer is skipped.
+        c.handle_datagram(now, server(), b"200-_-null");
+        c.handle_datagram(
+            now,
+            server(),
+            format!("#{}-_-200-_-null", id + 1).as_bytes(),
+        );
+        assert!(c.poll_event().is_none());
+        c.handle_datagram(now, server(), format!("#{id}-_-457-_-null").as_bytes());
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Answer { id: i, answer, .. }) if i == id && answer.status == Status::ListExists
+        ));
+        assert!(c.is_idle());
+    }
+
+    #[test]
+    fn plain_with_the_reference_and_mutations_not_retried() {
+        let now = Instant::now();
+        let mut c = Client::new(server(), config());
+        c.send(now, Command::QueryLists);
+        assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
+        c.handle_datagram(now, server(), LISTS_REF);
+        assert_eq!(c.server_kind(), ServerKind::Reference);
+        assert!(matches!(c.poll_event(), Some(ClientEvent::Answer { .. })));
+        c.send(now, create());
+        assert_eq!(sent(&mut c).as_deref(), Some("create-_-l"));
+        // No retry: one datagram, then a failure after the whole window (11.5 s).
+        let deadline = c.poll_timeout().unwrap();
+        assert_eq!(deadline - now, Duration::from_millis(11_500));
+        c.handle_timeout(deadline);
+        assert_eq!(sent(&mut c), None);
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Failed {
+                error: ClientError::Timeout { attempts: 1, .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn retries_with_backoff_then_fails_in_bounded_time() {
+        let start = Instant::now();
+        let mut c = Client::new(server(), config());
+        c.send(start, Command::QueryLists);
+        let mut sends = 0;
+        let mut now = start;
+        while let Some(t) = c.poll_timeout() {
+            while sent(&mut c).is_some() {
+                sends += 1;
+            }
+            assert!(t > now);
+            now = t;
+            c.handle_timeout(now);
+        }
+        assert_eq!(sends, 5);
+        // 0.5 + 1 + 2 + 4 + 4
+        assert_eq!(now - start, Duration::from_millis(11_500));
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Failed {
+                error: ClientError::Timeout { attempts: 5, .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn failed_probe_fails_the_user_request_and_the_next_probes_again() {
+        let mut now = Instant::now();
+        let mut c = Client::new(server(), config());
+        let id = c.send(now, create());
+        while let Some(t) = c.poll_timeout() {
+            while sent(&mut c).is_some() {}
+            now = t;
+            c.handle_timeout(now);
+        }
+        assert!(matches!(c.poll_event(), Some(ClientEvent::Failed { id: i, .. }) if i == id));
+        assert!(c.is_idle());
+        c.send(now, create());
+        assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
+    }
+
+    #[test]
+    fn answers_from_elsewhere_or_stale_are_skipped() {
+        let now = Instant::now();
+        let mut c = Client::new(server(), config());
+        c.send(now, Command::QueryLists);
+        let _ = sent(&mut c);
+        c.handle_datagram(now, "127.0.0.1:22001".parse().unwrap(), LISTS_REF);
+        c.handle_datagram(now, server(), b"garbage");
+        c.handle_datagram(now, server(), b"200-_-null");
+        assert!(c.poll_event().is_none());
+        c.handle_datagram(now, server(), LISTS_REF);
+        assert!(c.poll_event().is_some());
+        // A late duplicate of that answer is not taken for the answer to `create`.
+        c.send(now, create());
+        let _ = sent(&mut c);
+        c.handle_datagram(now, server(), LISTS_REF);
+        assert!(c.poll_event().is_none());
+        c.handle_datagram(now, server(), b"200-_-null");
+        assert!(matches!(c.poll_event(), Some(ClientEvent::Answer { .. })));
+    }
+
+    #[test]
+    fn requests_are_answered_in_order_one_at_a_time() {
+        let now = Instant::now();
+        let mut c = Client::new(server(), config());
+        c.send(now, Command::QueryLists);
+        c.send(now, create());
+        assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
+        assert_eq!(sent(&mut c), None);
+        c.handle_datagram(now, server(), LISTS_EXT);
+        assert_eq!(sent(&mut c).as_deref(), Some("#2-_-create-_-l"));
+        // Tagged requests are retried, with the same id.
+        let t = c.poll_timeout().unwrap();
+        c.handle_timeout(t);
+        assert_eq!(sent(&mut c).as_deref(), Some("#2-_-create-_-l"));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let mut c = Client::new(server(), ClientConfig::default());
+        for _ in 0..1000 {
+            let d = c.jittered(Duration::from_secs(1));
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_millis(1100));
+        }
+    }
+}

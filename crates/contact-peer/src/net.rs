@@ -1,0 +1,121 @@
+//! Socket plumbing shared by the drivers. socket2 stays private: everything public is std.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Kernel buffer sizes asked for; the kernel may grant less, which is fine.
+const SOCKET_BUFFER: usize = 1 << 20;
+
+/// Binds a UDP socket with SO_REUSEADDR off (a busy port is an error, never shared) and
+/// large kernel buffers. An IPv6 socket is IPv6-only, so that `[::]:P` and `0.0.0.0:P` are
+/// separate, as the user asked.
+pub(crate) fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(false)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Best effort: a smaller buffer only means more drops under a flood.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// What one wait on a socket gave.
+pub(crate) enum Received {
+    /// A datagram of this size from this source.
+    Datagram(usize, SocketAddr),
+    /// The wait ended (timeout, or a datagram to ignore).
+    Nothing,
+}
+
+/// Waits for one datagram until `deadline` (forever when `None`). Skips what UDP receivers
+/// must: ICMP-induced `ConnectionReset`, interrupted calls, and datagrams from port 0 or an
+/// unspecified address, which cannot be answered.
+pub(crate) fn recv_until(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<Received> {
+    let timeout = match deadline {
+        None => None,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Received::Nothing);
+            }
+            // A zero timeout means "block forever" to the OS: never ask for one.
+            Some(left.max(Duration::from_micros(100)))
+        }
+    };
+    socket.set_read_timeout(timeout)?;
+    match socket.recv_from(buf) {
+        Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {
+            tracing::debug!(%from, "datagram from an unanswerable source dropped");
+            Ok(Received::Nothing)
+        }
+        Ok((n, from)) => Ok(Received::Datagram(n, from)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Received::Nothing)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends, logging rather than failing on errors a datagram sender must live with (an
+/// unreachable destination, a full buffer): one lost datagram is what retries are for.
+pub(crate) fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(bytes, to) {
+        tracing::warn!(%to, error = %e, "send failed");
+    }
+}
+
+/// An address at which a socket bound to `local` can be reached from this host: the
+/// loopback address of its family when it is bound to the unspecified address.
+pub(crate) fn reachable(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// Wakes a driver thread blocked on its socket: an empty datagram to the socket itself.
+/// The thread then drains its command channel.
+#[derive(Debug)]
+pub(crate) struct Waker {
+    socket: UdpSocket,
+    target: SocketAddr,
+}
+
+impl Waker {
+    pub(crate) fn new(socket: &UdpSocket) -> io::Result<Self> {
+        Ok(Self {
+            target: reachable(socket.local_addr()?),
+            socket: socket.try_clone()?,
+        })
+    }
+
+    pub(crate) fn wake(&self) {
+        let _ = self.socket.send_to(&[], self.target);
+    }
+
+    /// Whether a datagram from `from` of `len` bytes is a wake-up.
+    pub(crate) fn is_wake(&self, from: SocketAddr, len: usize) -> bool {
+        len == 0 && from == self.target
+    }
+}

@@ -1,0 +1,197 @@
+//! `save FILE`: confined to a data directory, written atomically.
+//!
+//! The reference writes any path on the server's host that a client names. Our server
+//! writes only inside its data directory: an absolute path, a path with a `..` component, or
+//! one that resolves (through a symbolic link) outside the directory is refused with
+//! [`Status::PathRefused`](contact_proto::Status::PathRefused) (471). The file is written to
+//! a temporary file in the same directory, flushed to disk, then renamed over the target, and
+//! the directory is flushed: a crash mid-save leaves the old file or the new one, never half
+//! of one.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Component, Path, PathBuf};
+
+use contact_proto::{SavePath, Status};
+use thiserror::Error;
+
+/// Why a save failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SaveError {
+    /// The path would leave the data directory.
+    #[error("the path {0:?} is outside the data directory")]
+    Refused(String),
+    /// The file system refused.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SaveError {
+    /// The status the server answers this failure with: 471 or 462.
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Refused(_) => Status::PathRefused,
+            Self::Io { .. } => Status::SaveFailed,
+        }
+    }
+}
+
+/// The directory `save` writes into.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The directory at `root` (which need not exist yet: saves fail with 462 until it does).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where `file` would be written, or why it may not be.
+    ///
+    /// ```
+    /// use contact_peer::DataDir;
+    /// let dir = DataDir::new("/srv/contact");
+    /// assert!(dir.resolve(&"config.txt".parse().unwrap()).is_ok());
+    /// assert!(dir.resolve(&"sub/config.txt".parse().unwrap()).is_ok());
+    /// for bad in ["/etc/passwd", "../x", "a/../../x", "a/..", ".", "sub/"] {
+    ///     assert!(dir.resolve(&bad.parse().unwrap()).is_err(), "{bad}");
+    /// }
+    /// ```
+    pub fn resolve(&self, file: &SavePath) -> Result<PathBuf, SaveError> {
+        let refused = || SaveError::Refused(file.as_str().into());
+        let relative = Path::new(file.as_str());
+        if file.as_str().ends_with('/') || file.as_str().ends_with('\\') {
+            return Err(refused());
+        }
+        let mut clean = PathBuf::new();
+        for component in relative.components() {
+            match component {
+                Component::Normal(part) => clean.push(part),
+                Component::CurDir => {}
+                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                    return Err(refused());
+                }
+            }
+        }
+        if clean.as_os_str().is_empty() {
+            return Err(refused());
+        }
+        Ok(self.root.join(clean))
+    }
+
+    /// Writes `file` atomically with what `write` produces. The parent directory must exist
+    /// and, once symbolic links are resolved, be inside the data directory.
+    pub fn save(
+        &self,
+        file: &SavePath,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<PathBuf, SaveError> {
+        let target = self.resolve(file)?;
+        let io_err = |source| SaveError::Io {
+            path: target.clone(),
+            source,
+        };
+        let parent = target.parent().unwrap_or(&self.root).to_path_buf();
+        let root = fs::canonicalize(&self.root).map_err(io_err)?;
+        let real_parent = fs::canonicalize(&parent).map_err(io_err)?;
+        if !real_parent.starts_with(&root) {
+            return Err(SaveError::Refused(file.as_str().into()));
+        }
+        if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+            return Err(io_err(io::Error::other("a directory is in the way")));
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = real_parent.join(format!(".{name}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let f = File::create(&temp)?;
+            let mut out = BufWriter::new(f);
+            write(&mut out)?;
+            let f = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&temp, real_parent.join(&name))?;
+            // The rename is durable once the directory is.
+            if let Ok(dir) = File::open(&real_parent) {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&temp);
+            return Err(io_err(e));
+        }
+        Ok(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> SavePath {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn writes_inside_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.save(&path("a.txt"), |w| w.write_all(b"one")).unwrap();
+        data.save(&path("./a.txt"), |w| w.write_all(b"two"))
+            .unwrap();
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"two");
+        // A failing writer leaves the old file and no temporary file behind.
+        let err = data
+            .save(&path("a.txt"), |w| {
+                w.write_all(b"half")?;
+                Err(io::Error::other("boom"))
+            })
+            .unwrap_err();
+        assert_eq!(err.status(), Status::SaveFailed);
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        fs::create_dir(data.root()).unwrap();
+        for bad in ["/tmp/x", "../x", "a/../../x", "..", "sub/../../x"] {
+            let err = data.save(&path(bad), |w| w.write_all(b"x")).unwrap_err();
+            assert_eq!(err.status(), Status::PathRefused, "{bad}");
+        }
+        // A symbolic link out of the directory is refused too.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path(), data.root().join("out")).unwrap();
+            let err = data
+                .save(&path("out/x"), |w| w.write_all(b"x"))
+                .unwrap_err();
+            assert_eq!(err.status(), Status::PathRefused);
+        }
+        assert!(!dir.path().join("x").exists());
+        // A missing subdirectory is a write failure, not a refusal.
+        let err = data
+            .save(&path("nope/x"), |w| w.write_all(b"x"))
+            .unwrap_err();
+        assert_eq!(err.status(), Status::SaveFailed);
+    }
+}
