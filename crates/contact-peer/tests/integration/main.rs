@@ -1,0 +1,10 @@
+//! Real-socket tests of contact-peer, over loopback: one binary, one module per concern.
+
+#![allow(missing_docs, unreachable_pub)]
+
+mod bad_input;
+mod interop;
+mod peer;
+mod ring;
+mod server;
+mod util;

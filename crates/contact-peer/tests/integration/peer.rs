@@ -1,0 +1,82 @@
+//! The peer driver: ports, timeouts, shutdown.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use contact_peer::{ClientConfig, ClientError, Peer, PeerConfig, PortChoice, ServerKind};
+use contact_proto::Command;
+
+use crate::util::{TestServer, ok, peer};
+
+#[test]
+fn unanswered_requests_fail_in_bounded_time() {
+    // A socket that never answers stands for a dead server.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = PeerConfig {
+        client: ClientConfig {
+            initial_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_millis(40),
+            max_retries: 3,
+            ..ClientConfig::default()
+        },
+    };
+    let p = Peer::bind_with(
+        "127.0.0.1".parse().unwrap(),
+        silent.local_addr().unwrap(),
+        PortChoice::Ephemeral,
+        config,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let err = p.request(Command::QueryLists).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Timeout { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // It retried: four datagrams reached the silent server.
+    silent
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut n = 0;
+    let mut buf = [0u8; 64];
+    while silent.recv_from(&mut buf).is_ok() {
+        assert_eq!(&buf[..11], b"query-lists");
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn ports_are_p_and_p_plus_one() {
+    let server = TestServer::start();
+    let p = peer(server.addr());
+    assert_eq!(p.im_addr().port(), p.control_addr().port() + 1);
+    // A fixed pair that is busy is an error, never another port.
+    let busy = Peer::bind(
+        "127.0.0.1".parse().unwrap(),
+        server.addr(),
+        PortChoice::Fixed(p.control_addr().port()),
+    );
+    assert!(busy.is_err());
+    // The first free pair from a busy one is the next free pair.
+    let q = Peer::bind(
+        "127.0.0.1".parse().unwrap(),
+        server.addr(),
+        PortChoice::FirstFree(
+            p.control_addr().port()..=p.control_addr().port().saturating_add(200),
+        ),
+    )
+    .unwrap();
+    assert!(q.control_addr().port() > p.im_addr().port() - 1);
+    assert_eq!(q.im_addr().port(), q.control_addr().port() + 1);
+}
+
+#[test]
+fn learns_it_talks_to_our_server() {
+    let server = TestServer::start();
+    let p = peer(server.addr());
+    assert_eq!(p.server_kind(), ServerKind::Unknown);
+    ok(&p, "create l");
+    assert_eq!(p.server_kind(), ServerKind::Extended(1));
+}
