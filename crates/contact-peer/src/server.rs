@@ -290,7 +290,7 @@ pub struct Server {
 impl Server {
     /// Binds a server with an empty registry to `addr` (port 0: any free port).
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Self> {
-        let registry = Registry::new(config.limits.clone());
+        let registry = Registry::new(config.limits);
         Self::bind_with_registry(addr, config, registry)
     }
 

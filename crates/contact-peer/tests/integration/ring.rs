@@ -121,8 +121,8 @@ fn concurrent_messages_in_one_list() {
         assert_eq!(seen, want, "p{i}");
         assert_eq!(completed, expected_completions, "p{i}");
     }
-    for i in 0..3 {
-        ok(&peers[i], &format!("im-complete busy p{i}"));
+    for (i, p) in peers.iter().enumerate().take(3) {
+        ok(p, &format!("im-complete busy p{i}"));
     }
 }
 
