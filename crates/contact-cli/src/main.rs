@@ -14,6 +14,7 @@
 //! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
 //!   printed.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
         Cmd::Server(args) => server::run(args),

@@ -124,6 +124,11 @@ impl Session<'_> {
                         if let Some(code) = self.line(&line) {
                             return code;
                         }
+                        // What the line caused (a one-member list's completion) shows
+                        // before the next prompt.
+                        while let Ok(event) = events.try_recv() {
+                            self.event(event);
+                        }
                         prompt(self.awaiting.is_some());
                     }
                     Ok(Input::End) | Err(_) => return ExitCode::SUCCESS,

@@ -337,6 +337,9 @@ fn run_ring(
     let mut send = Vec::new();
     loop {
         let now = Instant::now();
+        // Replies wait until the start's packet is sent and its events are out, so that a
+        // caller sees a one-member list's completion as soon as `start_im` returns.
+        let mut replies = Vec::new();
         loop {
             match commands.try_recv() {
                 Ok(RingCmd::Start {
@@ -345,7 +348,7 @@ fn run_ring(
                     text,
                     reply,
                 }) => {
-                    let _ = reply.send(engine.start_im(now, list, body, text));
+                    replies.push((reply, engine.start_im(now, list, body, text)));
                 }
                 Ok(RingCmd::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     return;
@@ -359,6 +362,9 @@ fn run_ring(
         }
         while let Some(event) = engine.poll_event() {
             let _ = events.send(event);
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
         }
         match net::recv_until(&socket, &mut recv, engine.poll_timeout()) {
             Ok(Received::Datagram(n, from)) if !waker.is_wake(from, n) => {

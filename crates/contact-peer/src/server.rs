@@ -24,7 +24,7 @@ use contact_proto::{
 use contact_registry::{Limits, Registry, Reply};
 
 use crate::net::{self, Received};
-use crate::{DataDir, RECV_BUFFER_LEN, Transmit};
+use crate::{DataDir, RECV_BUFFER_LEN, SaveError, Transmit};
 
 /// How a server is run.
 #[derive(Debug, Clone)]
@@ -347,7 +347,10 @@ impl Server {
                     .save(&job.file, |mut w| registry.save(&mut w))
                     .map(|path| tracing::debug!(path = %path.display(), "saved"))
                     .map_err(|e| {
-                        tracing::warn!(error = %e, "save failed");
+                        match e {
+                            SaveError::Refused(_) => tracing::info!(error = %e, "save refused"),
+                            _ => tracing::warn!(error = %e, "save failed"),
+                        }
                         (e.status(), e.to_string())
                     });
                 self.core.complete_save(now, job, result);

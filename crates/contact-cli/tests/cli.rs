@@ -1,0 +1,256 @@
+//! The built `contact-cli` binary, driven through pipes.
+
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, unbounded};
+
+const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A child process whose stdout lines arrive on a channel; killed when dropped.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the process to end by itself; its exit code.
+    fn wait(&mut self) -> i32 {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let pid = self.child.id();
+        std::thread::spawn(move || {
+            if rx.recv_timeout(WAIT).is_err() {
+                // Still running after the wait: end it so the test fails instead of hanging.
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        });
+        let status = self.child.wait().unwrap();
+        let _ = tx.send(());
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec![
+        "server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn(&args);
+    let line = p.expect("listening on");
+    let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    (p, addr)
+}
+
+fn peer(server: SocketAddr) -> (Proc, u16) {
+    let port = server.port().to_string();
+    let mut p = Proc::spawn(&["peer", "127.0.0.1", &port]);
+    let line = p.expect("peer on port");
+    let control: u16 = line.split(' ').nth(3).unwrap().parse().unwrap();
+    (p, control)
+}
+
+#[test]
+fn two_peers_message_each_other_and_exit_ends_with_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = server(dir.path(), &[]);
+    let (mut a, pa) = peer(addr);
+    let (mut b, pb) = peer(addr);
+    assert!((22000..=22498).contains(&pa), "{pa}");
+    assert_ne!(pa, pb);
+    a.send(&format!("register alice 127.0.0.1 {pa}"));
+    a.expect("[200] ok");
+    b.send(&format!("register bob 127.0.0.1 {pb}"));
+    b.expect("[200] ok");
+    a.send(r#"create "our list""#);
+    a.expect("[200] ok");
+    a.send(r#"join "our list" alice"#);
+    a.expect("[200] ok");
+    b.send(r#"join "our list" bob"#);
+    b.expect("[200] ok");
+    b.send("query-lists");
+    b.expect("[200] ok: 1 list(s)");
+    b.expect("  our list");
+    b.send("join nolist bob");
+    b.expect("[460] no such list");
+    // The reference's flow: the message is the next line.
+    a.send(r#"im-start "our list" alice"#);
+    a.expect("ring of 2: alice, bob");
+    a.send("hello  bob, ça va? ✓");
+    assert_eq!(b.expect("alice"), "[our list] alice: hello  bob, ça va? ✓");
+    a.expect(r#"send `im-complete "our list" alice`"#);
+    a.send(r#"im-complete "our list" alice"#);
+    a.expect("[200] ok");
+    // On one line too.
+    b.send(r#"im-start "our list" bob "second one""#);
+    assert_eq!(a.expect("bob:"), "[our list] bob: second one");
+    b.expect("gone round 2");
+    b.send(r#"im-complete "our list" bob"#);
+    b.expect("[200] ok");
+    // `exit NAME` that succeeds ends the program with 0.
+    b.send("exit bob");
+    b.expect("[200] ok");
+    assert_eq!(b.wait(), 0);
+    // The end of the input ends it with 0 too.
+    a.close_stdin();
+    assert_eq!(a.wait(), 0);
+}
+
+#[test]
+fn typed_errors_never_reach_the_server() {
+    // A reference-like server that records what it receives.
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let addr = fake.local_addr().unwrap();
+    let (mut p, _) = peer(addr);
+    let mut buf = [0u8; 2048];
+    let (n, from) = fake.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"query-lists");
+    fake.send_to(br#"200-_-{"num_lists": 0, "list_names": []}"#, from)
+        .unwrap();
+    for line in [
+        "join l",
+        "create",
+        "register x 1.2.3.4 notaport",
+        "frobnicate",
+        r#"create "unclosed"#,
+    ] {
+        p.send(line);
+        let shown = p.expect("error: column");
+        assert!(shown.starts_with("error: column "), "{shown}");
+    }
+    // Against the reference, requests are plain.
+    p.send("create l");
+    let (n, _) = fake.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"create-_-l", "only the valid command was sent");
+    fake.send_to(b"457-_-null", from).unwrap();
+    p.expect("[457] the list already exists");
+    p.close_stdin();
+    assert_eq!(p.wait(), 0);
+    assert!(fake.recv_from(&mut buf).is_err(), "nothing else was sent");
+}
+
+#[test]
+fn server_saves_inside_its_data_dir_and_loads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let (mut s, addr) = server(&data, &[]);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let ask = |req: &str| {
+        c.send_to(req.as_bytes(), addr).unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    assert_eq!(ask("register-_-me-_-10.0.0.2-_-22000"), "200-_-null");
+    assert_eq!(ask("create-_-list_1"), "200-_-null");
+    assert_eq!(ask("join-_-list_1-_-me"), "200-_-null");
+    assert!(ask("save-_-../escape.txt").starts_with("471-_-"));
+    assert!(ask(&format!("save-_-{}", dir.path().join("abs.txt").display())).starts_with("471-_-"));
+    assert_eq!(ask("save-_-config.txt"), "200-_-null");
+    assert!(!dir.path().join("escape.txt").exists() && !dir.path().join("abs.txt").exists());
+    drop(s.stdin.take());
+    drop(s);
+
+    let file = data.join("config.txt");
+    let (_s2, addr2) = server(&data, &["--load", file.to_str().unwrap()]);
+    let c2 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c2.set_read_timeout(Some(WAIT)).unwrap();
+    c2.send_to(b"im-start-_-list_1-_-me", addr2).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = c2.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        r#"200-_-{"num_contacts_in_list": 1, "contact_list": [{"name": "me", "ip": "10.0.0.2", "port": 22000}]}"#
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_bad_load_exits_1() {
+    let status = Command::new(BIN).arg("peer").output().unwrap().status;
+    assert_eq!(status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--port", "0", "--load"])
+        .arg(dir.path().join("missing.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load"));
+}
