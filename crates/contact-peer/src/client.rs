@@ -44,7 +44,8 @@ pub struct ClientConfig {
     /// Up to this fraction of each timeout is added at random, so that peers that lost the
     /// server at the same moment do not retry in step.
     pub jitter: f64,
-    /// Seed of the jitter's random source (tests fix it; a driver may use the clock).
+    /// Seed of the random source of jitter and of the first request id. Tests fix it;
+    /// [`Peer`](crate::Peer) mixes the clock and its port into it.
     pub rng_seed: u64,
 }
 
@@ -184,12 +185,15 @@ pub struct Client {
 impl Client {
     /// A client of the server at `server`.
     pub fn new(server: SocketAddr, config: ClientConfig) -> Self {
-        let rng = config.rng_seed | 1;
+        let mut rng = config.rng_seed | 1;
+        // Ids start at a point drawn from the seed, so that a peer restarted on the same
+        // port (with a fresh seed) does not reuse the ids of its previous run.
+        let next_id = (xorshift(&mut rng) as RequestId).max(1);
         Self {
             server,
             config,
             kind: ServerKind::Unknown,
-            next_id: 1,
+            next_id,
             queue: VecDeque::new(),
             in_flight: None,
             transmit: None,
@@ -416,15 +420,20 @@ impl Client {
     }
 
     fn jittered(&mut self, d: Duration) -> Duration {
-        // xorshift64: a tiny seeded source is all jitter needs.
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
+        let x = xorshift(&mut self.rng);
         let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
         d + d.mul_f64(self.config.jitter.clamp(0.0, 1.0) * unit)
     }
+}
+
+/// xorshift64: a tiny seeded source is all jitter and ids need.
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
 }
 
 /// Whether an untagged answer can be the answer to `command`: a stale answer to an earlier,
@@ -486,7 +495,7 @@ mod tests {
         c.handle_datagram(
             now,
             server(),
-            format!("#{}-_-200-_-null", id + 1).as_bytes(),
+            format!("#{}-_-200-_-null", id.wrapping_add(1)).as_bytes(),
         );
         assert!(c.poll_event().is_none());
         c.handle_datagram(now, server(), format!("#{id}-_-457-_-null").as_bytes());
@@ -591,15 +600,16 @@ mod tests {
         let now = Instant::now();
         let mut c = Client::new(server(), config());
         c.send(now, Command::QueryLists);
-        c.send(now, create());
+        let id = c.send(now, create());
         assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
         assert_eq!(sent(&mut c), None);
         c.handle_datagram(now, server(), LISTS_EXT);
-        assert_eq!(sent(&mut c).as_deref(), Some("#2-_-create-_-l"));
+        let wire = format!("#{id}-_-create-_-l");
+        assert_eq!(sent(&mut c), Some(wire.clone()));
         // Tagged requests are retried, with the same id.
         let t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
-        assert_eq!(sent(&mut c).as_deref(), Some("#2-_-create-_-l"));
+        assert_eq!(sent(&mut c), Some(wire));
     }
 
     #[test]

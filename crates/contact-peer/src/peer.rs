@@ -124,7 +124,9 @@ impl Peer {
         let (events_tx, events) = unbounded();
         let kind = Arc::new(Mutex::new(ServerKind::Unknown));
         let kind_tx = Arc::clone(&kind);
-        let client = Client::new(server, config.client);
+        let mut client_config = config.client;
+        client_config.rng_seed ^= fresh_seed(control_addr);
+        let client = Client::new(server, client_config);
         let wake = Waker::new(&control)?;
         let client_thread = std::thread::Builder::new()
             .name(format!("contact-client {control_addr}"))
@@ -222,6 +224,15 @@ impl Drop for Peer {
             let _ = t.join();
         }
     }
+}
+
+/// A seed that differs between runs of a peer on the same port: the server keys its cache
+/// of answers by (address, request id).
+fn fresh_seed(addr: SocketAddr) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ u64::from(addr.port())
 }
 
 /// Binds P and P + 1 on `ip` as `ports` says.

@@ -59,6 +59,7 @@ pub struct SaveJob {
     pub id: Option<RequestId>,
     /// The file named.
     pub file: SavePath,
+    digest: u64,
 }
 
 /// The server's state machine: datagrams in, answers out.
@@ -112,6 +113,7 @@ impl ServerCore {
     /// [`ServerCore::complete_save`] is called).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.cache.expire(now);
+        let digest = digest(bytes);
         let request = match Request::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -119,11 +121,11 @@ impl ServerCore {
                 let id = Request::peek_id(bytes);
                 tracing::info!(%from, ?id, len = bytes.len(), status = status.code(), error = %e, "bad request");
                 let answer = Answer::error(status, e.to_string()).with_id(id);
-                return self.answer(now, from, answer);
+                return self.answer(now, from, answer, digest);
             }
         };
         if let Some(id) = request.id {
-            if let Some(bytes) = self.cache.get(from, id) {
+            if let Some(bytes) = self.cache.get(from, id, digest) {
                 tracing::info!(%from, id, request = %request.command, "retransmission answered again");
                 self.transmits.push_back((from, bytes.to_vec()));
                 return;
@@ -147,9 +149,14 @@ impl ServerCore {
                     lists.ext = EXT_VERSION;
                 }
                 tracing::info!(%from, ?id, request = %text, status = answer.status.code(), "request");
-                self.answer(now, from, answer.with_id(id));
+                self.answer(now, from, answer.with_id(id), digest);
             }
-            Reply::Save(file) => self.saves.push_back(SaveJob { from, id, file }),
+            Reply::Save(file) => self.saves.push_back(SaveJob {
+                from,
+                id,
+                file,
+                digest,
+            }),
         }
     }
 
@@ -171,7 +178,7 @@ impl ServerCore {
             Err((status, text)) => Answer::error(status, text),
         };
         tracing::info!(from = %job.from, id = ?job.id, request = %Command::Save { file: job.file }, status = answer.status.code(), "request");
-        self.answer(now, job.from, answer.with_id(job.id));
+        self.answer(now, job.from, answer.with_id(job.id), job.digest);
     }
 
     /// Forgets cached answers whose time is up.
@@ -197,7 +204,7 @@ impl ServerCore {
         })
     }
 
-    fn answer(&mut self, now: Instant, to: SocketAddr, answer: Answer) {
+    fn answer(&mut self, now: Instant, to: SocketAddr, answer: Answer, digest: u64) {
         let mut bytes = answer.to_bytes();
         if bytes.len() > MAX_DATAGRAM_LEN {
             // The registry keeps answers within a datagram; this is the last line of defence.
@@ -210,10 +217,20 @@ impl ServerCore {
             .to_bytes();
         }
         if let Some(id) = answer.id {
-            self.cache.insert(now, to, id, bytes.clone());
+            self.cache.insert(now, to, id, digest, bytes.clone());
         }
         self.transmits.push_back((to, bytes));
     }
+}
+
+/// A digest of a request's bytes. A cached answer is sent again only for the very same
+/// request: a peer restarted on the same port that reuses an id with another command gets
+/// it applied, not the answer meant for its previous run.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
 }
 
 /// Recent answers to tagged requests, bounded in count and age. Entries expire in insertion
@@ -222,7 +239,7 @@ impl ServerCore {
 struct DedupCache {
     capacity: usize,
     lifetime: Duration,
-    answers: HashMap<(SocketAddr, RequestId), Vec<u8>>,
+    answers: HashMap<(SocketAddr, RequestId), (u64, Vec<u8>)>,
     order: VecDeque<(Instant, SocketAddr, RequestId)>,
 }
 
@@ -236,11 +253,21 @@ impl DedupCache {
         }
     }
 
-    fn get(&self, from: SocketAddr, id: RequestId) -> Option<&[u8]> {
-        self.answers.get(&(from, id)).map(Vec::as_slice)
+    fn get(&self, from: SocketAddr, id: RequestId, digest: u64) -> Option<&[u8]> {
+        match self.answers.get(&(from, id)) {
+            Some((d, answer)) if *d == digest => Some(answer),
+            _ => None,
+        }
     }
 
-    fn insert(&mut self, now: Instant, from: SocketAddr, id: RequestId, answer: Vec<u8>) {
+    fn insert(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: RequestId,
+        digest: u64,
+        answer: Vec<u8>,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -250,7 +277,7 @@ impl DedupCache {
             };
             self.answers.remove(&(f, i));
         }
-        if self.answers.insert((from, id), answer).is_none() {
+        if self.answers.insert((from, id), (digest, answer)).is_none() {
             self.order.push_back((now + self.lifetime, from, id));
         }
     }
@@ -476,6 +503,16 @@ mod tests {
         assert_eq!(ask(&mut c, now, b(), b"#5-_-create-_-l"), "#5-_-457-_-null");
         // Untagged requests are never deduplicated.
         assert_eq!(ask(&mut c, now, a(), b"create-_-l"), "457-_-null");
+    }
+
+    #[test]
+    fn same_id_with_another_request_is_applied() {
+        let now = Instant::now();
+        let mut c = core(16);
+        assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-x"), "#1-_-200-_-null");
+        // A restarted peer on the same port reusing id 1 for something else.
+        assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-y"), "#1-_-200-_-null");
+        assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-x"), "#1-_-457-_-null");
     }
 
     #[test]

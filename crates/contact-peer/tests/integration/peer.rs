@@ -80,3 +80,28 @@ fn learns_it_talks_to_our_server() {
     ok(&p, "create l");
     assert_eq!(p.server_kind(), ServerKind::Extended(1));
 }
+
+#[test]
+fn a_restarted_peer_on_the_same_port_gets_fresh_answers() {
+    let server = TestServer::start();
+    let first = peer(server.addr());
+    let port = first.control_addr().port();
+    ok(&first, "create l");
+    drop(first);
+    let again = Peer::bind(
+        "127.0.0.1".parse().unwrap(),
+        server.addr(),
+        PortChoice::Fixed(port),
+    )
+    .unwrap();
+    // Not the cached 200 of the previous run.
+    let answer = again
+        .request(
+            contact_proto::parse_line("create l")
+                .unwrap()
+                .unwrap()
+                .command,
+        )
+        .unwrap();
+    assert_eq!(answer.status, contact_proto::Status::ListExists);
+}
