@@ -368,18 +368,23 @@ impl Request {
             return Err(DecodeError::Empty);
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-        let mut parts: Vec<&str> = text.split(DELIMITER).collect();
-        let id = match parts[0].strip_prefix('#') {
-            Some(digits) => {
-                let id = parse_id(digits).ok_or_else(|| DecodeError::BadId(digits.into()))?;
-                parts.remove(0);
-                Some(id)
-            }
-            None => None,
-        };
-        let Some((&keyword, args)) = parts.split_first() else {
-            return Err(DecodeError::NoCommand);
-        };
+        // The longest command has 4 fields; one more is enough to see that there are too
+        // many, so the split needs no allocation.
+        let mut fields = text.split(DELIMITER);
+        let mut id = None;
+        let mut first = fields.next().unwrap_or_default();
+        if let Some(digits) = first.strip_prefix('#') {
+            id = Some(parse_id(digits).ok_or_else(|| DecodeError::BadId(digits.into()))?);
+            first = fields.next().ok_or(DecodeError::NoCommand)?;
+        }
+        let keyword = first;
+        let mut buf = [""; 4];
+        let mut n = 0;
+        for field in fields.by_ref().take(buf.len()) {
+            buf[n] = field;
+            n += 1;
+        }
+        let args = &buf[..n];
         let command = Command::from_parts(keyword, args).map_err(|e| match e {
             CommandError::UnknownCommand => DecodeError::UnknownCommand(truncate(keyword)),
             CommandError::Missing(argument) => DecodeError::MissingArgument {
