@@ -1,1 +1,3 @@
 //! Networking of contact (implemented in issue 4).
+
+pub mod store;
