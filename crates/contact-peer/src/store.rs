@@ -95,7 +95,11 @@ impl Store {
                         break;
                     }
                     let complete = line.last() == Some(&b'\n');
-                    let parsed = if complete { parse_record(&line[..line.len() - 1]) } else { Err("record without its newline".into()) };
+                    let parsed = if complete {
+                        parse_record(&line[..line.len() - 1])
+                    } else {
+                        Err("record without its newline".into())
+                    };
                     let at_end = reader.fill_buf().map_err(io_err)?.is_empty();
                     match parsed {
                         Ok((ext, command)) => {
