@@ -3,6 +3,7 @@
 //! ```text
 //! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
 //! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
+//! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! ```
 //!
 //! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
@@ -13,6 +14,7 @@
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
 //! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
 //!   printed.
+//! - `bench.rs`: the `bench` subcommand, a load generator.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod peer;
 mod server;
 
@@ -44,6 +47,8 @@ enum Cmd {
     Server(server::Args),
     /// Run an interactive peer: type commands, see answers and messages.
     Peer(peer::Args),
+    /// Measure a server's throughput and latency (like redis-benchmark).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_), ..) => "warn",
+        (Cmd::Peer(_) | Cmd::Bench(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -66,5 +71,12 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Server(args) => server::run(args),
         Cmd::Peer(args) => peer::run(args),
+        Cmd::Bench(args) => match bench::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("contact-cli: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -14,6 +14,8 @@
 //! - [`save`]: [`DataDir`], the confined, atomic writing of `save FILE`.
 //! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
 //!   P + 1).
+//! - [`relay`]: a user-space lossy relay for tests and trials.
+//! - [`store`]: the durable state store (a journal) for `server --state`.
 //!
 //! # Example
 //! A server and a peer in a few lines (see also the crate's README):
@@ -37,9 +39,11 @@ use std::net::SocketAddr;
 pub mod client;
 mod net;
 pub mod peer;
+pub mod relay;
 pub mod ring;
 pub mod save;
 pub mod server;
+pub mod store;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use peer::{Peer, PeerConfig, PortChoice};

@@ -159,7 +159,7 @@ impl ListsBody {
     /// each list adds up to the exact length (the `ext` key is counted).
     pub fn empty_wire_len(ext: u32) -> usize {
         // {"num_lists": 0, "list_names": []}
-        let base = 35;
+        let base = 34;
         if ext == 0 {
             base
         } else {
@@ -379,5 +379,148 @@ impl Answer {
             value => Some(Body::from_json(value)?),
         };
         Ok(Self { id, status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, ip: &str, port: u16) -> Member {
+        Member::new(name.parse().unwrap(), ip, port)
+    }
+
+    /// (answer, the exact bytes the reference's server sends for it)
+    fn table() -> Vec<(Answer, &'static str)> {
+        vec![
+            (Answer::ok(), "200-_-null"),
+            (Answer::status(Status::ImOngoing), "463-_-null"),
+            (Answer::status(Status::NoImPending), "465-_-null"),
+            (
+                Answer::ok_with(Body::Lists(ListsBody {
+                    list_names: vec!["list_1".parse().unwrap(), "list_2".parse().unwrap()],
+                    ext: 0,
+                })),
+                r#"200-_-{"num_lists": 2, "list_names": ["list_1", "list_2"]}"#,
+            ),
+            (
+                Answer::ok_with(Body::Lists(ListsBody::default())),
+                r#"200-_-{"num_lists": 0, "list_names": []}"#,
+            ),
+            (
+                Answer::ok_with(Body::ImStart(ImStartBody {
+                    contact_list: vec![
+                        member("Me", "10.120.70.106", 22000),
+                        member("Myself", "10.120.70.106", 22002),
+                    ],
+                })),
+                r#"200-_-{"num_contacts_in_list": 2, "contact_list": [{"name": "Me", "ip": "10.120.70.106", "port": 22000}, {"name": "Myself", "ip": "10.120.70.106", "port": 22002}]}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn reference_bytes_both_ways() {
+        for (answer, wire) in table() {
+            assert_eq!(String::from_utf8(answer.to_bytes()).unwrap(), wire);
+            assert_eq!(Answer::decode(wire.as_bytes()), Ok(answer));
+        }
+    }
+
+    #[test]
+    fn decodes_any_json_spacing() {
+        let a = Answer::decode(br#"200-_-{"num_lists":1,"list_names":["x"]}"#).unwrap();
+        assert!(matches!(a.body, Some(Body::Lists(ref b)) if b.list_names.len() == 1));
+        let a = Answer::decode(b"200-_- null ").unwrap();
+        assert_eq!(a.body, None);
+    }
+
+    #[test]
+    fn our_extensions() {
+        let a = Answer::ok_with(Body::Lists(ListsBody {
+            list_names: vec![],
+            ext: EXT_VERSION,
+        }))
+        .with_id(Some(5));
+        let wire = a.to_bytes();
+        assert_eq!(
+            wire,
+            br#"#5-_-200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#
+        );
+        assert_eq!(Answer::decode(&wire), Ok(a));
+        let e = Answer::error(Status::Malformed, "unknown command \"x\"");
+        assert_eq!(e.to_bytes(), br#"466-_-{"error": "unknown command \"x\""}"#);
+        assert_eq!(Answer::decode(&e.to_bytes()), Ok(e));
+        // Reference codes never carry a body, so a reference peer sees what it expects.
+        assert_eq!(
+            Answer::error(Status::ImOngoing, "x").to_bytes(),
+            b"463-_-null"
+        );
+        let mut m = member("I", "::1", 22001);
+        m.ext = EXT_VERSION;
+        let a = Answer::ok_with(Body::ImStart(ImStartBody {
+            contact_list: vec![m],
+        }));
+        assert_eq!(
+            a.to_bytes(),
+            br#"200-_-{"num_contacts_in_list": 1, "contact_list": [{"name": "I", "ip": "::1", "port": 22001, "ext": 1}]}"#
+        );
+    }
+
+    #[test]
+    fn bad_answers() {
+        use DecodeError as E;
+        assert_eq!(Answer::decode(b""), Err(E::Empty));
+        assert_eq!(Answer::decode(b"200"), Err(E::BadAnswerHead));
+        assert_eq!(Answer::decode(b"20-_-null"), Err(E::BadAnswerHead));
+        assert_eq!(Answer::decode(b"+20-_-null"), Err(E::BadAnswerHead));
+        assert_eq!(Answer::decode(b"299-_-null"), Err(E::UnknownStatus(299)));
+        assert!(matches!(Answer::decode(b"200-_-{"), Err(E::Json(_))));
+        assert_eq!(Answer::decode(b"200-_-{}"), Err(E::UnknownBody));
+        assert_eq!(Answer::decode(b"200-_-[1]"), Err(E::UnknownBody));
+        assert!(matches!(
+            Answer::decode(br#"200-_-{"num_lists": 3, "list_names": ["a"]}"#),
+            Err(E::Json(m)) if m.contains("num_lists is 3")
+        ));
+        assert!(matches!(
+            Answer::decode(br#"200-_-{"num_lists": 1, "list_names": [""]}"#),
+            Err(E::Json(_))
+        ));
+        let big = vec![b' '; MAX_DATAGRAM_LEN + 1];
+        assert!(matches!(Answer::decode(&big), Err(E::TooLarge { .. })));
+    }
+
+    #[test]
+    fn wire_lengths_are_exact() {
+        for (name, ip, port, ext) in [
+            ("Me", "10.0.0.1", 1u16, 0u32),
+            ("名前 \"q\"", "::1", 65534, 1),
+            ("x", "255.255.255.255", 22000, 0),
+        ] {
+            let mut m = member(name, ip, port);
+            m.ext = ext;
+            let mut out = Vec::new();
+            write_py(&mut out, &m);
+            assert_eq!(Member::wire_len(name, ip, port, ext), out.len(), "{name}");
+        }
+        for ext in [0, 1] {
+            let body = Body::Lists(ListsBody {
+                list_names: vec![],
+                ext,
+            });
+            let mut out = Vec::new();
+            write_py(&mut out, &body);
+            assert_eq!(ListsBody::empty_wire_len(ext), out.len());
+            let names = ["a", "list 1", "é"];
+            let body = Body::Lists(ListsBody {
+                list_names: names.iter().map(|n| n.parse().unwrap()).collect(),
+                ext,
+            });
+            let mut full = Vec::new();
+            write_py(&mut full, &body);
+            let sum: usize = names.iter().map(|n| ListsBody::name_wire_len(n)).sum();
+            // num_lists is "3" instead of "0": same width; no separator before the first name.
+            assert_eq!(ListsBody::empty_wire_len(ext) + sum - 2, full.len());
+        }
     }
 }

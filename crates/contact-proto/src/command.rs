@@ -368,18 +368,23 @@ impl Request {
             return Err(DecodeError::Empty);
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-        let mut parts: Vec<&str> = text.split(DELIMITER).collect();
-        let id = match parts[0].strip_prefix('#') {
-            Some(digits) => {
-                let id = parse_id(digits).ok_or_else(|| DecodeError::BadId(digits.into()))?;
-                parts.remove(0);
-                Some(id)
-            }
-            None => None,
-        };
-        let Some((&keyword, args)) = parts.split_first() else {
-            return Err(DecodeError::Empty);
-        };
+        // The longest command has 4 fields; one more is enough to see that there are too
+        // many, so the split needs no allocation.
+        let mut fields = text.split(DELIMITER);
+        let mut id = None;
+        let mut first = fields.next().unwrap_or_default();
+        if let Some(digits) = first.strip_prefix('#') {
+            id = Some(parse_id(digits).ok_or_else(|| DecodeError::BadId(digits.into()))?);
+            first = fields.next().ok_or(DecodeError::NoCommand)?;
+        }
+        let keyword = first;
+        let mut buf = [""; 4];
+        let mut n = 0;
+        for field in fields.by_ref().take(buf.len()) {
+            buf[n] = field;
+            n += 1;
+        }
+        let args = &buf[..n];
         let command = Command::from_parts(keyword, args).map_err(|e| match e {
             CommandError::UnknownCommand => DecodeError::UnknownCommand(truncate(keyword)),
             CommandError::Missing(argument) => DecodeError::MissingArgument {
@@ -437,5 +442,188 @@ impl fmt::Display for Request {
     /// The typed line form of the command (the id is not part of it).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.command, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Status;
+
+    fn c(s: &str) -> ContactName {
+        s.parse().unwrap()
+    }
+
+    fn l(s: &str) -> ListName {
+        s.parse().unwrap()
+    }
+
+    /// (command, the exact bytes the reference's peer sends for it)
+    fn table() -> Vec<(Command, &'static str)> {
+        vec![
+            (
+                Command::Register {
+                    name: c("Me"),
+                    ip: "10.0.0.2".parse().unwrap(),
+                    port: 22000,
+                },
+                "register-_-Me-_-10.0.0.2-_-22000",
+            ),
+            (Command::Create { list: l("list 1") }, "create-_-list 1"),
+            (Command::QueryLists, "query-lists"),
+            (
+                Command::Join {
+                    list: l("list_1"),
+                    name: c("Me"),
+                },
+                "join-_-list_1-_-Me",
+            ),
+            (
+                Command::Leave {
+                    list: l("list_1"),
+                    name: c("Me"),
+                },
+                "leave-_-list_1-_-Me",
+            ),
+            (Command::Exit { name: c("Myself") }, "exit-_-Myself"),
+            (
+                Command::ImStart {
+                    list: l("list_2"),
+                    name: c("Myself"),
+                },
+                "im-start-_-list_2-_-Myself",
+            ),
+            (
+                Command::ImComplete {
+                    list: l("list_4"),
+                    name: c("Foo"),
+                },
+                "im-complete-_-list_4-_-Foo",
+            ),
+            (
+                Command::Save {
+                    file: SavePath::try_from("config.txt").unwrap(),
+                },
+                "save-_-config.txt",
+            ),
+        ]
+    }
+
+    #[test]
+    fn reference_bytes_both_ways() {
+        for (command, wire) in table() {
+            let req = Request::plain(command);
+            assert_eq!(req.to_bytes(), wire.as_bytes(), "{req:?}");
+            assert_eq!(Request::decode(wire.as_bytes()), Ok(req));
+        }
+    }
+
+    #[test]
+    fn keywords_match_variants() {
+        for ((command, _), keyword) in table().iter().zip(KEYWORDS) {
+            assert_eq!(command.keyword(), keyword);
+        }
+    }
+
+    #[test]
+    fn quoted_ip_as_the_reference_peer_sends_it() {
+        for wire in [
+            "register-_-me-_-'10.120.70.106'-_-22000",
+            "register-_-me-_-\"10.120.70.106\"-_-22000",
+        ] {
+            let req = Request::decode(wire.as_bytes()).unwrap();
+            assert_eq!(
+                req.command,
+                Command::Register {
+                    name: c("me"),
+                    ip: "10.120.70.106".parse().unwrap(),
+                    port: 22000
+                }
+            );
+        }
+        assert!(Request::decode(b"register-_-me-_-'10.0.0.1\"-_-22000").is_err());
+    }
+
+    #[test]
+    fn tagged_requests() {
+        let req = Request::decode(b"#4294967295-_-query-lists").unwrap();
+        assert_eq!(req.id, Some(u32::MAX));
+        assert_eq!(req.to_bytes(), b"#4294967295-_-query-lists");
+        assert!(matches!(
+            Request::decode(b"#4294967296-_-query-lists"),
+            Err(DecodeError::BadId(_))
+        ));
+        assert!(matches!(
+            Request::decode(b"#-_-query-lists"),
+            Err(DecodeError::BadId(_))
+        ));
+        assert_eq!(Request::decode(b"#1"), Err(DecodeError::NoCommand));
+        assert_eq!(Request::peek_id(b"#9-_-bogus-_-x"), Some(9));
+        assert_eq!(Request::peek_id(b"#9x-_-bogus"), None);
+        assert_eq!(Request::peek_id(b"#9"), None);
+    }
+
+    #[test]
+    fn every_malformed_request_has_a_typed_error() {
+        use DecodeError as E;
+        let cases: Vec<(&[u8], DecodeError)> = vec![
+            (b"", E::Empty),
+            (b"\xff\xfe", E::NotUtf8),
+            (b"frobnicate", E::UnknownCommand("frobnicate".into())),
+            (b"Query-lists", E::UnknownCommand("Query-lists".into())),
+            (
+                b"join-_-list_1",
+                E::MissingArgument {
+                    command: "join".into(),
+                    argument: "<contact-name>",
+                },
+            ),
+            (
+                b"query-lists-_-x",
+                E::ExtraArguments {
+                    command: "query-lists".into(),
+                },
+            ),
+            (
+                b"exit-_-Me-_-",
+                E::ExtraArguments {
+                    command: "exit".into(),
+                },
+            ),
+        ];
+        for (wire, expected) in cases {
+            assert_eq!(Request::decode(wire), Err(expected), "{wire:?}");
+        }
+        for wire in [
+            &b"create-_-"[..],
+            b"create-_- x",
+            b"create-_-a\nb",
+            b"register-_-Me-_-localhost-_-22000",
+            b"register-_-Me-_-10.0.0.1-_-0",
+            b"register-_-Me-_-10.0.0.1-_-65535",
+            b"register-_-Me-_-10.0.0.1-_-+22000",
+            b"register-_-Me-_-10.0.0.1-_-022000",
+        ] {
+            let e = Request::decode(wire).unwrap_err();
+            assert_eq!(e.status(), Status::InvalidArgument, "{wire:?}: {e}");
+        }
+        let big = vec![b'x'; MAX_REQUEST_LEN + 1];
+        assert_eq!(
+            Request::decode(&big),
+            Err(E::TooLarge {
+                len: MAX_REQUEST_LEN + 1,
+                max: MAX_REQUEST_LEN
+            })
+        );
+        assert_eq!(
+            Request::decode(&big).unwrap_err().status(),
+            Status::RequestTooLarge
+        );
+    }
+
+    #[test]
+    fn ipv6_register() {
+        let req = Request::decode(b"register-_-v6-_-::1-_-22000").unwrap();
+        assert_eq!(req.to_bytes(), b"register-_-v6-_-::1-_-22000");
     }
 }

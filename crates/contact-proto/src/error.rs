@@ -27,6 +27,9 @@ pub enum DecodeError {
     /// A request's `#id` prefix is not a number in `0..=4294967295`.
     #[error("bad request id {0:?}")]
     BadId(String),
+    /// A request has an id and nothing after it.
+    #[error("request has an id but no command")]
+    NoCommand,
     /// The command keyword is not one of the nine.
     #[error("unknown command {0:?}")]
     UnknownCommand(String),

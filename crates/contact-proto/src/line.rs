@@ -324,3 +324,216 @@ fn words(input: &str) -> Result<Vec<Word>, LineError> {
         rest = r;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ContactName, ListName, SavePath};
+
+    fn cmd(line: &str) -> Command {
+        parse_line(line).unwrap().unwrap().command
+    }
+
+    fn err(line: &str) -> LineError {
+        parse_line(line).unwrap_err()
+    }
+
+    fn l(s: &str) -> ListName {
+        s.parse().unwrap()
+    }
+
+    fn c(s: &str) -> ContactName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn seed_milestone_demo_lines() {
+        let reg = |name: &str, ip: &str, port| Command::Register {
+            name: c(name),
+            ip: ip.parse().unwrap(),
+            port,
+        };
+        assert_eq!(
+            cmd("register me '10.120.70.106' 22000"),
+            reg("me", "10.120.70.106", 22000)
+        );
+        assert_eq!(
+            cmd("register myself '10.120.70.106' 22001"),
+            reg("myself", "10.120.70.106", 22001)
+        );
+        assert_eq!(
+            cmd(r#"register me "10.120.70.106" 22000"#),
+            reg("me", "10.120.70.106", 22000)
+        );
+        assert_eq!(
+            cmd("register i 10.120.70.145 22001"),
+            reg("i", "10.120.70.145", 22001)
+        );
+        assert_eq!(cmd("create list_1"), Command::Create { list: l("list_1") });
+        assert_eq!(cmd("query-lists"), Command::QueryLists);
+        assert_eq!(
+            cmd("join list_1 me"),
+            Command::Join {
+                list: l("list_1"),
+                name: c("me")
+            }
+        );
+        assert_eq!(
+            cmd("save config.txt"),
+            Command::Save {
+                file: SavePath::try_from("config.txt").unwrap()
+            }
+        );
+        assert_eq!(cmd("exit me"), Command::Exit { name: c("me") });
+    }
+
+    #[test]
+    fn seed_final_demo_lines() {
+        assert_eq!(
+            cmd("im-start list_1 Me"),
+            Command::ImStart {
+                list: l("list_1"),
+                name: c("Me")
+            }
+        );
+        assert_eq!(
+            cmd("im-complete list_3 Foo"),
+            Command::ImComplete {
+                list: l("list_3"),
+                name: c("Foo")
+            }
+        );
+        assert_eq!(
+            cmd("leave list_1 Me"),
+            Command::Leave {
+                list: l("list_1"),
+                name: c("Me")
+            }
+        );
+        assert_eq!(parse_line("# exit the server process").unwrap(), None);
+        assert_eq!(parse_line("").unwrap(), None);
+        assert_eq!(parse_line(" \t ").unwrap(), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            cmd(r#"create "list 1""#),
+            Command::Create { list: l("list 1") }
+        );
+        assert_eq!(
+            cmd("join 'my list' Me"),
+            Command::Join {
+                list: l("my list"),
+                name: c("Me")
+            }
+        );
+        assert_eq!(
+            cmd(r#"create "say \"hi\" \\ there""#),
+            Command::Create {
+                list: l(r#"say "hi" \ there"#)
+            }
+        );
+        assert_eq!(cmd(r#"create 'a\b'"#), Command::Create { list: l(r"a\b") });
+        assert_eq!(cmd(r"create a\b"), Command::Create { list: l(r"a\b") });
+        assert_eq!(cmd("create it's"), Command::Create { list: l("it's") });
+        assert_eq!(
+            cmd("join\tlist_1    Me  "),
+            Command::Join {
+                list: l("list_1"),
+                name: c("Me")
+            }
+        );
+        assert_eq!(cmd("CREATE x"), Command::Create { list: l("x") });
+    }
+
+    #[test]
+    fn empty_string_is_an_argument() {
+        let e = err(r#"create """#);
+        assert_eq!(e.column, 8);
+        assert!(matches!(
+            e.kind,
+            LineErrorKind::InvalidArgument {
+                argument: "<list-name>",
+                ..
+            }
+        ));
+        let line = parse_line(r#"im-start l Me """#).unwrap().unwrap();
+        assert_eq!(line.message.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn im_start_message_forms() {
+        let line = parse_line("im-start list_1 Me").unwrap().unwrap();
+        assert_eq!(line.message, None);
+        let line = parse_line(r#"im-start list_1 Me "Hello, wörld""#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(line.message.as_deref(), Some("Hello, wörld"));
+        let line = parse_line("im-start list_1 Me Hello   big world  ")
+            .unwrap()
+            .unwrap();
+        assert_eq!(line.message.as_deref(), Some("Hello   big world"));
+        assert_eq!(
+            line.to_string(),
+            r#"im-start list_1 Me "Hello   big world""#
+        );
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let e = err("join list_1");
+        assert_eq!(e.to_string(), "column 12: join: missing <contact-name>");
+        let e = err("register Me 10.0.0.1");
+        assert_eq!(e.to_string(), "column 21: register: missing <port>");
+        let e = err(r#"create "list 1"#);
+        assert_eq!(e.column, 8);
+        assert_eq!(e.kind, LineErrorKind::UnclosedQuote('"'));
+        let e = err("join 'my list Me");
+        assert_eq!(e.column, 6);
+        assert_eq!(e.kind, LineErrorKind::UnclosedQuote('\''));
+        let e = err(r#"create "a\x""#);
+        assert_eq!(e.kind, LineErrorKind::BadEscape('x'));
+        assert_eq!(e.column, 10);
+        let e = err(r#"create "a"b"#);
+        assert_eq!((e.column, e.kind), (11, LineErrorKind::JunkAfterQuote));
+        let e = err("frobnicate x");
+        assert_eq!(e.column, 1);
+        assert!(e.to_string().contains("unknown command \"frobnicate\""));
+        let e = err("exit Me You");
+        assert_eq!(e.column, 9);
+        assert!(e.to_string().contains("exit: unexpected argument \"You\""));
+        let e = err("register Me 10.0.0.300 22000");
+        assert_eq!(e.column, 13);
+        assert!(e.to_string().contains("invalid <ip>"));
+        let e = err("register Me 10.0.0.3 65535");
+        assert_eq!(e.column, 22);
+        assert!(e.to_string().contains("invalid <port>"));
+        let e = err("create a-_-b");
+        assert!(e.to_string().contains("delimiter"));
+        // Columns count characters, not bytes.
+        let e = err("join ééé");
+        assert_eq!(e.column, 9);
+    }
+
+    #[test]
+    fn display_is_the_inverse() {
+        for line in [
+            "register Me 10.0.0.1 22000",
+            "register v6 ::1 22000",
+            r#"create "list 1""#,
+            r#"create "\"list""#,
+            r#"create "'""#,
+            r#"create a"b"#,
+            "query-lists",
+            r#"join "my list" Me"#,
+            "leave list_1 Me",
+            "exit Me",
+            "im-start list_1 Me",
+            "im-complete list_1 Me",
+            "save config.txt",
+        ] {
+            assert_eq!(cmd(line).to_string(), line);
+        }
+    }
+}

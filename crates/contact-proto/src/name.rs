@@ -8,8 +8,12 @@
 //! name = 1..=255 bytes of UTF-8
 //!        with no control character (Unicode category Cc, e.g. newline, tab, NUL),
 //!        not beginning or ending with whitespace,
-//!        never containing the wire delimiter "-_-"
+//!        never containing the wire delimiter "-_-",
+//!        not ending with "-_"
 //! ```
+//!
+//! The last rule is the delimiter's too: `a-_` followed by `-_-` reads `a-_-_-`, whose first
+//! delimiter starts inside the name, so the field would split as `a` and `_-...`.
 //!
 //! Spaces, quotes, backslashes and any other Unicode are allowed inside a name: the reference
 //! stores `"list` when a user types `create "list 1"`, so a quote is a name character for it.
@@ -55,6 +59,9 @@ pub enum NameError {
     /// The string holds the wire delimiter `-_-`.
     #[error("name holds the delimiter \"-_-\"")]
     Delimiter,
+    /// The string ends with `-_`, which would run into the delimiter after it on the wire.
+    #[error("name ends with \"-_\", which would run into the delimiter \"-_-\"")]
+    DelimiterEdge,
 }
 
 /// Checks `s` against the name rules of this module.
@@ -76,6 +83,9 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
     }
     if s.contains(DELIMITER) {
         return Err(NameError::Delimiter);
+    }
+    if s.ends_with("-_") {
+        return Err(NameError::DelimiterEdge);
     }
     Ok(())
 }
@@ -228,6 +238,11 @@ mod tests {
         assert_eq!(ListName::try_from(" a"), Err(NameError::EdgeWhitespace));
         assert_eq!(ListName::try_from("a "), Err(NameError::EdgeWhitespace));
         assert_eq!(ListName::try_from("a-_-b"), Err(NameError::Delimiter));
+        assert_eq!(ListName::try_from("-_"), Err(NameError::DelimiterEdge));
+        assert_eq!(ListName::try_from("a-_"), Err(NameError::DelimiterEdge));
+        assert!(ListName::try_from("_-a").is_ok());
+        assert!(ListName::try_from("a-").is_ok());
+        assert!(ListName::try_from("a_").is_ok());
         let long = "x".repeat(MAX_NAME_LEN + 1);
         assert_eq!(
             ListName::try_from(long.as_str()),

@@ -139,3 +139,43 @@ impl Serialize for RingPacket {
         map.end()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_packet_both_ways() {
+        // What a reference peer forwards at the second hop of a three-member ring.
+        let wire = r#"{"num_contacts_in_list": 3, "contact_list": [{"name": "Me", "ip": "10.120.70.106", "port": 22000}, {"name": "Myself", "ip": "10.120.70.106", "port": 22002}, {"name": "I", "ip": "10.120.70.145", "port": 22001}], "text_message": "Hello", "pointer": 3}"#;
+        let packet = RingPacket::decode(wire.as_bytes()).unwrap();
+        assert_eq!(packet.pointer, 3);
+        assert_eq!(packet.sender().unwrap(), "Me");
+        assert_eq!(String::from_utf8(packet.to_bytes()).unwrap(), wire);
+    }
+
+    #[test]
+    fn unknown_keys_are_carried_along() {
+        let wire = r#"{"num_contacts_in_list": 1, "contact_list": [{"name": "Me", "ip": "10.0.0.1", "port": 22000, "colour": "red"}], "text_message": "h\u00e9", "pointer": 2, "list": "list_1", "z": [1, null]}"#;
+        let packet = RingPacket::decode(wire.as_bytes()).unwrap();
+        assert_eq!(packet.text_message, "hé");
+        assert_eq!(packet.extra.len(), 2);
+        assert_eq!(packet.contact_list[0].extra.len(), 1);
+        assert_eq!(String::from_utf8(packet.to_bytes()).unwrap(), wire);
+    }
+
+    #[test]
+    fn bad_packets() {
+        for wire in [
+            &b""[..],
+            b"null",
+            b"{}",
+            br#"{"num_contacts_in_list": 2, "contact_list": [], "text_message": "x", "pointer": 2}"#,
+            br#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": -1}"#,
+            br#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": 5, "pointer": 2}"#,
+            br#"{"num_contacts_in_list": 1, "contact_list": [{"name": "Me", "ip": "x", "port": 70000}], "text_message": "x", "pointer": 2}"#,
+        ] {
+            assert!(RingPacket::decode(wire).is_err(), "{}", String::from_utf8_lossy(wire));
+        }
+    }
+}

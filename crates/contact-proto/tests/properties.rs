@@ -1,0 +1,182 @@
+//! Properties of the codec and the line parser over arbitrary values and bytes.
+
+use std::net::IpAddr;
+
+use contact_proto::{
+    Answer, Body, Command, ContactName, ImStartBody, Line, ListName, ListsBody, Member, Request,
+    RingPacket, SavePath, Status, parse_line,
+};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+/// Names with the characters most likely to break quoting and splitting: spaces, both quotes,
+/// backslashes, `#`, `-`, `_`, non-ASCII letters and emoji.
+fn name_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9_]{1,12}",
+        r#"[a-z "'\\#\-_é名😀\u{a0}]{1,16}"#,
+        ".{1,20}",
+    ]
+}
+
+fn contact() -> impl Strategy<Value = ContactName> {
+    name_text().prop_filter_map("valid name", |s| ContactName::try_from(s).ok())
+}
+
+fn list() -> impl Strategy<Value = ListName> {
+    name_text().prop_filter_map("valid name", |s| ListName::try_from(s).ok())
+}
+
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u16; 8]>().prop_map(IpAddr::from),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        (contact(), ip(), 1..u16::MAX).prop_map(|(name, ip, port)| Command::Register {
+            name,
+            ip,
+            port
+        }),
+        list().prop_map(|list| Command::Create { list }),
+        Just(Command::QueryLists),
+        (list(), contact()).prop_map(|(list, name)| Command::Join { list, name }),
+        (list(), contact()).prop_map(|(list, name)| Command::Leave { list, name }),
+        contact().prop_map(|name| Command::Exit { name }),
+        (list(), contact()).prop_map(|(list, name)| Command::ImStart { list, name }),
+        (list(), contact()).prop_map(|(list, name)| Command::ImComplete { list, name }),
+        name_text().prop_filter_map("valid path", |s| SavePath::try_from(s)
+            .ok()
+            .map(|file| Command::Save { file })),
+    ]
+}
+
+fn member() -> impl Strategy<Value = Member> {
+    (contact(), ip(), 1..u16::MAX, 0..3u32, extras()).prop_map(|(name, ip, port, ext, extra)| {
+        let mut m = Member::new(name, ip.to_string(), port);
+        m.ext = ext;
+        m.extra = extra;
+        m
+    })
+}
+
+/// Unknown keys as a peer of some later version might add them.
+fn extras() -> impl Strategy<Value = Map<String, Value>> {
+    let value = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        ".{0,10}".prop_map(Value::String),
+    ];
+    prop::collection::vec(("x_[a-z]{1,6}", value), 0..3).prop_map(|kv| kv.into_iter().collect())
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    let body = prop_oneof![
+        Just(None),
+        (prop::collection::vec(list(), 0..5), 0..2u32)
+            .prop_map(|(list_names, ext)| Some(Body::Lists(ListsBody { list_names, ext }))),
+        prop::collection::vec(member(), 0..5)
+            .prop_map(|contact_list| Some(Body::ImStart(ImStartBody { contact_list }))),
+        ".{0,30}".prop_map(|t| Some(Body::Error(t))),
+    ];
+    (
+        prop::option::of(any::<u32>()),
+        prop::sample::select(Status::ALL),
+        body,
+    )
+        .prop_map(|(id, status, body)| Answer { id, status, body })
+}
+
+fn ring_packet() -> impl Strategy<Value = RingPacket> {
+    (
+        prop::collection::vec(member(), 0..6),
+        any::<String>(),
+        0..10usize,
+        extras(),
+    )
+        .prop_map(|(contact_list, text_message, pointer, extra)| RingPacket {
+            contact_list,
+            text_message,
+            pointer,
+            extra,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn display_then_parse_gives_the_command(cmd in command()) {
+        let shown = cmd.to_string();
+        let parsed = parse_line(&shown).map(|l| l.map(|l| l.command));
+        prop_assert_eq!(parsed, Ok(Some(cmd)), "shown as {}", shown);
+    }
+
+    #[test]
+    fn im_start_line_with_message_round_trips(
+        list in list(), name in contact(), message in "[^\n\r]{0,40}"
+    ) {
+        let line = Line { command: Command::ImStart { list, name }, message: Some(message) };
+        let shown = line.to_string();
+        prop_assert_eq!(parse_line(&shown), Ok(Some(line)), "shown as {}", shown);
+    }
+
+    #[test]
+    fn request_encode_then_decode(cmd in command(), id in prop::option::of(any::<u32>())) {
+        let req = Request { id, command: cmd };
+        let wire = req.to_bytes();
+        prop_assert!(wire.len() <= contact_proto::MAX_REQUEST_LEN);
+        prop_assert_eq!(Request::decode(&wire), Ok(req));
+        prop_assert_eq!(Request::peek_id(&wire), id);
+    }
+
+    #[test]
+    fn answer_encode_then_decode(answer in answer()) {
+        let wire = answer.to_bytes();
+        prop_assert!(wire.is_ascii(), "Python-style JSON is pure ASCII");
+        prop_assert_eq!(Answer::decode(&wire), Ok(answer));
+    }
+
+    #[test]
+    fn ring_encode_then_decode(packet in ring_packet()) {
+        let wire = packet.to_bytes();
+        prop_assert!(wire.is_ascii());
+        prop_assert_eq!(RingPacket::decode(&wire), Ok(packet));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        contact_proto::roundtrip::request(&bytes);
+        contact_proto::roundtrip::answer(&bytes);
+        contact_proto::roundtrip::ring(&bytes);
+        contact_proto::roundtrip::line(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_lines_never_panic(text in r#"[a-z "'\\\t #\-_é]{0,60}"#) {
+        contact_proto::roundtrip::line(text.as_bytes());
+        let _ = parse_line(&text);
+    }
+
+    /// Valid requests with one byte changed: close to valid, so they reach deep into the decoder.
+    #[test]
+    fn mutated_requests_never_panic(cmd in command(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut wire = Request::plain(cmd).to_bytes();
+        let i = at.index(wire.len());
+        wire[i] = byte;
+        contact_proto::roundtrip::request(&wire);
+    }
+
+    #[test]
+    fn mutated_answers_never_panic(answer in answer(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut wire = answer.to_bytes();
+        let i = at.index(wire.len());
+        wire[i] = byte;
+        contact_proto::roundtrip::answer(&wire);
+        contact_proto::roundtrip::ring(&wire[wire.iter().position(|&b| b == b'{').unwrap_or(0)..]);
+    }
+}
