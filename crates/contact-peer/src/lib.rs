@@ -65,3 +65,8 @@ pub struct Transmit {
 /// The size of every receive buffer: any UDP datagram fits (the reference's 2048-byte
 /// buffers are one of its defects).
 pub const RECV_BUFFER_LEN: usize = 65_536;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 //! The reference writes any path on the server's host that a client names. Our server
 //! writes only inside its data directory: an absolute path, a path with a `..` component, or
 //! one that resolves (through a symbolic link) outside the directory is refused with
-//! [`Status::PathRefused`](contact_proto::Status::PathRefused) (471). The file is written to
+//! [`Status::PathRefused`] (471). The file is written to
 //! a temporary file in the same directory, flushed to disk, then renamed over the target, and
 //! the directory is flushed: a crash mid-save leaves the old file or the new one, never half
 //! of one.
