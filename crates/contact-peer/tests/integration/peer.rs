@@ -105,3 +105,43 @@ fn a_restarted_peer_on_the_same_port_gets_fresh_answers() {
         .unwrap();
     assert_eq!(answer.status, contact_proto::Status::ListExists);
 }
+
+#[test]
+fn retries_through_a_lossy_network_apply_each_request_once() {
+    use contact_peer::relay::{Impairment, Relay};
+    let server = TestServer::start();
+    // 20% loss each way, 10% duplication, reordering: answers get lost, requests arrive twice.
+    let relay = Relay::start(
+        "127.0.0.1:0".parse().unwrap(),
+        server.addr(),
+        Impairment::lossy(0.2, 42),
+    )
+    .unwrap();
+    let config = PeerConfig {
+        client: ClientConfig {
+            initial_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_millis(80),
+            max_retries: 15,
+            ..ClientConfig::default()
+        },
+    };
+    let p = Peer::bind_with(
+        "127.0.0.1".parse().unwrap(),
+        relay.addr(),
+        PortChoice::Ephemeral,
+        config,
+    )
+    .unwrap();
+    for i in 0..30 {
+        // Applied twice, a create would answer 457 the second time: the server's cache of
+        // answers by request id is what keeps it at 200.
+        ok(&p, &format!("create list{i}"));
+    }
+    let dropped = relay
+        .stats()
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 0, "the network did lose datagrams");
+    let registry = server.handle.shutdown().unwrap();
+    assert_eq!(registry.lists().count(), 30);
+}
