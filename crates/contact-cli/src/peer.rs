@@ -300,6 +300,10 @@ fn start_plain(lines: Sender<Input>) {
 /// Starts the line editor on its own thread. It shows a prompt each time the main loop
 /// sends one, so answers are printed before the next prompt; messages arriving meanwhile
 /// are printed above the line being typed.
+///
+/// Known limitation (rustyline 17 with an external printer): text pasted in one burst is
+/// drawn only up to its first character until the next key press, because the editor waits
+/// on the terminal while the rest sits in its buffer. What is typed is received intact.
 fn start_editor(
     lines: Sender<Input>,
 ) -> rustyline::Result<(Box<dyn ExternalPrinter + Send>, Sender<String>)> {
