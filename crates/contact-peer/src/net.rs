@@ -75,6 +75,30 @@ pub(crate) fn recv_until(
     }
 }
 
+/// Takes one more datagram if one is already waiting, without blocking: how a driver drains
+/// a batch after [`recv_until`] returned the first. The socket must be non-blocking.
+pub(crate) fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    match socket.recv_from(buf) {
+        Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {
+            Ok(Some(Received::Nothing))
+        }
+        Ok((n, from)) => Ok(Some(Received::Datagram(n, from))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Some(Received::Nothing))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Sends, logging rather than failing on errors a datagram sender must live with (an
 /// unreachable destination, a full buffer): one lost datagram is what retries are for.
 pub(crate) fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
