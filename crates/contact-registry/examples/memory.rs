@@ -53,7 +53,11 @@ fn build(contacts: usize, lists: usize, members: usize) -> Registry {
 }
 
 fn main() {
-    for (contacts, lists, members) in [(1_000, 1_000, 3), (100_000, 100_000, 3), (1_000_000, 100_000, 10)] {
+    for (contacts, lists, members) in [
+        (1_000, 1_000, 3),
+        (100_000, 100_000, 3),
+        (1_000_000, 100_000, 10),
+    ] {
         let before = LIVE.load(Ordering::Relaxed);
         let r = build(contacts, lists, members);
         let bytes = LIVE.load(Ordering::Relaxed) - before;
