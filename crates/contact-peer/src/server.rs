@@ -122,6 +122,12 @@ pub struct ServerCore {
     records: Option<VecDeque<Record>>,
     ims: Option<ImTimers>,
     errors: ErrorBudget,
+    /// The encoded `query-lists` body, valid until a list is created (the only change to
+    /// the list names): most answers on a busy server are this one, and encoding every name
+    /// each time was the largest cost of the request path.
+    lists_body: Option<Vec<u8>>,
+    /// Spent answer buffers, reused so that answering allocates nothing in the steady state.
+    spare: Vec<Vec<u8>>,
 }
 
 impl ServerCore {
@@ -136,6 +142,8 @@ impl ServerCore {
             records: config.state.is_some().then(VecDeque::new),
             ims: config.im_timeout.map(ImTimers::new),
             errors: ErrorBudget::new(config.error_rate),
+            lists_body: None,
+            spare: Vec::new(),
         }
     }
 
@@ -196,6 +204,11 @@ impl ServerCore {
             tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
             return self.answer(now, from, answer.with_id(id), digest);
         }
+        if command == Command::QueryLists {
+            tracing::info!(%from, ?id, request = text.as_deref(), "request");
+            return self.answer_lists(now, from, id, digest);
+        }
+        let creates = matches!(command, Command::Create { .. });
         let mutation = match &command {
             Command::QueryLists | Command::Save { .. } => None,
             c if self.records.is_some() => Some(c.clone()),
@@ -220,6 +233,9 @@ impl ServerCore {
                 if let Some(Body::Lists(lists)) = &mut answer.body {
                     // How our peers tell our server from the reference.
                     lists.ext = EXT_VERSION;
+                }
+                if creates && answer.status.is_ok() {
+                    self.lists_body = None;
                 }
                 if let Some(command) = mutation.filter(|_| answer.status.is_ok()) {
                     self.accepted(now, ext, command);
@@ -350,28 +366,64 @@ impl ServerCore {
     /// The next answer to send: its bytes replace the contents of `buf`.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (destination, bytes) = self.transmits.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&bytes);
-        Some(Transmit {
-            destination,
-            size: bytes.len(),
-        })
+        let (destination, mut bytes) = self.transmits.pop_front()?;
+        // The caller's buffer takes the bytes; its old allocation becomes a spare.
+        std::mem::swap(buf, &mut bytes);
+        let size = buf.len();
+        if self.spare.len() < 64 && bytes.capacity() > 0 {
+            self.spare.push(bytes);
+        }
+        Some(Transmit { destination, size })
     }
 
     fn answer(&mut self, now: Instant, to: SocketAddr, answer: Answer, digest: u64) {
-        let mut bytes = answer.to_bytes();
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        answer.encode(&mut bytes);
+        self.queue(now, to, answer.id, bytes, digest);
+    }
+
+    /// Answers `query-lists` from the cached body, encoding it only after a change.
+    fn answer_lists(&mut self, now: Instant, to: SocketAddr, id: Option<RequestId>, digest: u64) {
+        if self.lists_body.is_none() {
+            let answer = self.registry.query_lists();
+            let Some(Body::Lists(mut lists)) = answer.body else {
+                // Too large to list (a big loaded state): answered as the registry says.
+                return self.answer(now, to, answer.with_id(id), digest);
+            };
+            // How our peers tell our server from the reference.
+            lists.ext = EXT_VERSION;
+            let encoded = Answer::ok_with(Body::Lists(lists)).to_bytes();
+            let head = b"200-_-".len();
+            self.lists_body = Some(encoded[head..].to_vec());
+        }
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        Answer::ok().with_id(id).encode_head(&mut bytes);
+        bytes.extend_from_slice(self.lists_body.as_deref().unwrap_or(b"null"));
+        self.queue(now, to, id, bytes, digest);
+    }
+
+    fn queue(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        id: Option<RequestId>,
+        mut bytes: Vec<u8>,
+        digest: u64,
+    ) {
         if bytes.len() > MAX_DATAGRAM_LEN {
             // The registry keeps answers within a datagram; this is the last line of defence.
             tracing::warn!(%to, len = bytes.len(), "answer too large for one datagram");
-            bytes = Answer::error(
+            bytes.clear();
+            Answer::error(
                 Status::AnswerTooLarge,
                 "the answer would not fit in one datagram",
             )
-            .with_id(answer.id)
-            .to_bytes();
+            .with_id(id)
+            .encode(&mut bytes);
         }
-        if let Some(id) = answer.id {
+        if let Some(id) = id {
             self.cache.insert(now, to, id, digest, bytes.clone());
         }
         self.transmits.push_back((to, bytes));
@@ -651,16 +703,20 @@ impl Server {
 
     /// Serves until a [`ShutdownHandle`] stops it; returns the registry as it is then.
     ///
-    /// Each turn takes up to [`BATCH`] datagrams that are waiting, handles them, makes their
-    /// mutations durable with one journal sync (with a state file), and only then sends their
-    /// answers: an answer is never sent for a mutation that a crash could still lose.
+    /// Without a state file each answer goes out as soon as its request is handled: the
+    /// loop is a receive and a send per request, as short as a bare echo loop. With one,
+    /// each turn takes up to [`BATCH`] datagrams that are waiting, makes their mutations
+    /// durable with one journal sync, and only then sends their answers: an answer is never
+    /// sent for a mutation that a crash could still lose.
     pub fn run(mut self) -> io::Result<Registry> {
         let mut recv = vec![0u8; RECV_BUFFER_LEN];
         let mut send = Vec::with_capacity(RECV_BUFFER_LEN);
+        let mut timeout = net::ReadTimeout::default();
         tracing::info!(addr = %self.local, "server listening");
         self.core.handle_timeout(Instant::now());
         loop {
-            let received = net::recv_until(&self.socket, &mut recv, self.core.poll_timeout())?;
+            timeout.set(&self.socket, self.core.poll_timeout())?;
+            let received = net::recv(&self.socket, &mut recv)?;
             if self.stop.load(Ordering::SeqCst) {
                 tracing::info!(addr = %self.local, "server stopped");
                 return Ok(self.core.into_registry());
@@ -670,32 +726,20 @@ impl Server {
                 Received::Datagram(n, from) => self.core.handle_datagram(now, from, &recv[..n]),
                 Received::Nothing => self.core.handle_timeout(now),
             }
-            self.socket.set_nonblocking(true)?;
-            for _ in 1..BATCH {
-                match net::try_recv(&self.socket, &mut recv)? {
-                    Some(Received::Datagram(n, from)) => {
-                        self.core.handle_datagram(now, from, &recv[..n]);
-                    }
-                    Some(Received::Nothing) => {}
-                    None => break,
-                }
-            }
-            self.socket.set_nonblocking(false)?;
-            while let Some(job) = self.core.poll_save() {
-                let registry = self.core.registry();
-                let result = self
-                    .data
-                    .save(&job.file, |mut w| registry.save(&mut w))
-                    .map(|path| tracing::debug!(path = %path.display(), "saved"))
-                    .map_err(|e| {
-                        match e {
-                            SaveError::Refused(_) => tracing::info!(error = %e, "save refused"),
-                            _ => tracing::warn!(error = %e, "save failed"),
+            if self.store.is_some() {
+                self.socket.set_nonblocking(true)?;
+                for _ in 1..BATCH {
+                    match net::try_recv(&self.socket, &mut recv)? {
+                        Some(Received::Datagram(n, from)) => {
+                            self.core.handle_datagram(now, from, &recv[..n]);
                         }
-                        (e.status(), e.to_string())
-                    });
-                self.core.complete_save(now, job, result);
+                        Some(Received::Nothing) => {}
+                        None => break,
+                    }
+                }
+                self.socket.set_nonblocking(false)?;
             }
+            self.carry_out_saves(now);
             if let Some(store) = &mut self.store {
                 while let Some(record) = self.core.poll_record() {
                     store.record(record.ext, &record.command);
@@ -713,6 +757,24 @@ impl Server {
             while let Some(t) = self.core.poll_transmit(&mut send) {
                 net::send_to(&self.socket, &send[..t.size], t.destination);
             }
+        }
+    }
+
+    fn carry_out_saves(&mut self, now: Instant) {
+        while let Some(job) = self.core.poll_save() {
+            let registry = self.core.registry();
+            let result = self
+                .data
+                .save(&job.file, |mut w| registry.save(&mut w))
+                .map(|path| tracing::debug!(path = %path.display(), "saved"))
+                .map_err(|e| {
+                    match e {
+                        SaveError::Refused(_) => tracing::info!(error = %e, "save refused"),
+                        _ => tracing::warn!(error = %e, "save failed"),
+                    }
+                    (e.status(), e.to_string())
+                });
+            self.core.complete_save(now, job, result);
         }
     }
 
@@ -1046,6 +1108,27 @@ mod tests {
                 (0, "create l".to_string()),
                 (0, "join l A".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn the_cached_lists_body_follows_every_create() {
+        let now = Instant::now();
+        let mut c = core(16);
+        let empty = r#"200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#;
+        assert_eq!(ask(&mut c, now, a(), b"query-lists"), empty);
+        assert_eq!(ask(&mut c, now, a(), b"query-lists"), empty);
+        ask(&mut c, now, a(), b"create-_-list 1");
+        // A refused create changes nothing.
+        ask(&mut c, now, a(), b"create-_-list 1");
+        assert_eq!(
+            ask(&mut c, now, a(), b"#77-_-query-lists"),
+            r#"#77-_-200-_-{"num_lists": 1, "list_names": ["list 1"], "ext": 1}"#
+        );
+        ask(&mut c, now, a(), b"create-_-caf\xc3\xa9");
+        assert_eq!(
+            ask(&mut c, now, a(), b"query-lists"),
+            r#"200-_-{"num_lists": 2, "list_names": ["list 1", "caf\u00e9"], "ext": 1}"#
         );
     }
 }

@@ -138,6 +138,21 @@ impl Member {
     }
 }
 
+/// Appends `n` in decimal without going through a `String`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 fn digits(n: u32) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
@@ -323,17 +338,24 @@ impl Answer {
 
     /// Appends the wire form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        if let Some(id) = self.id {
-            out.push(b'#');
-            out.extend_from_slice(id.to_string().as_bytes());
-            out.extend_from_slice(DELIMITER.as_bytes());
-        }
-        out.extend_from_slice(self.status.code().to_string().as_bytes());
-        out.extend_from_slice(DELIMITER.as_bytes());
+        self.encode_head(out);
         match &self.body {
             None => out.extend_from_slice(b"null"),
             Some(body) => write_py(out, body),
         }
+    }
+
+    /// Appends the part of the wire form before the body: `[#ID-_-]CODE-_-`. A server that
+    /// keeps a body already encoded (the `query-lists` body between two `create`s, say)
+    /// appends it after this.
+    pub fn encode_head(&self, out: &mut Vec<u8>) {
+        if let Some(id) = self.id {
+            out.push(b'#');
+            push_decimal(out, id);
+            out.extend_from_slice(DELIMITER.as_bytes());
+        }
+        push_decimal(out, u32::from(self.status.code()));
+        out.extend_from_slice(DELIMITER.as_bytes());
     }
 
     /// The wire form as a new vector.
