@@ -917,6 +917,244 @@ mod tests {
         events
     }
 
+    /// Everything `e` wants sent, as (destination, text).
+    fn drain(e: &mut RingEngine) -> Vec<(SocketAddr, String)> {
+        let mut buf = Vec::new();
+        std::iter::from_fn(|| {
+            let t = e.poll_transmit(&mut buf)?;
+            Some((
+                t.destination,
+                String::from_utf8(buf[..t.size].to_vec()).unwrap(),
+            ))
+        })
+        .collect()
+    }
+
+    fn events(e: &mut RingEngine) -> Vec<RingEvent> {
+        std::iter::from_fn(|| e.poll_event()).collect()
+    }
+
+    fn is_ack(text: &str) -> bool {
+        RingAck::decode(text.as_bytes()).is_some()
+    }
+
+    #[test]
+    fn acked_hop_is_not_sent_again() {
+        let now = Instant::now();
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        a.start_im(now, None, ours(2), "x").unwrap();
+        let first = drain(&mut a);
+        assert_eq!(first.len(), 1);
+        b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+        let out = drain(&mut b);
+        // The ack to the source, then the forward to the initiator.
+        assert_eq!(out[0].0, addr(22001));
+        assert!(is_ack(&out[0].1), "{}", out[0].1);
+        assert!(out[1].1.contains(r#""pointer": 3"#));
+        let hop_deadline = a.poll_timeout().unwrap();
+        a.handle_datagram(now, addr(22003), out[0].1.as_bytes());
+        assert!(a.poll_timeout().unwrap() > hop_deadline + Duration::from_secs(20));
+        a.handle_timeout(hop_deadline + Duration::from_secs(10));
+        assert!(drain(&mut a).is_empty());
+        // The return: acked by the initiator, and completed once.
+        a.handle_datagram(now, addr(22003), out[1].1.as_bytes());
+        a.handle_datagram(now, addr(22003), out[1].1.as_bytes());
+        let acks = drain(&mut a);
+        assert_eq!(acks.len(), 2);
+        assert!(acks.iter().all(|(to, t)| *to == addr(22003) && is_ack(t)));
+        let ev = events(&mut a);
+        assert!(
+            matches!(&ev[..], [RingEvent::Completed { skipped, .. }] if skipped.is_empty()),
+            "{ev:?}"
+        );
+        b.handle_datagram(now, addr(22001), acks[0].1.as_bytes());
+        assert_eq!(events(&mut b).len(), 1);
+        assert!(b.is_idle());
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn lost_ack_means_a_copy_shown_once_and_acked_again() {
+        let now = Instant::now();
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        a.start_im(now, None, ours(3), "once").unwrap();
+        let first = drain(&mut a);
+        b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+        assert_eq!(drain(&mut b).len(), 2); // ack (lost) + forward
+        assert_eq!(events(&mut b).len(), 1);
+        let t = a.poll_timeout().unwrap();
+        a.handle_timeout(t);
+        let again = drain(&mut a);
+        assert_eq!(again, first, "the same bytes again");
+        b.handle_datagram(t, addr(22001), again[0].1.as_bytes());
+        let out = drain(&mut b);
+        assert_eq!(out.len(), 1, "only an ack, no second forward: {out:?}");
+        assert!(is_ack(&out[0].1));
+        assert!(events(&mut b).is_empty(), "shown once");
+    }
+
+    #[test]
+    fn silent_member_is_skipped_and_reported() {
+        let start = Instant::now();
+        let mut a = seeded(1);
+        let mut c = seeded(3);
+        a.start_im(start, Some("l".parse().unwrap()), ours(3), "hi")
+            .unwrap();
+        let mut sends = drain(&mut a).len();
+        let mut now = start;
+        let mut to_c = Vec::new();
+        while let Some(t) = a.poll_timeout() {
+            now = t;
+            a.handle_timeout(now);
+            for (to, text) in drain(&mut a) {
+                if to == addr(22003) {
+                    sends += 1;
+                } else {
+                    to_c.push((to, text));
+                }
+            }
+            if !to_c.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(sends, 5, "max_sends to the silent member");
+        assert!(now - start <= RingConfig::default().give_up_after());
+        assert!(now - start >= Duration::from_millis(6200));
+        assert_eq!(to_c.len(), 1);
+        assert_eq!(to_c[0].0, addr(22005));
+        let skip = &to_c[0].1;
+        assert!(
+            skip.ends_with(
+                r#""pointer": 3, "list": "l", "im_id": 1082269761, "hop": 3, "skipped": ["m1"]}"#
+            ),
+            "{skip}"
+        );
+        c.handle_datagram(now, addr(22001), skip.as_bytes());
+        let out = drain(&mut c);
+        assert!(is_ack(&out[0].1));
+        assert!(events(&mut c).len() == 1);
+        a.handle_datagram(now, addr(22005), out[0].1.as_bytes());
+        a.handle_datagram(now, addr(22005), out[1].1.as_bytes());
+        let ev = events(&mut a);
+        assert_eq!(
+            ev,
+            [RingEvent::Completed {
+                list: Some("l".parse().unwrap()),
+                initiator: "m0".parse().unwrap(),
+                text: "hi".into(),
+                members: 3,
+                skipped: vec!["m1".parse().unwrap()],
+            }]
+        );
+    }
+
+    #[test]
+    fn initiator_that_skips_everyone_completes_without_sending_to_itself() {
+        let mut a = seeded(1);
+        let mut now = Instant::now();
+        a.start_im(now, None, ours(2), "alone").unwrap();
+        while let Some(t) = a.poll_timeout() {
+            now = t;
+            a.handle_timeout(now);
+            assert!(drain(&mut a).iter().all(|(to, _)| *to == addr(22003)));
+        }
+        let ev = events(&mut a);
+        assert!(
+            matches!(&ev[..], [RingEvent::Completed { skipped, .. }] if skipped.len() == 1),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn broken_ring_is_reported_not_confirmed_once() {
+        // The second member is a reference peer that never forwards.
+        let start = Instant::now();
+        let mut a = seeded(1);
+        a.start_im(start, None, ring(2), "lost").unwrap();
+        let first = drain(&mut a);
+        assert_eq!(first.len(), 1);
+        a.handle_timeout(start); // stray: nothing
+        assert!(drain(&mut a).is_empty() && events(&mut a).is_empty());
+        let deadline = a.poll_timeout().unwrap();
+        let config = RingConfig::default();
+        assert_eq!(
+            deadline - start,
+            config.completion_timeout + config.give_up_after()
+        );
+        a.handle_timeout(deadline);
+        assert!(
+            drain(&mut a).is_empty(),
+            "never sent again to a reference peer"
+        );
+        assert!(matches!(
+            &events(&mut a)[..],
+            [RingEvent::NotConfirmed { members: 2, text, .. }] if text == "lost"
+        ));
+        assert_eq!(a.poll_timeout(), None);
+        // Came back after all: no second report.
+        let back = first[0].1.replace(r#""pointer": 2"#, r#""pointer": 3"#);
+        a.handle_datagram(deadline, addr(22003), back.as_bytes());
+        assert!(events(&mut a).is_empty());
+    }
+
+    #[test]
+    fn no_ack_after_a_reference_forwarder() {
+        // Our hop set "hop": 2; a reference forwarder made the pointer 3 and kept "hop".
+        let raw = r#"{"num_contacts_in_list": 3, "contact_list": [{"name": "a", "ip": "127.0.0.1", "port": 22000, "ext": 1}, {"name": "b", "ip": "127.0.0.1", "port": 22002}, {"name": "c", "ip": "127.0.0.1", "port": 22004, "ext": 1}], "text_message": "t", "pointer": 3, "im_id": 9, "hop": 2}"#;
+        let mut c = seeded(3);
+        c.handle_datagram(Instant::now(), addr(22003), raw.as_bytes());
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].0, addr(22001));
+        assert!(out[0].1.ends_with(r#""pointer": 4, "im_id": 9, "hop": 4}"#));
+    }
+
+    #[test]
+    fn acks_are_strict() {
+        for bad in [
+            &br#"{"ack": 1}"#[..],
+            br#"{"ack": -1, "pointer": 2}"#,
+            br#"{"ack": 1, "pointer": "2"}"#,
+            br#"{"ack": 1, "pointer": 2, "x": 0}"#,
+            br#"[1, 2]"#,
+            b"",
+        ] {
+            assert_eq!(RingAck::decode(bad), None);
+        }
+        // A stray ack changes nothing.
+        let mut e = seeded(1);
+        e.handle_datagram(Instant::now(), addr(9), br#"{"ack": 5, "pointer": 2}"#);
+        assert!(e.is_idle());
+    }
+
+    #[test]
+    fn dedup_memory_is_bounded_in_count_and_time() {
+        let config = RingConfig {
+            dedup_capacity: 2,
+            dedup_lifetime: Duration::from_secs(1),
+            ..RingConfig::default()
+        };
+        let packet = |id: u64| {
+            format!(
+                r#"{{"num_contacts_in_list": 2, "contact_list": [{{"name": "a", "ip": "127.0.0.1", "port": 22000}}, {{"name": "b", "ip": "127.0.0.1", "port": 22002}}], "text_message": "t", "pointer": 2, "im_id": {id}}}"#
+            )
+        };
+        let now = Instant::now();
+        let mut e = RingEngine::with_config(config);
+        for id in [1, 2, 1, 2] {
+            e.handle_datagram(now, addr(9), packet(id).as_bytes());
+        }
+        assert_eq!(events(&mut e).len(), 2);
+        e.handle_datagram(now, addr(9), packet(3).as_bytes()); // evicts 1
+        e.handle_datagram(now, addr(9), packet(1).as_bytes());
+        assert_eq!(events(&mut e).len(), 2);
+        e.handle_datagram(now + Duration::from_secs(1), addr(9), packet(3).as_bytes());
+        assert_eq!(events(&mut e).len(), 1, "forgotten after its lifetime");
+        assert!(e.seen.len() <= 2);
+    }
+
     #[test]
     fn one_member_completes_at_once_and_sends_nothing() {
         let mut e = RingEngine::new();
