@@ -4,7 +4,8 @@
 //! One script: five of our peers register, create three lists (one of a single member), join
 //! them, send instant messages (several at once around the same list), leave and exit; in
 //! some variants a reference peer sits in the biggest list, and one of our peers crashes
-//! before the messages. Each seed draws drops, duplicates, delays and reorders. Properties:
+//! before the messages, or at a random moment while they go round (see `check_mid_crash`
+//! for what holds then). Each seed draws drops, duplicates, delays and reorders. Properties:
 //! - the registry ends as it does on a perfect network (contacts, lists, members, extension
 //!   levels, no list left blocked);
 //! - every live member of every ring shows every message exactly once, and nothing else;
@@ -35,30 +36,35 @@ const MAX_STEPS: usize = 200_000;
 /// Enough for a crashed member skipped in each phase and one ring broken at a reference peer
 /// (30 s plus the time to skip each member).
 const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(180);
+/// With a crash in the middle of rings, each of the three phases of messages may end with a
+/// ring broken (about 100 s each).
+const MAX_VIRTUAL_TIME_MID_CRASH: Duration = Duration::from_secs(360);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Variant {
+    /// A reference peer in the list `all`.
     reference: bool,
+    /// `CRASHED` crashes as the messages start.
     crash: bool,
+    /// ... or at a random moment while they go round (`crash` is set too).
+    mid: bool,
 }
 
-const VARIANTS: [Variant; 4] = [
+const fn variant(reference: bool, crash: bool, mid: bool) -> Variant {
     Variant {
-        reference: false,
-        crash: false,
-    },
-    Variant {
-        reference: false,
-        crash: true,
-    },
-    Variant {
-        reference: true,
-        crash: false,
-    },
-    Variant {
-        reference: true,
-        crash: true,
-    },
+        reference,
+        crash,
+        mid,
+    }
+}
+
+const VARIANTS: [Variant; 6] = [
+    variant(false, false, false),
+    variant(false, true, false),
+    variant(true, false, false),
+    variant(true, true, false),
+    variant(false, true, true),
+    variant(true, true, true),
 ];
 
 /// An instant message of the script.
@@ -124,12 +130,14 @@ fn script(v: Variant) -> (Vec<Phase>, Vec<Im>) {
     phases.push(p);
     // Messages, three at once around `all`; a crash first in some variants.
     let mut p = empty();
-    if v.crash {
+    if v.mid {
+        p[CRASHED].push(Action::CrashWithin(Duration::from_millis(300)));
+    } else if v.crash {
         p[CRASHED].push(Action::Crash);
     }
     let mut send = |p: &mut Phase, initiator: usize, list: &'static str, text: &'static str| {
-        p[initiator].push(im(list, text));
         if !(v.crash && initiator == CRASHED) {
+            p[initiator].push(im(list, text));
             ims.push(Im {
                 initiator,
                 list,
@@ -167,8 +175,16 @@ fn run(seed: u64, net: NetConfig, v: Variant) -> Result<String, String> {
     let mut sim = Sim::new(seed, net, PEERS, usize::from(v.reference), phases);
     sim.drive_bounded(MAX_STEPS)?;
     let done = sim.done_at.ok_or("the script did not end")? - sim.start;
-    if done > MAX_VIRTUAL_TIME {
+    let bound = if v.mid {
+        MAX_VIRTUAL_TIME_MID_CRASH
+    } else {
+        MAX_VIRTUAL_TIME
+    };
+    if done > bound {
         return Err(format!("the script took {done:?} of virtual time"));
+    }
+    if v.mid {
+        return check_mid_crash(&sim, &ims, v);
     }
     let crashed = |name: &str| v.crash && name == format!("p{CRASHED}");
     // Who must show what, and how each message ends.
@@ -240,6 +256,64 @@ fn run(seed: u64, net: NetConfig, v: Variant) -> Result<String, String> {
         want.sort();
         if shown != want {
             return Err(format!("{} showed {shown:?}, want {want:?}", r.name));
+        }
+    }
+    Ok(registry_state(sim.server.registry()))
+}
+
+/// A member that crashes while messages go round may have shown a message or not, and may
+/// crash holding a hop it acknowledged but could not pass on: then the ring breaks and the
+/// initiator reports the message not confirmed. What must hold: every message ends once at
+/// its initiator (completed or not confirmed); a completed message was shown exactly once by
+/// every live member, with nobody but the crashed member skipped; nobody shows a message
+/// twice; the reference double sees nothing it cannot parse.
+fn check_mid_crash(sim: &Sim, ims: &[Im], v: Variant) -> Result<String, String> {
+    let crashed = format!("p{CRASHED}");
+    for m in ims {
+        let initiator = format!("p{}", m.initiator);
+        let p = &sim.peers[m.initiator];
+        let done: Vec<_> = p.completed.iter().filter(|(t, _)| t == m.text).collect();
+        let lost = p.not_confirmed.iter().filter(|t| *t == m.text).count();
+        if done.len() + lost != 1 {
+            return Err(format!(
+                "{initiator} {:?}: {done:?}, {lost} not confirmed",
+                m.text
+            ));
+        }
+        if let Some((_, skipped)) = done.first() {
+            if skipped.iter().any(|s| *s != crashed) {
+                return Err(format!("{initiator} {:?}: skipped {skipped:?}", m.text));
+            }
+        }
+        for member in members(m.list, v) {
+            if member == initiator {
+                continue;
+            }
+            let shown = sim
+                .peers
+                .iter()
+                .map(|p| (p.name.as_str(), &p.shown))
+                .chain(sim.refs.iter().map(|r| (r.name.as_str(), &r.shown)))
+                .find(|(n, _)| *n == member)
+                .map_or(0, |(_, shown)| {
+                    shown
+                        .iter()
+                        .filter(|(s, t)| *s == initiator && t == m.text)
+                        .count()
+                });
+            let live = member != crashed;
+            let ok = match (done.is_empty(), live) {
+                (false, true) => shown == 1,
+                _ => shown <= 1,
+            };
+            if !ok {
+                return Err(format!("{member} showed {:?} {shown} times", m.text));
+            }
+        }
+    }
+    for r in &sim.refs {
+        if !r.violations.is_empty() {
+            return Err(format!("{}: {:?}", r.name, r.violations));
         }
     }
     Ok(registry_state(sim.server.registry()))

@@ -92,6 +92,9 @@ pub enum Action {
     Im { list: ListName, text: String },
     /// From now on the peer's two addresses drop everything, in and out.
     Crash,
+    /// [`Action::Crash`] at a time drawn from the seed within this delay (in the middle of
+    /// rings); the peer's other actions go on until then.
+    CrashWithin(Duration),
 }
 
 /// A phase: what each peer does (by index), all peers concurrently.
@@ -116,6 +119,7 @@ pub struct SimPeer {
     todo: VecDeque<Action>,
     wait: Wait,
     pub crashed: bool,
+    crash_at: Option<Instant>,
     /// (sender, text) of every message shown.
     pub shown: Vec<(String, String)>,
     /// (text, skipped) of every completion of this peer's messages.
@@ -215,6 +219,7 @@ impl Sim {
                     todo: VecDeque::new(),
                     wait: Wait::Nothing,
                     crashed: false,
+                    crash_at: None,
                     shown: Vec::new(),
                     completed: Vec::new(),
                     not_confirmed: Vec::new(),
@@ -355,6 +360,13 @@ impl Sim {
         } else if let Some(t) = timer {
             self.now = self.now.max(t);
             let now = self.now;
+            for p in &mut self.peers {
+                if p.crash_at.is_some_and(|at| at <= now) {
+                    p.crash_at = None;
+                    p.crashed = true;
+                    p.todo.clear();
+                }
+            }
             self.server.handle_timeout(now);
             for p in self.peers.iter_mut().filter(|p| !p.crashed) {
                 p.client.handle_timeout(now);
@@ -369,7 +381,7 @@ impl Sim {
             .peers
             .iter()
             .filter(|p| !p.crashed)
-            .flat_map(|p| [p.client.poll_timeout(), p.ring.poll_timeout()]);
+            .flat_map(|p| [p.client.poll_timeout(), p.ring.poll_timeout(), p.crash_at]);
         std::iter::once(self.server.poll_timeout())
             .chain(peers)
             .flatten()
@@ -437,8 +449,16 @@ impl Sim {
                         eprintln!("phase starts at {:?}", now - self.start);
                     }
                     for (i, actions) in phase.into_iter().enumerate() {
-                        if !self.peers[i].crashed {
-                            self.peers[i].todo.extend(actions);
+                        if self.peers[i].crashed {
+                            continue;
+                        }
+                        for action in actions {
+                            if let Action::CrashWithin(max) = action {
+                                let at = now + self.rng.between(Duration::ZERO, max);
+                                self.peers[i].crash_at = Some(at);
+                            } else {
+                                self.peers[i].todo.push_back(action);
+                            }
                         }
                     }
                     progress = true;
@@ -534,7 +554,7 @@ impl SimPeer {
                         };
                         self.wait = Wait::ImStart(self.client.send(now, command), list, text);
                     }
-                    Action::Crash => {
+                    Action::Crash | Action::CrashWithin(_) => {
                         self.crashed = true;
                         self.todo.clear();
                     }
