@@ -514,6 +514,7 @@ impl RingEngine {
         for key in expired {
             if let Some(im) = self.initiated.remove(&key) {
                 tracing::warn!(im_id = key.1, "message did not come back");
+                self.hops.retain(|h| h.key != key);
                 self.remember(now, &key, 0);
                 self.events.push_back(RingEvent::NotConfirmed {
                     list: im.list,
@@ -697,6 +698,8 @@ impl RingEngine {
     /// The message `key` is back at its initiator (or every other member was skipped).
     fn complete(&mut self, now: Instant, key: ImKey, packet: RingPacket) {
         let started = self.initiated.remove(&key);
+        // Back home: the first hop's retries (its ack lost) are moot.
+        self.hops.retain(|h| h.key != key);
         self.remember(now, &key, 0);
         let list = match started {
             Some(im) => im.list,
@@ -993,6 +996,23 @@ mod tests {
         assert_eq!(out.len(), 1, "only an ack, no second forward: {out:?}");
         assert!(is_ack(&out[0].1));
         assert!(events(&mut b).is_empty(), "shown once");
+    }
+
+    #[test]
+    fn return_home_cancels_the_first_hops_retries() {
+        // The ack of the first hop is lost, but the message comes back: nothing more to send.
+        let now = Instant::now();
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        a.start_im(now, None, ours(2), "x").unwrap();
+        let first = drain(&mut a);
+        b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+        let out = drain(&mut b); // [ack (lost), forward]
+        a.handle_datagram(now, addr(22003), out[1].1.as_bytes());
+        assert_eq!(drain(&mut a).len(), 1, "the ack of the return");
+        assert!(matches!(&events(&mut a)[..], [RingEvent::Completed { .. }]));
+        assert_eq!(a.poll_timeout(), None);
+        assert!(a.is_idle());
     }
 
     #[test]
