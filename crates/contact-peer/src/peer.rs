@@ -215,8 +215,9 @@ impl Peer {
         rx.recv().unwrap_or(Err(RingError::Shutdown))
     }
 
-    /// Messages received (already forwarded), completions of this peer's messages, and
-    /// skipped datagrams, as they happen.
+    /// Messages received (already forwarded), completions of this peer's messages (with the
+    /// members skipped), messages of this peer's that did not come back in time, and skipped
+    /// datagrams, as they happen.
     pub fn events(&self) -> &Receiver<RingEvent> {
         &self.events
     }
