@@ -497,9 +497,22 @@ impl Answer {
         }
         let code: u16 = code.parse().map_err(|_| DecodeError::BadAnswerHead)?;
         let status = Status::try_from(code)?;
-        let body = match serde_json::from_str::<Value>(json)? {
-            Value::Null => None,
-            value => Some(Body::from_json(value)?),
+        // The shape is told by a key; going through `Value` first costs a second pass and
+        // an allocation per node, so try the likely shape directly and fall back only when
+        // that fails (a list named "contact_list", say).
+        let direct = if json.contains("\"contact_list\"") {
+            serde_json::from_str(json).ok().map(Body::ImStart)
+        } else if json.contains("\"list_names\"") {
+            serde_json::from_str(json).ok().map(Body::Lists)
+        } else {
+            None
+        };
+        let body = match direct {
+            Some(body) => Some(body),
+            None => match serde_json::from_str::<Value>(json)? {
+                Value::Null => None,
+                value => Some(Body::from_json(value)?),
+            },
         };
         Ok(Self { id, status, body })
     }

@@ -20,6 +20,7 @@
 //! The whole request is UTF-8 and at most [`MAX_REQUEST_LEN`] bytes.
 
 use std::fmt;
+use std::io::Write as _;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -220,8 +221,11 @@ impl Command {
         match self {
             Self::Register { name, ip, port } => {
                 arg(name.as_str());
-                arg(&ip.to_string());
-                arg(&port.to_string());
+                out.extend_from_slice(DELIMITER.as_bytes());
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "{ip}");
+                out.extend_from_slice(DELIMITER.as_bytes());
+                crate::answer::push_decimal(out, u32::from(*port));
             }
             Self::Create { list } => arg(list.as_str()),
             Self::QueryLists => {}
