@@ -64,3 +64,8 @@ pub const MAX_REQUEST_LEN: usize = 2048;
 /// The largest UDP payload over IPv4 (65,535 - 8 - 20), the bound of every answer and ring
 /// packet.
 pub const MAX_DATAGRAM_LEN: usize = 65_507;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
