@@ -617,7 +617,7 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
                 text,
                 ring,
             } => {
-                if !im(&mut t, &cast, config.wait, (who, list, text, ring))? {
+                if !im(&mut t, &mut cast, config.wait, (who, list, text, ring))? {
                     break;
                 }
             }
@@ -695,7 +695,7 @@ fn check_body(t: &mut Transcript<'_, impl Write>, cmd: &Command, a: &Answer) -> 
 /// An `im-start` step: the answer, the ring, every member's display, the completion.
 fn im(
     t: &mut Transcript<'_, impl Write>,
-    cast: &Cast,
+    cast: &mut Cast,
     wait: Duration,
     (who, list, text, ring): (usize, &str, &str, &[usize]),
 ) -> Result<bool, DemoError> {
@@ -745,57 +745,86 @@ fn im(
         let Some(peer) = &cast.peers[member] else {
             continue;
         };
-        let seen = next_event(peer, wait);
-        if seen.is_none() {
+        let (seen, others) = wait_for(peer, wait, |e| {
+            matches!(e, RingEvent::Message { sender, list: Some(l), text: got }
+                if sender.as_str() == NAMES[who] && *l == list_name && got == text)
+        });
+        unexpected(t, &mut cast.stray, member, others)?;
+        if seen.is_some() {
+            t.saw(member, &format!("[{list}] {}: {text}", NAMES[who]), true)?;
+        } else {
             wait = Duration::ZERO;
-        }
-        let ok = matches!(&seen, Some(RingEvent::Message { sender, list: Some(l), text: got })
-            if sender.as_str() == NAMES[who] && *l == list_name && got == text);
-        match &seen {
-            Some(RingEvent::Message { sender, list, text }) => {
-                let list = list.as_ref().map_or("?", ListName::as_str);
-                t.saw(member, &format!("[{list}] {sender}: {text}"), ok)?;
-            }
-            _ => t.saw(member, "nothing", false)?,
+            t.saw(member, "nothing", false)?;
         }
         t.check_quiet(
             format!("{} sees [{list}] {}: {text}", NAMES[member], NAMES[who]),
-            (!ok).then(|| format!("got {seen:?}")),
+            seen.is_none().then(|| "it did not arrive".to_owned()),
         );
     }
-    let done = next_event(initiator, wait);
-    let ok = matches!(&done, Some(RingEvent::Completed { initiator, list: Some(l), members, .. })
-        if initiator.as_str() == NAMES[who] && *l == list_name && *members == ring.len());
-    let hint = if ok {
+    let (done, others) = wait_for(initiator, wait, |e| {
+        matches!(e, RingEvent::Completed { initiator, list: Some(l), members, .. }
+            if initiator.as_str() == NAMES[who] && *l == list_name && *members == ring.len())
+    });
+    unexpected(t, &mut cast.stray, who, others)?;
+    let hint = if done.is_some() {
         format!(
             "your message has gone round {} member(s): send `im-complete {list} {}`",
             ring.len(),
             NAMES[who]
         )
     } else {
-        format!("not told the message went round ({done:?})")
+        "nothing: the message did not come back".to_owned()
     };
-    t.told(who, &hint, ok)?;
+    t.told(who, &hint, done.is_some())?;
     t.check_quiet(
         format!("{}'s message on {list} goes round", NAMES[who]),
-        (!ok).then(|| format!("got {done:?}")),
+        done.is_none().then(|| "it did not come back".to_owned()),
     );
     Ok(true)
 }
 
-/// The next ring event that is not a skipped datagram, within `wait`.
-fn next_event(peer: &Peer, wait: Duration) -> Option<RingEvent> {
+/// Waits up to `wait` for the ring event `want` accepts; returns it (if it came) and every
+/// other event that came first (skipped datagrams aside).
+fn wait_for(
+    peer: &Peer,
+    wait: Duration,
+    want: impl Fn(&RingEvent) -> bool,
+) -> (Option<RingEvent>, Vec<RingEvent>) {
     let deadline = Instant::now() + wait;
+    let mut others = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match peer.events().recv_timeout(left) {
             Ok(RingEvent::Invalid { from, reason }) => {
                 tracing::debug!(%from, %reason, "skipped datagram");
             }
-            Ok(e) => return Some(e),
-            Err(_) => return None,
+            Ok(e) if want(&e) => return (Some(e), others),
+            Ok(e) => others.push(e),
+            Err(_) => return (None, others),
         }
     }
+}
+
+/// Shows events no step expected (a message shown twice, or to a non-member) and keeps them
+/// for the final check.
+fn unexpected(
+    t: &mut Transcript<'_, impl Write>,
+    stray: &mut Vec<String>,
+    who: usize,
+    events: Vec<RingEvent>,
+) -> io::Result<()> {
+    for e in events {
+        let shown = match &e {
+            RingEvent::Message { sender, list, text } => {
+                let list = list.as_ref().map_or("?", ListName::as_str);
+                format!("[{list}] {sender}: {text}   (not expected here)")
+            }
+            other => format!("{other:?}   (not expected here)"),
+        };
+        t.saw(who, &shown, false)?;
+        stray.push(format!("{}: {e:?}", NAMES[who]));
+    }
+    Ok(())
 }
 
 fn check_saved(
