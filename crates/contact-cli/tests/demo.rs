@@ -117,6 +117,19 @@ fn the_demo_refuses_bad_options_with_status_2() {
 }
 
 #[test]
+fn the_demo_passes_through_relays_that_lose_nothing() {
+    // The relays' wiring (peers register the port below their relay's) without loss.
+    let (out, text) = demo(&["--loss", "0"]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("messages through a relay on").count(),
+        5,
+        "{text}"
+    );
+    assert!(text.contains("demo passed"), "{text}");
+}
+
+#[test]
 #[ignore = "needs ring acknowledgements (issue 5)"]
 fn demo_over_a_lossy_network() {
     for seed in ["1", "2", "3"] {
