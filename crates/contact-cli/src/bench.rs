@@ -51,6 +51,9 @@ pub(crate) struct BenchArgs {
     /// Print one JSON line instead of the report.
     #[arg(long)]
     pub(crate) json: bool,
+    /// With `--mix ring`: the members of the ring (in-process peers on loopback).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) peers: usize,
 }
 
 /// The request mixes.
@@ -63,6 +66,10 @@ pub(crate) enum Mix {
     Mixed,
     /// `register` with fresh names (start the server with a high contact limit).
     Register,
+    /// `--peers N` peers in one list, one instant message at a time around the ring: the
+    /// time from `im-start` to the message coming back, per ring and per hop, next to a
+    /// ring of bare UDP forwarders.
+    Ring,
 }
 
 /// The figures of one run against one target.
@@ -148,6 +155,9 @@ impl Report {
 pub(crate) fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.clients == 0 {
         return Err("--clients must be at least 1".into());
+    }
+    if args.mix == Mix::Ring {
+        return ring::run(args);
     }
     let mut reports = Vec::new();
     if !args.echo_only {
@@ -494,6 +504,7 @@ fn setup(
                     .collect(),
             )
         }
+        Mix::Ring => return Err("the ring mix has no request script".into()),
         Mix::Register => Script::Fresh {
             prefix: format!("bench-r-{run_id}-{client}-"),
             next: 0,
@@ -563,6 +574,208 @@ impl Drop for EchoServer {
     }
 }
 
+/// `--mix ring`: instant messages around a ring of in-process peers.
+mod ring {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use contact_peer::{Peer, PortChoice, RingEvent};
+    use contact_proto::{Answer, Body};
+
+    use super::*;
+
+    type Error = Box<dyn std::error::Error>;
+
+    fn ok(answer: Answer, what: &str) -> Result<Answer, Error> {
+        if answer.status.is_ok() {
+            Ok(answer)
+        } else {
+            Err(format!("{what}: {}", answer.status).into())
+        }
+    }
+
+    pub(super) fn run(args: &BenchArgs) -> Result<(), Error> {
+        if args.peers < 2 {
+            return Err("--peers must be at least 2".into());
+        }
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let tag = std::process::id();
+        let list = ListName::try_from(format!("bench-ring-{tag}")).map_err(|e| e.to_string())?;
+        let mut peers = Vec::with_capacity(args.peers);
+        let mut names = Vec::with_capacity(args.peers);
+        for i in 0..args.peers {
+            let peer = Peer::bind(ip, args.server, PortChoice::Ephemeral)?;
+            let name = ContactName::try_from(format!("bench-ring-{tag}-{i}"))
+                .map_err(|e| e.to_string())?;
+            let control = peer.control_addr();
+            ok(
+                peer.request(Command::Register {
+                    name: name.clone(),
+                    ip,
+                    port: control.port(),
+                })?,
+                "register",
+            )?;
+            if i == 0 {
+                ok(
+                    peer.request(Command::Create { list: list.clone() })?,
+                    "create",
+                )?;
+            }
+            ok(
+                peer.request(Command::Join {
+                    list: list.clone(),
+                    name: name.clone(),
+                })?,
+                "join",
+            )?;
+            peers.push(peer);
+            names.push(name);
+        }
+        let text = "Hello, ring";
+        let rounds = args.requests.unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs_f64(args.duration.max(0.1));
+        let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+        let mut around = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+        let mut packet_len = 0;
+        let (initiator, me) = (&peers[0], &names[0]);
+        let mut done = 0u64;
+        let outcome: Result<(), Error> = (|| {
+            while if rounds > 0 {
+                done < rounds
+            } else {
+                Instant::now() < deadline
+            } {
+                let t0 = Instant::now();
+                let answer = ok(
+                    initiator.request(Command::ImStart {
+                        list: list.clone(),
+                        name: me.clone(),
+                    })?,
+                    "im-start",
+                )?;
+                let Some(Body::ImStart(body)) = answer.body else {
+                    return Err("im-start answered without a ring".into());
+                };
+                if packet_len == 0 {
+                    packet_len = contact_proto::RingPacket::start(body.clone(), text)
+                        .to_bytes()
+                        .len();
+                }
+                let t1 = Instant::now();
+                initiator.start_im(Some(list.clone()), body, text)?;
+                loop {
+                    match initiator.events().recv_timeout(Duration::from_secs(10)) {
+                        Ok(RingEvent::Completed { .. }) => break,
+                        Ok(_) => continue,
+                        Err(_) => return Err("the message did not come back within 10 s".into()),
+                    }
+                }
+                let t2 = Instant::now();
+                total.saturating_record((t2 - t0).as_nanos() as u64);
+                around.saturating_record((t2 - t1).as_nanos() as u64);
+                ok(
+                    initiator.request(Command::ImComplete {
+                        list: list.clone(),
+                        name: me.clone(),
+                    })?,
+                    "im-complete",
+                )?;
+                done += 1;
+            }
+            Ok(())
+        })();
+        for (peer, name) in peers.iter().zip(&names) {
+            let _ = peer.request(Command::Exit { name: name.clone() });
+        }
+        outcome?;
+        let bare = bare_ring(args.peers, packet_len.max(1), done.max(1))?;
+        let n = args.peers as f64;
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e6;
+        let hop_us = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1e3 / n;
+        let ratio = hop_us(&around) / hop_us(&bare);
+        if args.json {
+            println!(
+                "{{\"mix\": \"ring\", \"peers\": {}, \"rings\": {done}, \"packet_bytes\": {packet_len}, \"total_p50_ms\": {:.4}, \"total_p99_ms\": {:.4}, \"ring_p50_ms\": {:.4}, \"ring_p99_ms\": {:.4}, \"hop_p50_us\": {:.2}, \"bare_ring_p50_ms\": {:.4}, \"bare_hop_p50_us\": {:.2}, \"hop_ratio\": {ratio:.3}}}",
+                args.peers,
+                ms(&total, 0.5),
+                ms(&total, 0.99),
+                ms(&around, 0.5),
+                ms(&around, 0.99),
+                hop_us(&around),
+                ms(&bare, 0.5),
+                hop_us(&bare),
+            );
+        } else {
+            println!(
+                "ring of {} peers, {done} messages of {packet_len} bytes",
+                args.peers
+            );
+            println!(
+                "  im-start to back home  p50 {:.3} ms  p99 {:.3} ms",
+                ms(&total, 0.5),
+                ms(&total, 0.99)
+            );
+            println!(
+                "  around the ring        p50 {:.3} ms  p99 {:.3} ms  per hop {:.1} us",
+                ms(&around, 0.5),
+                ms(&around, 0.99),
+                hop_us(&around)
+            );
+            println!(
+                "  bare UDP ring          p50 {:.3} ms  per hop {:.1} us",
+                ms(&bare, 0.5),
+                hop_us(&bare)
+            );
+            println!("per-hop time / bare UDP per-hop time: {ratio:.2}");
+        }
+        Ok(())
+    }
+
+    /// A ring of `n` bare UDP forwarders, each on its own thread (as each peer's ring engine
+    /// is): the kernel's cost of a hop, for comparison.
+    fn bare_ring(n: usize, len: usize, rounds: u64) -> Result<Histogram<u64>, Error> {
+        let sockets: Vec<UdpSocket> = (0..n)
+            .map(|_| UdpSocket::bind("127.0.0.1:0"))
+            .collect::<io::Result<_>>()?;
+        let addrs: Vec<SocketAddr> = sockets
+            .iter()
+            .map(UdpSocket::local_addr)
+            .collect::<io::Result<_>>()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (i, socket) in sockets.iter().enumerate().skip(1) {
+            let socket = socket.try_clone()?;
+            socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let next = addrs[(i + 1) % n];
+            let stop = stop.clone();
+            threads.push(thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(k) = socket.recv(&mut buf) {
+                        let _ = socket.send_to(&buf[..k], next);
+                    }
+                }
+            }));
+        }
+        let head = &sockets[0];
+        head.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let packet = vec![b'x'; len];
+        let mut buf = vec![0u8; 65_536];
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+        for _ in 0..rounds.max(100) {
+            let t0 = Instant::now();
+            head.send_to(&packet, addrs[1])?;
+            head.recv(&mut buf)?;
+            h.saturating_record((t0.elapsed()).as_nanos() as u64);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +800,7 @@ mod tests {
             echo_only: true,
             timeout_ms: 1000,
             json: true,
+            peers: 20,
         };
         let echo = EchoServer::start().unwrap();
         let report = measure(&args, "echo", echo.addr, Mix::Query).unwrap();

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use contact_peer::relay::{Impairment, Relay};
 use contact_peer::{
-    ClientConfig, Peer, PeerConfig, PortChoice, RingEvent, Server, ServerConfig, ServerHandle,
+    ClientConfig, Peer, PeerConfig, PortChoice, RingConfig, RingEvent, Server, ServerConfig,
+    ServerHandle,
 };
 use contact_proto::{Answer, Body, Command, ImStartBody, ListName, Status, parse_line};
 
@@ -524,12 +525,20 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
     };
     let peer_server = server_relay.as_ref().map_or(server_addr, Relay::addr);
     let peer_config = if config.loss.is_some() {
+        // More patience than the defaults, so that one run at 20% loss in each direction
+        // all but never gives up on a request or skips a ring member.
         PeerConfig {
             client: ClientConfig {
-                initial_timeout: Duration::from_millis(200),
-                max_timeout: Duration::from_secs(1),
-                max_retries: 12,
+                initial_timeout: Duration::from_millis(100),
+                max_timeout: Duration::from_millis(400),
+                max_retries: 15,
                 ..ClientConfig::default()
+            },
+            ring: RingConfig {
+                initial_timeout: Duration::from_millis(100),
+                max_timeout: Duration::from_millis(500),
+                max_sends: 12,
+                ..RingConfig::default()
             },
         }
     } else {
@@ -768,8 +777,9 @@ fn im(
         wait
     };
     let (done, others) = wait_for(initiator, wait, |e| {
-        matches!(e, RingEvent::Completed { initiator, list: Some(l), members, .. }
-            if initiator.as_str() == NAMES[who] && *l == list_name && *members == ring.len())
+        matches!(e, RingEvent::Completed { initiator, list: Some(l), members, skipped, .. }
+            if initiator.as_str() == NAMES[who] && *l == list_name && *members == ring.len()
+                && skipped.is_empty())
     });
     unexpected(t, &mut cast.stray, who, others)?;
     let hint = if done.is_some() {

@@ -208,18 +208,30 @@ impl Session<'_> {
                 list,
                 initiator,
                 members,
+                skipped,
                 ..
             } => {
-                let next = match list {
-                    Some(list) => Command::ImComplete {
-                        list,
-                        name: initiator,
-                    }
-                    .to_string(),
-                    None => format!("im-complete LIST {}", word(&initiator)),
-                };
+                let next = im_complete(list, &initiator);
                 self.out.line(format!(
                     "your message has gone round {members} member(s): send `{next}`"
+                ));
+                if !skipped.is_empty() {
+                    let names: Vec<&str> = skipped.iter().map(|n| n.as_str()).collect();
+                    self.out.line(format!(
+                        "did not acknowledge it (skipped): {}",
+                        names.join(", ")
+                    ));
+                }
+            }
+            RingEvent::NotConfirmed {
+                list,
+                initiator,
+                members,
+                ..
+            } => {
+                let next = im_complete(list, &initiator);
+                self.out.line(format!(
+                    "your message did not come back round its {members} member(s), some may have missed it: send `{next}`"
                 ));
             }
             RingEvent::Invalid { from, reason } => {
@@ -227,6 +239,18 @@ impl Session<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// The `im-complete` line to suggest after an instant message.
+fn im_complete(list: Option<ListName>, initiator: &ContactName) -> String {
+    match list {
+        Some(list) => Command::ImComplete {
+            list,
+            name: initiator.clone(),
+        }
+        .to_string(),
+        None => format!("im-complete LIST {}", word(initiator)),
     }
 }
 

@@ -5,9 +5,10 @@ use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use contact_peer::{Server, ServerConfig};
-use contact_registry::Registry;
+use contact_registry::{Limits, Registry};
 
 /// Options of `contact-cli server`.
 #[derive(Debug, clap::Args)]
@@ -21,14 +22,52 @@ pub(crate) struct Args {
     /// The directory `save FILE` writes into; paths that leave it are refused (471).
     #[arg(long, default_value = ".")]
     data_dir: PathBuf,
-    /// Start from a file written by `save`.
+    /// Start from a file written by `save` (or by the reference server).
     #[arg(long, value_name = "FILE")]
     load: Option<PathBuf>,
+    /// Keep the registry in this journal file: every mutation the server answered with
+    /// success survives a crash (`kill -9`) and a restart with the same file.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Accept join, leave, exit, im-start and im-complete for a contact only from that
+    /// contact's registered address (472 otherwise).
+    #[arg(long)]
+    auth: bool,
+    /// Complete an instant message left open this many seconds (0: never, as the reference).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    im_timeout: u64,
+    /// Error answers per second per source IP; bad requests beyond are dropped (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    error_rate: u32,
+    /// The most contacts registered at once (456 beyond).
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.max_contacts)]
+    max_contacts: usize,
+    /// The most lists (458 beyond).
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.max_lists)]
+    max_lists: usize,
+    /// The most members of one list (469 beyond; default: --max-contacts).
+    #[arg(long, value_name = "N")]
+    max_members: Option<usize>,
+    /// The longest name, in bytes (467 beyond; at most 255).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT.max_name_len)]
+    max_name_len: usize,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
+    let limits = Limits {
+        max_contacts: args.max_contacts,
+        max_lists: args.max_lists,
+        max_members: args.max_members.unwrap_or(args.max_contacts),
+        max_name_len: args.max_name_len,
+        ..Limits::DEFAULT
+    };
     let config = ServerConfig {
         data_dir: args.data_dir,
+        limits,
+        auth: args.auth,
+        im_timeout: (args.im_timeout > 0).then(|| Duration::from_secs(args.im_timeout)),
+        error_rate: args.error_rate,
+        state: args.state,
         ..ServerConfig::default()
     };
     let registry = match &args.load {
@@ -50,7 +89,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let server = match Server::bind_with_registry(addr, config, registry) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
+            eprintln!("error: cannot start on {addr}: {e}");
             return ExitCode::from(1);
         }
     };

@@ -47,9 +47,9 @@ pub mod store;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use peer::{Peer, PeerConfig, PortChoice};
-pub use ring::{RingEngine, RingError, RingEvent};
+pub use ring::{RingAck, RingConfig, RingEngine, RingError, RingEvent};
 pub use save::{DataDir, SaveError};
-pub use server::{SaveJob, Server, ServerConfig, ServerCore, ServerHandle, ShutdownHandle};
+pub use server::{Record, SaveJob, Server, ServerConfig, ServerCore, ServerHandle, ShutdownHandle};
 
 /// A datagram a state machine wants sent: where, and how many bytes of the buffer given to
 /// its `poll_transmit`.

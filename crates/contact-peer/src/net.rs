@@ -75,6 +75,92 @@ pub(crate) fn recv_until(
     }
 }
 
+/// The read timeout last set on a socket, so that a loop sets it again only when the wanted
+/// deadline has moved: one `setsockopt` per request would cost as much as the request.
+#[derive(Debug, Default)]
+pub(crate) struct ReadTimeout {
+    current: Option<Duration>,
+}
+
+impl ReadTimeout {
+    /// Makes the next receive wait until about `deadline` (forever when `None`). Waking a
+    /// little early is harmless (the loop handles the timeout and waits again); waking late
+    /// is bounded to 1% of the wait or 10 ms.
+    pub(crate) fn set(&mut self, socket: &UdpSocket, deadline: Option<Instant>) -> io::Result<()> {
+        let wanted = deadline.map(|d| {
+            // A zero timeout means "block forever" to the OS: never ask for one.
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(100))
+        });
+        let close_enough = match (self.current, wanted) {
+            (None, None) => true,
+            (Some(cur), Some(want)) => {
+                let slack = (want / 100).max(Duration::from_millis(10));
+                cur <= want + slack && cur + slack >= want
+            }
+            _ => false,
+        };
+        if !close_enough {
+            socket.set_read_timeout(wanted)?;
+            self.current = wanted;
+        }
+        Ok(())
+    }
+}
+
+/// Waits for one datagram, as long as the socket's read timeout says, skipping what
+/// [`recv_until`] skips.
+pub(crate) fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    classify(socket.recv_from(buf))
+}
+
+fn classify(result: io::Result<(usize, SocketAddr)>) -> io::Result<Received> {
+    match result {
+        Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {
+            tracing::debug!(%from, "datagram from an unanswerable source dropped");
+            Ok(Received::Nothing)
+        }
+        Ok((n, from)) => Ok(Received::Datagram(n, from)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Received::Nothing)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes one more datagram if one is already waiting, without blocking: how a driver drains
+/// a batch after [`recv_until`] returned the first. The socket must be non-blocking.
+pub(crate) fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    match socket.recv_from(buf) {
+        Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {
+            Ok(Some(Received::Nothing))
+        }
+        Ok((n, from)) => Ok(Some(Received::Datagram(n, from))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Some(Received::Nothing))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Sends, logging rather than failing on errors a datagram sender must live with (an
 /// unreachable destination, a full buffer): one lost datagram is what retries are for.
 pub(crate) fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {

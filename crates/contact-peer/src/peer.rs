@@ -8,7 +8,9 @@
 //! its own socket: it never spins.
 //!
 //! Ring packets are sent from P + 1, the first hop included (the reference sends the first
-//! hop from P); receivers do not look at the source port.
+//! hop from P); receivers do not look at the source port. Hop acknowledgements between our
+//! peers go from P + 1 to the source of the packet they acknowledge, that is to P + 1 too, and
+//! the ring thread wakes for the engine's retransmission timers.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,8 +25,8 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::net::{self, Received, Waker};
 use crate::{
-    Client, ClientConfig, ClientError, ClientEvent, RECV_BUFFER_LEN, RingEngine, RingError,
-    RingEvent, ServerKind,
+    Client, ClientConfig, ClientError, ClientEvent, RECV_BUFFER_LEN, RingConfig, RingEngine,
+    RingError, RingEvent, ServerKind,
 };
 
 /// How a peer picks its ports P and P + 1.
@@ -44,6 +46,8 @@ pub enum PortChoice {
 pub struct PeerConfig {
     /// Timeouts and retries of requests to the server.
     pub client: ClientConfig,
+    /// Acknowledgements, retries and memory of the ring.
+    pub ring: RingConfig,
 }
 
 enum ClientCmd {
@@ -127,6 +131,10 @@ impl Peer {
         let mut client_config = config.client;
         client_config.rng_seed ^= fresh_seed(control_addr);
         let client = Client::new(server, client_config);
+        // Message ids must differ between peers and between runs of one peer.
+        let mut ring_config = config.ring;
+        ring_config.rng_seed ^= fresh_seed(im_addr).rotate_left(17);
+        let engine = RingEngine::with_config(ring_config);
         let wake = Waker::new(&control)?;
         let client_thread = std::thread::Builder::new()
             .name(format!("contact-client {control_addr}"))
@@ -134,7 +142,7 @@ impl Peer {
         let wake = Waker::new(&im)?;
         let ring_thread = std::thread::Builder::new()
             .name(format!("contact-ring {im_addr}"))
-            .spawn(move || run_ring(im, RingEngine::new(), ring_rx, wake, events_tx))?;
+            .spawn(move || run_ring(im, engine, ring_rx, wake, events_tx))?;
         Ok(Self {
             control: control_addr,
             im: im_addr,
@@ -207,8 +215,9 @@ impl Peer {
         rx.recv().unwrap_or(Err(RingError::Shutdown))
     }
 
-    /// Messages received (already forwarded), completions of this peer's messages, and
-    /// skipped datagrams, as they happen.
+    /// Messages received (already forwarded), completions of this peer's messages (with the
+    /// members skipped), messages of this peer's that did not come back in time, and skipped
+    /// datagrams, as they happen.
     pub fn events(&self) -> &Receiver<RingEvent> {
         &self.events
     }

@@ -1,20 +1,45 @@
 //! The ring engine: the peer-to-peer half of an instant message, without I/O.
 //!
 //! ```text
-//! initiator:  im-start answer + text  -> packet {.., "pointer": 2, "list": LIST} to contact_list[1]
+//! initiator:  im-start answer + text  -> packet {.., "pointer": 2, "list": LIST, "im_id": ID}
+//!                                        to contact_list[1] (+ "hop": 2 if it is one of ours)
 //! member:     pointer <= N            -> show (sender = contact_list[0]), forward pointer + 1
 //!                                        to contact_list[pointer], or contact_list[0] if pointer == N
 //! initiator:  pointer == N + 1        -> the message has gone round: send im-complete
 //! ```
 //!
-//! Every hop goes to the member's registered port + 1. These are exactly the reference's
-//! rules, so a ring may mix our peers and the reference's in any order: a reference peer
-//! carries the unknown `"list"` key along unchanged, and we never filter packets by source
-//! port. A one-member list sends nothing and completes at once.
+//! Every hop goes to the member's registered port + 1. These are the reference's rules, so a
+//! ring may mix our peers and the reference's in any order: a reference peer carries unknown
+//! keys along unchanged, and we never filter packets by source port. A one-member list sends
+//! nothing and completes at once.
+//!
+//! # Surviving loss (between our own peers)
+//! Our initiator adds `"im_id"`, a random number drawn from [`RingConfig::rng_seed`]; every
+//! hop of ours to one of our peers carries `"hop"`, the pointer value its sender set (a hop to
+//! a reference peer carries no `"hop"`). A reference forwarder
+//! carries `"hop"` unchanged but increments the pointer, so `hop == pointer` on arrival means
+//! the previous hop was one of ours, and only then does the receiver answer with a
+//! [`RingAck`] `{"ack": ID, "pointer": P}` to the datagram's source. A reference peer
+//! therefore never receives an ack.
+//!
+//! A hop to a member whose [`Member::ext`] is 1 or more is sent again, with a doubling
+//! timeout plus jitter, until acknowledged; after [`RingConfig::max_sends`] sends the member
+//! is skipped: the sender forwards as that member would have, with its name appended to
+//! `"skipped"`, and the initiator's [`RingEvent::Completed`] lists who did not acknowledge. A
+//! hop to a reference member (`ext` 0) is sent exactly once, as the reference does.
+//!
+//! Receivers remember `(contact_list[0].name, im_id)` for a while: a message is shown once
+//! however many copies arrive, and a hop is forwarded once per pointer value. Packets
+//! without `"im_id"` (from a reference initiator) are shown and forwarded exactly as the
+//! reference does: no reference peer ever forwards twice, so there is nothing to deduplicate.
+//!
+//! The initiator waits at most [`RingConfig::completion_timeout`] (plus the time to skip
+//! each member) for its packet to come back, then reports [`RingEvent::NotConfirmed`]: a
+//! ring broken at a reference peer never leaves anyone waiting for good.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use contact_proto::{ContactName, FIRST_POINTER, ImStartBody, ListName, Member, RingPacket};
 use serde_json::Value;
@@ -25,6 +50,66 @@ use crate::Transmit;
 /// The extra key our initiators add to a ring packet so that receivers can show the list.
 /// Reference peers carry it along unchanged.
 pub const LIST_KEY: &str = "list";
+/// The extra key carrying the message's identity, set by our initiators.
+pub const IM_ID_KEY: &str = "im_id";
+/// The extra key carrying the pointer value the last of our peers sent.
+pub const HOP_KEY: &str = "hop";
+/// The extra key listing the members skipped because they did not acknowledge.
+pub const SKIPPED_KEY: &str = "skipped";
+
+/// Timeouts, retries and memory of a [`RingEngine`].
+#[derive(Debug, Clone)]
+pub struct RingConfig {
+    /// How long to wait for a hop's acknowledgement before sending it again.
+    pub initial_timeout: Duration,
+    /// The longest wait between two sends of a hop; each timeout doubles up to it.
+    pub max_timeout: Duration,
+    /// How many times in all a hop to one of our peers is sent before that member is skipped.
+    pub max_sends: u32,
+    /// Up to this fraction of each timeout is added at random.
+    pub jitter: f64,
+    /// How long an initiator waits for its message to come back, on top of the time it takes
+    /// to skip each member, before it reports [`RingEvent::NotConfirmed`].
+    pub completion_timeout: Duration,
+    /// How many messages a receiver remembers to show each once.
+    pub dedup_capacity: usize,
+    /// How long a receiver remembers a message; longer than a sender's retries.
+    pub dedup_lifetime: Duration,
+    /// Seed of the random source of message ids and jitter. Tests fix it;
+    /// [`Peer`](crate::Peer) mixes the clock and its port into it. Two engines with the same
+    /// seed draw the same ids: give every engine its own.
+    pub rng_seed: u64,
+}
+
+impl Default for RingConfig {
+    /// 200 ms doubling, 5 sends (a silent member is skipped after about 6.2 s, up to 6.8 s
+    /// with the 10% jitter), a 30 s completion timeout, 4096 messages remembered for 60 s.
+    fn default() -> Self {
+        Self {
+            initial_timeout: Duration::from_millis(200),
+            max_timeout: Duration::from_millis(3200),
+            max_sends: 5,
+            jitter: 0.1,
+            completion_timeout: Duration::from_secs(30),
+            dedup_capacity: 4096,
+            dedup_lifetime: Duration::from_secs(60),
+            rng_seed: 0x0123_4567_89AB_CDEF,
+        }
+    }
+}
+
+impl RingConfig {
+    /// The longest a sender keeps trying one member before skipping it.
+    pub fn give_up_after(&self) -> Duration {
+        let mut t = self.initial_timeout;
+        let mut total = Duration::ZERO;
+        for _ in 0..self.max_sends.max(1) {
+            total += t + t.mul_f64(self.jitter.clamp(0.0, 1.0));
+            t = (t * 2).min(self.max_timeout);
+        }
+        total
+    }
+}
 
 /// What the ring engine tells its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +128,23 @@ pub enum RingEvent {
     /// An instant message this peer started has gone round the whole ring (or its list has
     /// one member): the user should now send `im-complete LIST NAME`.
     Completed {
+        /// The list, when known.
+        list: Option<ListName>,
+        /// The initiator, `contact_list[0]`: the name for `im-complete`.
+        initiator: ContactName,
+        /// The message.
+        text: String,
+        /// How many members the ring has.
+        members: usize,
+        /// The members that did not acknowledge the message and were skipped, in ring
+        /// order. They may have missed it.
+        skipped: Vec<ContactName>,
+    },
+    /// An instant message this peer started did not come back within the completion
+    /// timeout (the ring broke, for instance at a reference peer that went away): some
+    /// members may not have got it. The user should still send `im-complete LIST NAME`, or
+    /// the list stays blocked.
+    NotConfirmed {
         /// The list, when known.
         list: Option<ListName>,
         /// The initiator, `contact_list[0]`: the name for `im-complete`.
@@ -92,9 +194,94 @@ pub enum RingError {
     },
 }
 
+/// The acknowledgement of one hop, sent only between our peers, to the source of the packet
+/// it acknowledges.
+///
+/// ```text
+/// ring-ack = {"ack": IM_ID, "pointer": P}     ; exactly these two keys, both integers
+/// ```
+///
+/// ```
+/// use contact_peer::ring::RingAck;
+/// let ack = RingAck { im_id: 7, pointer: 3 };
+/// assert_eq!(ack.to_bytes(), br#"{"ack": 7, "pointer": 3}"#);
+/// assert_eq!(RingAck::decode(br#"{"pointer":3,"ack":7}"#), Some(ack));
+/// assert_eq!(RingAck::decode(br#"{"ack": 7, "pointer": 3, "x": 1}"#), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingAck {
+    /// The message's `"im_id"`.
+    pub im_id: u64,
+    /// The pointer of the acknowledged packet, as it arrived.
+    pub pointer: usize,
+}
+
+impl RingAck {
+    /// The largest encoded ack: anything longer is not one.
+    const MAX_LEN: usize = 64;
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        format!(r#"{{"ack": {}, "pointer": {}}}"#, self.im_id, self.pointer).into_bytes()
+    }
+
+    /// Decodes an ack: a JSON object with exactly the keys `ack` and `pointer`, both
+    /// non-negative integers. Anything else is `None`.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > Self::MAX_LEN {
+            return None;
+        }
+        let Value::Object(map) = serde_json::from_slice::<Value>(bytes).ok()? else {
+            return None;
+        };
+        if map.len() != 2 {
+            return None;
+        }
+        Some(Self {
+            im_id: map.get("ack")?.as_u64()?,
+            pointer: usize::try_from(map.get("pointer")?.as_u64()?).ok()?,
+        })
+    }
+}
+
+/// A message, as receivers and initiators remember it: (initiator, im_id).
+type ImKey = (ContactName, u64);
+
+/// A hop to one of our peers, waiting for its ack.
+#[derive(Debug)]
+struct Hop {
+    key: ImKey,
+    /// The packet as sent: `pointer` and `"hop"` are the value sent.
+    packet: RingPacket,
+    /// The sender's own index in the ring.
+    own_index: usize,
+    destination: SocketAddr,
+    bytes: Vec<u8>,
+    sends: u32,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+/// A message this engine started, waiting to come back.
+#[derive(Debug)]
+struct Initiated {
+    list: Option<ListName>,
+    text: String,
+    members: usize,
+    deadline: Instant,
+}
+
+/// What a receiver remembers of a message.
+#[derive(Debug)]
+struct Seen {
+    shown: bool,
+    /// The pointer values received (and so forwarded) for it.
+    forwarded: Vec<usize>,
+}
+
 /// The ring engine of one peer: fed `im-start` answers and received datagrams, it yields
-/// the packets to send ([`RingEngine::poll_transmit`]) and what to show
-/// ([`RingEngine::poll_event`]).
+/// the packets to send ([`RingEngine::poll_transmit`]), what to show
+/// ([`RingEngine::poll_event`]) and when to wake it ([`RingEngine::poll_timeout`]).
 ///
 /// ```
 /// use std::time::Instant;
@@ -125,38 +312,71 @@ pub enum RingError {
 /// assert!(matches!(me.poll_event(), Some(RingEvent::Completed { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RingEngine {
+    config: RingConfig,
+    rng: u64,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<RingEvent>,
+    /// Hops waiting for an ack, in the order they were sent.
+    hops: Vec<Hop>,
+    /// A `BTreeMap` so that timeouts fire in the same order on every run.
+    initiated: BTreeMap<ImKey, Initiated>,
+    seen: HashMap<ImKey, Seen>,
+    /// When each remembered message is forgotten, oldest first (all live equally long).
+    seen_order: VecDeque<(Instant, ImKey)>,
+}
+
+impl Default for RingEngine {
+    fn default() -> Self {
+        Self::with_config(RingConfig::default())
+    }
 }
 
 impl RingEngine {
-    /// An engine with nothing to do.
+    /// An engine with the default configuration (and so the default seed of message ids).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An engine with this configuration.
+    pub fn with_config(config: RingConfig) -> Self {
+        let rng = config.rng_seed | 1;
+        Self {
+            config,
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            hops: Vec::new(),
+            initiated: BTreeMap::new(),
+            seen: HashMap::new(),
+            seen_order: VecDeque::new(),
+        }
+    }
+
     /// Starts an instant message from the `im-start` answer `body` (initiator first): queues
     /// the first packet to `contact_list[1]`, or, for a one-member list, a
-    /// [`RingEvent::Completed`] at once. `list` is added to the packet as the `"list"` key.
+    /// [`RingEvent::Completed`] at once. `list` is added to the packet as the `"list"` key,
+    /// a fresh `"im_id"` too, and `"hop": 2` when `contact_list[1]` is one of our peers.
     pub fn start_im(
         &mut self,
-        _now: Instant,
+        now: Instant,
         list: Option<ListName>,
         body: ImStartBody,
         text: impl Into<String>,
     ) -> Result<(), RingError> {
         let mut packet = RingPacket::start(body, text);
-        let Some(initiator) = packet.contact_list.first() else {
+        let Some(initiator) = packet.contact_list.first().map(|m| m.name.clone()) else {
             return Err(RingError::EmptyRing);
         };
-        if packet.contact_list.len() == 1 {
+        let n = packet.contact_list.len();
+        if n == 1 {
             self.events.push_back(RingEvent::Completed {
                 list,
-                initiator: initiator.name.clone(),
+                initiator,
                 text: packet.text_message,
                 members: 1,
+                skipped: Vec::new(),
             });
             return Ok(());
         }
@@ -166,34 +386,58 @@ impl RingEngine {
                 .insert(LIST_KEY.into(), Value::String(list.as_str().into()));
         }
         let next = &packet.contact_list[FIRST_POINTER - 1];
-        let destination = im_address(next).ok_or_else(|| RingError::BadAddress {
-            name: next.name.clone(),
-            ip: next.ip.clone(),
-            port: next.port,
-        })?;
-        let bytes = packet.to_bytes();
-        if bytes.len() > contact_proto::MAX_DATAGRAM_LEN {
+        if im_address(next).is_none() {
+            return Err(RingError::BadAddress {
+                name: next.name.clone(),
+                ip: next.ip.clone(),
+                port: next.port,
+            });
+        }
+        let im_id = xorshift(&mut self.rng);
+        packet.extra.insert(IM_ID_KEY.into(), im_id.into());
+        if next.ext >= 1 {
+            packet.extra.insert(HOP_KEY.into(), FIRST_POINTER.into());
+        }
+        let len = packet.to_bytes().len();
+        if len > contact_proto::MAX_DATAGRAM_LEN {
             return Err(RingError::TooLarge {
-                len: bytes.len(),
+                len,
                 max: contact_proto::MAX_DATAGRAM_LEN,
             });
         }
-        self.transmits.push_back((destination, bytes));
+        let key = (initiator, im_id);
+        // Skipping each member may take a whole retry window; the timeout only covers a
+        // ring that is really broken.
+        let members = u32::try_from(n).unwrap_or(u32::MAX);
+        let deadline =
+            now + self.config.completion_timeout + self.config.give_up_after() * (members - 1);
+        self.initiated.insert(
+            key.clone(),
+            Initiated {
+                list,
+                text: packet.text_message.clone(),
+                members: n,
+                deadline,
+            },
+        );
+        self.send_hop(now, key, packet, 0, FIRST_POINTER);
         Ok(())
     }
 
-    /// Handles a datagram received on the instant-message socket, from any source port.
-    pub fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, bytes: &[u8]) {
-        let mut packet = match RingPacket::decode(bytes) {
+    /// Handles a datagram received on the instant-message socket, from any source port: a
+    /// ring packet or an ack.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.expire(now);
+        let packet = match RingPacket::decode(bytes) {
             Ok(p) => p,
-            Err(e) => return self.invalid(from, format!("not a ring packet: {e}")),
+            Err(e) => {
+                if let Some(ack) = RingAck::decode(bytes) {
+                    return self.handle_ack(from, ack);
+                }
+                return self.invalid(from, format!("not a ring packet: {e}"));
+            }
         };
         let n = packet.contact_list.len();
-        let list = packet
-            .extra
-            .get(LIST_KEY)
-            .and_then(Value::as_str)
-            .and_then(|s| ListName::try_from(s).ok());
         let Some(initiator) = packet.contact_list.first().map(|m| m.name.clone()) else {
             return self.invalid(from, "ring packet lists no member".into());
         };
@@ -201,10 +445,131 @@ impl RingEngine {
         if p < FIRST_POINTER || p > n + 1 {
             return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
         }
+        let Some(im_id) = packet.extra.get(IM_ID_KEY).and_then(Value::as_u64) else {
+            // A reference initiator's packet: exactly the reference's rules.
+            return self.reference_packet(from, packet);
+        };
+        let hop = packet.extra.get(HOP_KEY).and_then(Value::as_u64);
+        if hop.and_then(|h| usize::try_from(h).ok()) == Some(p) {
+            // The previous hop was one of ours: it waits for this (duplicates included).
+            let ack = RingAck { im_id, pointer: p };
+            self.transmits.push_back((from, ack.to_bytes()));
+        }
+        let key = (initiator, im_id);
+        if p == n + 1 {
+            if self.initiated.contains_key(&key) || !self.seen.contains_key(&key) {
+                self.complete(now, key, packet);
+            } else {
+                tracing::debug!(%from, im_id, "copy of a completed message skipped");
+            }
+            return;
+        }
+        let (show, forward) = self.remember(now, &key, p);
+        let message = show.then(|| RingEvent::Message {
+            sender: key.0.clone(),
+            list: list_of(&packet),
+            text: packet.text_message.clone(),
+        });
+        if forward {
+            self.send_hop(now, key, packet, p - 1, p + 1);
+        }
+        match message {
+            Some(message) => self.events.push_back(message),
+            None => tracing::debug!(%from, im_id, pointer = p, "copy of a message skipped"),
+        }
+    }
+
+    /// Handles the expiry of timers: hops sent again or their members skipped, initiators
+    /// that give up waiting. A stray call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+        let mut i = 0;
+        while i < self.hops.len() {
+            if self.hops[i].deadline > now {
+                i += 1;
+                continue;
+            }
+            if self.hops[i].sends < self.config.max_sends {
+                let timeout = (self.hops[i].timeout * 2).min(self.config.max_timeout);
+                let wait = self.jittered(timeout);
+                let hop = &mut self.hops[i];
+                hop.sends += 1;
+                hop.timeout = timeout;
+                hop.deadline = now + wait;
+                tracing::debug!(to = %hop.destination, pointer = hop.packet.pointer, sends = hop.sends, "hop sent again");
+                self.transmits
+                    .push_back((hop.destination, hop.bytes.clone()));
+                i += 1;
+            } else {
+                let hop = self.hops.remove(i);
+                self.skip(now, hop);
+            }
+        }
+        let expired: Vec<ImKey> = self
+            .initiated
+            .iter()
+            .filter(|(_, im)| im.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(im) = self.initiated.remove(&key) {
+                tracing::warn!(im_id = key.1, "message did not come back");
+                self.hops.retain(|h| h.key != key);
+                self.remember(now, &key, 0);
+                self.events.push_back(RingEvent::NotConfirmed {
+                    list: im.list,
+                    initiator: key.0,
+                    text: im.text,
+                    members: im.members,
+                });
+            }
+        }
+    }
+
+    /// The next wake-up the engine needs, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let hops = self.hops.iter().map(|h| h.deadline);
+        let initiated = self.initiated.values().map(|im| im.deadline);
+        hops.chain(initiated).min()
+    }
+
+    /// The next packet to send: its bytes replace the contents of `buf`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let (destination, bytes) = self.transmits.pop_front()?;
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        Some(Transmit {
+            destination,
+            size: bytes.len(),
+        })
+    }
+
+    /// The next thing to tell the user.
+    pub fn poll_event(&mut self) -> Option<RingEvent> {
+        self.events.pop_front()
+    }
+
+    /// Whether nothing is pending: no hop waits for an ack, no message of this peer's for
+    /// its return, nothing to send or tell.
+    pub fn is_idle(&self) -> bool {
+        self.hops.is_empty()
+            && self.initiated.is_empty()
+            && self.transmits.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// A packet without `"im_id"`: show it, forward it once, complete at N + 1.
+    fn reference_packet(&mut self, from: SocketAddr, mut packet: RingPacket) {
+        let n = packet.contact_list.len();
+        let p = packet.pointer;
+        let list = list_of(&packet);
+        let initiator = packet.contact_list[0].name.clone();
         if p == n + 1 {
             self.events.push_back(RingEvent::Completed {
                 list,
                 initiator,
+                skipped: skipped_of(&packet),
                 text: packet.text_message,
                 members: n,
             });
@@ -239,36 +604,218 @@ impl RingEngine {
         });
     }
 
-    /// Handles the expiry of a timer. The ring has no timer yet (acknowledgements and
-    /// retransmission come with issue 5); a stray call does nothing.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
-
-    /// The next wake-up the engine needs, if any.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+    /// Sends `packet` with `pointer` to the member it designates, on behalf of the member at
+    /// `own_index`; members that cannot be addressed are skipped at once. A hop to one of our
+    /// peers is remembered until acknowledged.
+    fn send_hop(
+        &mut self,
+        now: Instant,
+        key: ImKey,
+        mut packet: RingPacket,
+        own_index: usize,
+        mut pointer: usize,
+    ) {
+        let n = packet.contact_list.len();
+        loop {
+            let index = if pointer > n { 0 } else { pointer - 1 };
+            packet.pointer = pointer;
+            if index == own_index {
+                // Only an initiator that skipped every other member gets here.
+                return self.complete(now, key, packet);
+            }
+            // "hop" asks for an ack: only of our peers, the only ones that send it.
+            if packet.contact_list[index].ext >= 1 {
+                packet.extra.insert(HOP_KEY.into(), pointer.into());
+            } else {
+                packet.extra.shift_remove(HOP_KEY);
+            }
+            let member = &packet.contact_list[index];
+            let Some(destination) = im_address(member) else {
+                tracing::warn!(member = %member.name, ip = %member.ip, port = member.port, "member cannot be addressed");
+                if pointer > n {
+                    return;
+                }
+                let name = member.name.clone();
+                add_skipped(&mut packet, name);
+                pointer += 1;
+                continue;
+            };
+            let bytes = packet.to_bytes();
+            self.transmits.push_back((destination, bytes.clone()));
+            if member.ext >= 1 {
+                let timeout = self.config.initial_timeout;
+                let wait = self.jittered(timeout);
+                self.hops.push(Hop {
+                    key,
+                    packet,
+                    own_index,
+                    destination,
+                    bytes,
+                    sends: 1,
+                    timeout,
+                    deadline: now + wait,
+                });
+            }
+            return;
+        }
     }
 
-    /// The next packet to send: its bytes replace the contents of `buf`.
-    #[must_use]
-    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (destination, bytes) = self.transmits.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&bytes);
-        Some(Transmit {
+    /// A hop's member never acknowledged: forward as it would have, naming it in
+    /// `"skipped"`.
+    fn skip(&mut self, now: Instant, hop: Hop) {
+        let Hop {
+            key,
+            mut packet,
+            own_index,
             destination,
-            size: bytes.len(),
-        })
+            ..
+        } = hop;
+        let n = packet.contact_list.len();
+        let p = packet.pointer;
+        if p > n {
+            tracing::warn!(to = %destination, im_id = key.1, "the initiator did not acknowledge the message's return");
+            return;
+        }
+        let name = packet.contact_list[p - 1].name.clone();
+        tracing::warn!(member = %name, to = %destination, im_id = key.1, "member skipped: no acknowledgement");
+        add_skipped(&mut packet, name);
+        self.send_hop(now, key, packet, own_index, p + 1);
     }
 
-    /// The next thing to tell the user.
-    pub fn poll_event(&mut self) -> Option<RingEvent> {
-        self.events.pop_front()
+    fn handle_ack(&mut self, from: SocketAddr, ack: RingAck) {
+        let found = self
+            .hops
+            .iter()
+            .position(|h| h.key.1 == ack.im_id && h.packet.pointer == ack.pointer);
+        match found {
+            Some(i) => {
+                self.hops.remove(i);
+            }
+            None => tracing::debug!(%from, im_id = ack.im_id, pointer = ack.pointer, "stray ack"),
+        }
+    }
+
+    /// The message `key` is back at its initiator (or every other member was skipped).
+    fn complete(&mut self, now: Instant, key: ImKey, packet: RingPacket) {
+        let started = self.initiated.remove(&key);
+        // Back home: the first hop's retries (its ack lost) are moot.
+        self.hops.retain(|h| h.key != key);
+        self.remember(now, &key, 0);
+        let list = match started {
+            Some(im) => im.list,
+            None => list_of(&packet),
+        };
+        self.events.push_back(RingEvent::Completed {
+            list,
+            initiator: key.0,
+            skipped: skipped_of(&packet),
+            members: packet.contact_list.len(),
+            text: packet.text_message,
+        });
+    }
+
+    /// Notes that `key` arrived with `pointer` (0: the initiator's own record); returns
+    /// whether to show it (first arrival) and whether to forward it (first arrival with this
+    /// pointer).
+    fn remember(&mut self, now: Instant, key: &ImKey, pointer: usize) -> (bool, bool) {
+        if !self.seen.contains_key(key) {
+            if self.seen.len() >= self.config.dedup_capacity.max(1) {
+                if let Some((_, old)) = self.seen_order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+            self.seen.insert(
+                key.clone(),
+                Seen {
+                    shown: false,
+                    forwarded: Vec::new(),
+                },
+            );
+            self.seen_order
+                .push_back((now + self.config.dedup_lifetime, key.clone()));
+        }
+        let Some(seen) = self.seen.get_mut(key) else {
+            return (false, false);
+        };
+        let show = !seen.shown;
+        seen.shown = true;
+        let forward = !seen.forwarded.contains(&pointer);
+        if forward {
+            seen.forwarded.push(pointer);
+        }
+        (show, forward)
+    }
+
+    /// Forgets messages whose time is up.
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.seen_order.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, key)) = self.seen_order.pop_front() {
+                self.seen.remove(&key);
+            }
+        }
+    }
+
+    fn jittered(&mut self, d: Duration) -> Duration {
+        let x = xorshift(&mut self.rng);
+        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+        d + d.mul_f64(self.config.jitter.clamp(0.0, 1.0) * unit)
     }
 
     fn invalid(&mut self, from: SocketAddr, reason: String) {
         tracing::debug!(%from, %reason, "ring datagram skipped");
         self.events.push_back(RingEvent::Invalid { from, reason });
     }
+}
+
+/// The `"list"` key of a packet, when it names a valid list.
+fn list_of(packet: &RingPacket) -> Option<ListName> {
+    packet
+        .extra
+        .get(LIST_KEY)
+        .and_then(Value::as_str)
+        .and_then(|s| ListName::try_from(s).ok())
+}
+
+/// The valid names in a packet's `"skipped"` key.
+fn skipped_of(packet: &RingPacket) -> Vec<ContactName> {
+    packet
+        .extra
+        .get(SKIPPED_KEY)
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|s| ContactName::try_from(s).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn add_skipped(packet: &mut RingPacket, name: ContactName) {
+    let entry = packet
+        .extra
+        .entry(SKIPPED_KEY)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !entry.is_array() {
+        *entry = Value::Array(Vec::new());
+    }
+    if let Value::Array(names) = entry {
+        names.push(Value::String(name.as_str().into()));
+    }
+}
+
+/// xorshift64: a tiny seeded source is all ids and jitter need.
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
 }
 
 /// The instant-message address of a member: its IP and registered port + 1. The IP may carry
@@ -299,6 +846,22 @@ mod tests {
                 .map(|i| member(&format!("m{i}"), 22000 + 2 * i as u16))
                 .collect(),
         }
+    }
+
+    /// A ring of `n` of our peers (ext 1).
+    fn ours(n: usize) -> ImStartBody {
+        let mut body = ring(n);
+        for m in &mut body.contact_list {
+            m.ext = 1;
+        }
+        body
+    }
+
+    fn seeded(seed: u64) -> RingEngine {
+        RingEngine::with_config(RingConfig {
+            rng_seed: seed,
+            ..RingConfig::default()
+        })
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -355,6 +918,261 @@ mod tests {
             }
         }
         events
+    }
+
+    /// Everything `e` wants sent, as (destination, text).
+    fn drain(e: &mut RingEngine) -> Vec<(SocketAddr, String)> {
+        let mut buf = Vec::new();
+        std::iter::from_fn(|| {
+            let t = e.poll_transmit(&mut buf)?;
+            Some((
+                t.destination,
+                String::from_utf8(buf[..t.size].to_vec()).unwrap(),
+            ))
+        })
+        .collect()
+    }
+
+    fn events(e: &mut RingEngine) -> Vec<RingEvent> {
+        std::iter::from_fn(|| e.poll_event()).collect()
+    }
+
+    fn is_ack(text: &str) -> bool {
+        RingAck::decode(text.as_bytes()).is_some()
+    }
+
+    #[test]
+    fn acked_hop_is_not_sent_again() {
+        let now = Instant::now();
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        a.start_im(now, None, ours(2), "x").unwrap();
+        let first = drain(&mut a);
+        assert_eq!(first.len(), 1);
+        b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+        let out = drain(&mut b);
+        // The ack to the source, then the forward to the initiator.
+        assert_eq!(out[0].0, addr(22001));
+        assert!(is_ack(&out[0].1), "{}", out[0].1);
+        assert!(out[1].1.contains(r#""pointer": 3"#));
+        let hop_deadline = a.poll_timeout().unwrap();
+        a.handle_datagram(now, addr(22003), out[0].1.as_bytes());
+        assert!(a.poll_timeout().unwrap() > hop_deadline + Duration::from_secs(20));
+        a.handle_timeout(hop_deadline + Duration::from_secs(10));
+        assert!(drain(&mut a).is_empty());
+        // The return: acked by the initiator, and completed once.
+        a.handle_datagram(now, addr(22003), out[1].1.as_bytes());
+        a.handle_datagram(now, addr(22003), out[1].1.as_bytes());
+        let acks = drain(&mut a);
+        assert_eq!(acks.len(), 2);
+        assert!(acks.iter().all(|(to, t)| *to == addr(22003) && is_ack(t)));
+        let ev = events(&mut a);
+        assert!(
+            matches!(&ev[..], [RingEvent::Completed { skipped, .. }] if skipped.is_empty()),
+            "{ev:?}"
+        );
+        b.handle_datagram(now, addr(22001), acks[0].1.as_bytes());
+        assert_eq!(events(&mut b).len(), 1);
+        assert!(b.is_idle());
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn lost_ack_means_a_copy_shown_once_and_acked_again() {
+        let now = Instant::now();
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        a.start_im(now, None, ours(3), "once").unwrap();
+        let first = drain(&mut a);
+        b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+        assert_eq!(drain(&mut b).len(), 2); // ack (lost) + forward
+        assert_eq!(events(&mut b).len(), 1);
+        let t = a.poll_timeout().unwrap();
+        a.handle_timeout(t);
+        let again = drain(&mut a);
+        assert_eq!(again, first, "the same bytes again");
+        b.handle_datagram(t, addr(22001), again[0].1.as_bytes());
+        let out = drain(&mut b);
+        assert_eq!(out.len(), 1, "only an ack, no second forward: {out:?}");
+        assert!(is_ack(&out[0].1));
+        assert!(events(&mut b).is_empty(), "shown once");
+    }
+
+    #[test]
+    fn return_home_cancels_the_first_hops_retries() {
+        // The ack of the first hop is lost, but the message comes back: nothing more to send.
+        let now = Instant::now();
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        a.start_im(now, None, ours(2), "x").unwrap();
+        let first = drain(&mut a);
+        b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+        let out = drain(&mut b); // [ack (lost), forward]
+        a.handle_datagram(now, addr(22003), out[1].1.as_bytes());
+        assert_eq!(drain(&mut a).len(), 1, "the ack of the return");
+        assert!(matches!(&events(&mut a)[..], [RingEvent::Completed { .. }]));
+        assert_eq!(a.poll_timeout(), None);
+        assert!(a.is_idle());
+    }
+
+    #[test]
+    fn silent_member_is_skipped_and_reported() {
+        let start = Instant::now();
+        let mut a = seeded(1);
+        let mut c = seeded(3);
+        a.start_im(start, Some("l".parse().unwrap()), ours(3), "hi")
+            .unwrap();
+        let mut sends = drain(&mut a).len();
+        let mut now = start;
+        let mut to_c = Vec::new();
+        while let Some(t) = a.poll_timeout() {
+            now = t;
+            a.handle_timeout(now);
+            for (to, text) in drain(&mut a) {
+                if to == addr(22003) {
+                    sends += 1;
+                } else {
+                    to_c.push((to, text));
+                }
+            }
+            if !to_c.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(sends, 5, "max_sends to the silent member");
+        assert!(now - start <= RingConfig::default().give_up_after());
+        assert!(now - start >= Duration::from_millis(6200));
+        assert_eq!(to_c.len(), 1);
+        assert_eq!(to_c[0].0, addr(22005));
+        let skip = &to_c[0].1;
+        assert!(
+            skip.ends_with(
+                r#""pointer": 3, "list": "l", "im_id": 1082269761, "hop": 3, "skipped": ["m1"]}"#
+            ),
+            "{skip}"
+        );
+        c.handle_datagram(now, addr(22001), skip.as_bytes());
+        let out = drain(&mut c);
+        assert!(is_ack(&out[0].1));
+        assert!(events(&mut c).len() == 1);
+        a.handle_datagram(now, addr(22005), out[0].1.as_bytes());
+        a.handle_datagram(now, addr(22005), out[1].1.as_bytes());
+        let ev = events(&mut a);
+        assert_eq!(
+            ev,
+            [RingEvent::Completed {
+                list: Some("l".parse().unwrap()),
+                initiator: "m0".parse().unwrap(),
+                text: "hi".into(),
+                members: 3,
+                skipped: vec!["m1".parse().unwrap()],
+            }]
+        );
+    }
+
+    #[test]
+    fn initiator_that_skips_everyone_completes_without_sending_to_itself() {
+        let mut a = seeded(1);
+        let mut now = Instant::now();
+        a.start_im(now, None, ours(2), "alone").unwrap();
+        while let Some(t) = a.poll_timeout() {
+            now = t;
+            a.handle_timeout(now);
+            assert!(drain(&mut a).iter().all(|(to, _)| *to == addr(22003)));
+        }
+        let ev = events(&mut a);
+        assert!(
+            matches!(&ev[..], [RingEvent::Completed { skipped, .. }] if skipped.len() == 1),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn broken_ring_is_reported_not_confirmed_once() {
+        // The second member is a reference peer that never forwards.
+        let start = Instant::now();
+        let mut a = seeded(1);
+        a.start_im(start, None, ring(2), "lost").unwrap();
+        let first = drain(&mut a);
+        assert_eq!(first.len(), 1);
+        a.handle_timeout(start); // stray: nothing
+        assert!(drain(&mut a).is_empty() && events(&mut a).is_empty());
+        let deadline = a.poll_timeout().unwrap();
+        let config = RingConfig::default();
+        assert_eq!(
+            deadline - start,
+            config.completion_timeout + config.give_up_after()
+        );
+        a.handle_timeout(deadline);
+        assert!(
+            drain(&mut a).is_empty(),
+            "never sent again to a reference peer"
+        );
+        assert!(matches!(
+            &events(&mut a)[..],
+            [RingEvent::NotConfirmed { members: 2, text, .. }] if text == "lost"
+        ));
+        assert_eq!(a.poll_timeout(), None);
+        // Came back after all: no second report.
+        let back = first[0].1.replace(r#""pointer": 2"#, r#""pointer": 3"#);
+        a.handle_datagram(deadline, addr(22003), back.as_bytes());
+        assert!(events(&mut a).is_empty());
+    }
+
+    #[test]
+    fn no_ack_after_a_reference_forwarder() {
+        // Our hop set "hop": 2; a reference forwarder made the pointer 3 and kept "hop".
+        let raw = r#"{"num_contacts_in_list": 3, "contact_list": [{"name": "a", "ip": "127.0.0.1", "port": 22000, "ext": 1}, {"name": "b", "ip": "127.0.0.1", "port": 22002}, {"name": "c", "ip": "127.0.0.1", "port": 22004, "ext": 1}], "text_message": "t", "pointer": 3, "im_id": 9, "hop": 2}"#;
+        let mut c = seeded(3);
+        c.handle_datagram(Instant::now(), addr(22003), raw.as_bytes());
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].0, addr(22001));
+        assert!(out[0].1.ends_with(r#""pointer": 4, "im_id": 9, "hop": 4}"#));
+    }
+
+    #[test]
+    fn acks_are_strict() {
+        for bad in [
+            &br#"{"ack": 1}"#[..],
+            br#"{"ack": -1, "pointer": 2}"#,
+            br#"{"ack": 1, "pointer": "2"}"#,
+            br#"{"ack": 1, "pointer": 2, "x": 0}"#,
+            br#"[1, 2]"#,
+            b"",
+        ] {
+            assert_eq!(RingAck::decode(bad), None);
+        }
+        // A stray ack changes nothing.
+        let mut e = seeded(1);
+        e.handle_datagram(Instant::now(), addr(9), br#"{"ack": 5, "pointer": 2}"#);
+        assert!(e.is_idle());
+    }
+
+    #[test]
+    fn dedup_memory_is_bounded_in_count_and_time() {
+        let config = RingConfig {
+            dedup_capacity: 2,
+            dedup_lifetime: Duration::from_secs(1),
+            ..RingConfig::default()
+        };
+        let packet = |id: u64| {
+            format!(
+                r#"{{"num_contacts_in_list": 2, "contact_list": [{{"name": "a", "ip": "127.0.0.1", "port": 22000}}, {{"name": "b", "ip": "127.0.0.1", "port": 22002}}], "text_message": "t", "pointer": 2, "im_id": {id}}}"#
+            )
+        };
+        let now = Instant::now();
+        let mut e = RingEngine::with_config(config);
+        for id in [1, 2, 1, 2] {
+            e.handle_datagram(now, addr(9), packet(id).as_bytes());
+        }
+        assert_eq!(events(&mut e).len(), 2);
+        e.handle_datagram(now, addr(9), packet(3).as_bytes()); // evicts 1
+        e.handle_datagram(now, addr(9), packet(1).as_bytes());
+        assert_eq!(events(&mut e).len(), 2);
+        e.handle_datagram(now + Duration::from_secs(1), addr(9), packet(3).as_bytes());
+        assert_eq!(events(&mut e).len(), 1, "forgotten after its lifetime");
+        assert!(e.seen.len() <= 2);
     }
 
     #[test]
@@ -423,8 +1241,9 @@ mod tests {
     }
 
     #[test]
-    fn first_packet_has_reference_shape_plus_list_key() {
-        let mut e = RingEngine::new();
+    fn first_packet_has_reference_shape_plus_list_and_id() {
+        // To a reference member (ext 0): no "hop", so no ack is asked for.
+        let mut e = seeded(1);
         e.start_im(Instant::now(), Some("L".parse().unwrap()), ring(2), "hi")
             .unwrap();
         let mut buf = Vec::new();
@@ -432,7 +1251,20 @@ mod tests {
         assert_eq!(t.destination, addr(22003));
         assert_eq!(
             std::str::from_utf8(&buf[..t.size]).unwrap(),
-            r#"{"num_contacts_in_list": 2, "contact_list": [{"name": "m0", "ip": "127.0.0.1", "port": 22000}, {"name": "m1", "ip": "127.0.0.1", "port": 22002}], "text_message": "hi", "pointer": 2, "list": "L"}"#
+            r#"{"num_contacts_in_list": 2, "contact_list": [{"name": "m0", "ip": "127.0.0.1", "port": 22000}, {"name": "m1", "ip": "127.0.0.1", "port": 22002}], "text_message": "hi", "pointer": 2, "list": "L", "im_id": 1082269761}"#
+        );
+        // Sent once only: no timer, nothing more however long we wait.
+        assert_eq!(e.poll_timeout().map(|t| t > Instant::now()), Some(true));
+        e.handle_timeout(Instant::now() + Duration::from_secs(5));
+        assert!(e.poll_transmit(&mut buf).is_none());
+        // To one of ours: "hop" too.
+        let mut e = seeded(1);
+        e.start_im(Instant::now(), Some("L".parse().unwrap()), ours(2), "hi")
+            .unwrap();
+        let t = e.poll_transmit(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..t.size]).unwrap(),
+            r#"{"num_contacts_in_list": 2, "contact_list": [{"name": "m0", "ip": "127.0.0.1", "port": 22000, "ext": 1}, {"name": "m1", "ip": "127.0.0.1", "port": 22002, "ext": 1}], "text_message": "hi", "pointer": 2, "list": "L", "im_id": 1082269761, "hop": 2}"#
         );
     }
 

@@ -340,7 +340,7 @@ impl Request {
     pub fn encode(&self, out: &mut Vec<u8>) {
         if let Some(id) = self.id {
             out.push(b'#');
-            out.extend_from_slice(id.to_string().as_bytes());
+            crate::answer::push_decimal(out, id);
             out.extend_from_slice(DELIMITER.as_bytes());
         }
         self.command.encode(out);

@@ -16,7 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::answer::check_count;
+use crate::answer::{check_count, next_key, set_once};
 use crate::json::write_py;
 use crate::{ContactName, DecodeError, ImStartBody, MAX_DATAGRAM_LEN, Member};
 
@@ -100,30 +100,50 @@ impl RingPacket {
 
 impl<'de> Deserialize<'de> for RingPacket {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawRing::deserialize(d)?;
-        check_count(
-            "num_contacts_in_list",
-            raw.num_contacts_in_list,
-            raw.contact_list.len(),
-        )
-        .map_err(serde::de::Error::custom)?;
-        Ok(Self {
-            contact_list: raw.contact_list,
-            text_message: raw.text_message,
-            pointer: raw.pointer,
-            extra: raw.extra,
-        })
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RingPacket;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a ring packet object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RingPacket, A::Error> {
+                const KEYS: [&str; 4] = [
+                    "num_contacts_in_list",
+                    "contact_list",
+                    "text_message",
+                    "pointer",
+                ];
+                let (mut num, mut list, mut text, mut pointer) = (None, None, None, None);
+                let mut extra = Map::new();
+                while let Some(key) = next_key(&mut map, &KEYS)? {
+                    match key {
+                        Ok(0) => set_once(&mut map, &mut num, KEYS[0])?,
+                        Ok(1) => set_once(&mut map, &mut list, KEYS[1])?,
+                        Ok(2) => set_once(&mut map, &mut text, KEYS[2])?,
+                        Ok(_) => set_once(&mut map, &mut pointer, KEYS[3])?,
+                        Err(other) => {
+                            extra.insert(other, map.next_value()?);
+                        }
+                    }
+                }
+                use serde::de::Error;
+                let num: usize = num.ok_or_else(|| A::Error::missing_field(KEYS[0]))?;
+                let contact_list: Vec<Member> =
+                    list.ok_or_else(|| A::Error::missing_field(KEYS[1]))?;
+                check_count(KEYS[0], num, contact_list.len()).map_err(A::Error::custom)?;
+                Ok(RingPacket {
+                    contact_list,
+                    text_message: text.ok_or_else(|| A::Error::missing_field(KEYS[2]))?,
+                    pointer: pointer.ok_or_else(|| A::Error::missing_field(KEYS[3]))?,
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(Visitor)
     }
-}
-
-#[derive(Deserialize)]
-struct RawRing {
-    num_contacts_in_list: usize,
-    contact_list: Vec<Member>,
-    text_message: String,
-    pointer: usize,
-    #[serde(flatten)]
-    extra: Map<String, Value>,
 }
 
 impl Serialize for RingPacket {

@@ -53,8 +53,8 @@ impl Limits {
         max_answer_len: MAX_DATAGRAM_LEN,
     };
 
-    /// No bound at all but the answer size; for embedders that never send answers over UDP
-    /// and for benchmarks.
+    /// No bound at all, the answer size included; for embedders that never send answers over
+    /// UDP, and for benchmarks.
     pub const UNLIMITED: Self = Self {
         max_contacts: usize::MAX,
         max_lists: usize::MAX,

@@ -89,8 +89,7 @@ impl ReferencePeer {
                 let Ok((n, _)) = self.im.recv_from(&mut buf) else {
                     break;
                 };
-                let mut packet: serde_json::Map<String, Value> =
-                    serde_json::from_slice(&buf[..n]).unwrap();
+                let mut packet = strict_ring_packet(&buf[..n]);
                 let n = packet["num_contacts_in_list"].as_u64().unwrap() as usize;
                 let p = packet["pointer"].as_u64().unwrap() as usize;
                 if p > n {
@@ -115,6 +114,34 @@ impl ReferencePeer {
             shown
         })
     }
+}
+
+/// What the reference's message thread can handle, or a panic: a JSON object with the ring
+/// keys of the right types (its code indexes them without checks), and never one of our acks.
+fn strict_ring_packet(bytes: &[u8]) -> serde_json::Map<String, Value> {
+    let text = String::from_utf8_lossy(bytes);
+    let Ok(Value::Object(packet)) = serde_json::from_slice::<Value>(bytes) else {
+        panic!("the reference would crash on {text}");
+    };
+    assert!(
+        !packet.contains_key("ack"),
+        "an ack sent to a reference peer: {text}"
+    );
+    assert!(packet["num_contacts_in_list"].is_u64(), "{text}");
+    assert!(packet["pointer"].is_u64(), "{text}");
+    assert!(packet["text_message"].is_string(), "{text}");
+    let members = packet["contact_list"].as_array().expect("contact_list");
+    assert_eq!(
+        members.len() as u64,
+        packet["num_contacts_in_list"].as_u64().unwrap()
+    );
+    for m in members {
+        assert!(
+            m["name"].is_string() && m["ip"].is_string() && m["port"].is_u64(),
+            "{text}"
+        );
+    }
+    packet
 }
 
 #[test]
@@ -159,8 +186,11 @@ fn ring_with_reference_peers_in_the_middle_and_at_the_end() {
     }
     assert!(matches!(
         ours[0].events().recv_timeout(WAIT).unwrap(),
-        RingEvent::Completed { members: 5, .. }
+        RingEvent::Completed { members: 5, skipped, .. } if skipped.is_empty()
     ));
+    for p in &ours {
+        assert!(p.events().try_recv().is_err(), "each message shown once");
+    }
     for t in threads {
         assert_eq!(t.join().unwrap(), [text]);
     }

@@ -2,6 +2,7 @@
 
 #![allow(missing_docs, unreachable_pub)]
 
+mod abuse;
 mod bad_input;
 mod interop;
 mod peer;

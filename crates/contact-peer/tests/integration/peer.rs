@@ -19,6 +19,7 @@ fn unanswered_requests_fail_in_bounded_time() {
             max_retries: 3,
             ..ClientConfig::default()
         },
+        ..PeerConfig::default()
     };
     let p = Peer::bind_with(
         "127.0.0.1".parse().unwrap(),
@@ -124,6 +125,7 @@ fn retries_through_a_lossy_network_apply_each_request_once() {
             max_retries: 15,
             ..ClientConfig::default()
         },
+        ..PeerConfig::default()
     };
     let p = Peer::bind_with(
         "127.0.0.1".parse().unwrap(),

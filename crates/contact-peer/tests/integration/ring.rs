@@ -1,7 +1,11 @@
 //! Rings of our peers over real sockets.
 
-use contact_peer::{Peer, RingEvent};
-use contact_proto::ListName;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use contact_peer::relay::{Impairment, Relay};
+use contact_peer::{Peer, PeerConfig, PortChoice, RingConfig, RingEvent};
+use contact_proto::{Command, ListName, Status};
 
 use crate::util::{TestServer, WAIT, im_body, ok, peer, register};
 
@@ -148,4 +152,111 @@ fn long_message_beyond_the_reference_buffers() {
         expect_message(p, "p0", "long", &text);
     }
     expect_completed(&peers[0], "long", 5);
+}
+
+/// A peer whose ring gives up quickly, for tests.
+fn quick_peer(server: std::net::SocketAddr) -> Peer {
+    let config = PeerConfig {
+        ring: RingConfig {
+            initial_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_millis(80),
+            max_sends: 16,
+            ..RingConfig::default()
+        },
+        ..PeerConfig::default()
+    };
+    Peer::bind_with(
+        "127.0.0.1".parse().unwrap(),
+        server,
+        PortChoice::Ephemeral,
+        config,
+    )
+    .unwrap()
+}
+
+/// Registers `peer` as `name` with control port `port` (so messages go to `port + 1`).
+fn register_at(peer: &Peer, name: &str, port: u16) {
+    let answer = peer
+        .request(Command::Register {
+            name: name.parse().unwrap(),
+            ip: peer.control_addr().ip(),
+            port,
+        })
+        .unwrap();
+    assert_eq!(answer.status, Status::Ok, "register {name}");
+}
+
+fn completion(p: &Peer) -> Vec<String> {
+    match p.events().recv_timeout(WAIT).expect("a completion") {
+        RingEvent::Completed { skipped, .. } => skipped.iter().map(|n| n.to_string()).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn lossy_links_between_our_peers_each_message_shown_once() {
+    // Every member's message port behind a relay that loses 25% and duplicates 12.5% of the
+    // datagrams both ways: hops and acks get lost, copies arrive.
+    let server = TestServer::start();
+    let peers: Vec<Peer> = (0..4).map(|_| quick_peer(server.addr())).collect();
+    let relays: Vec<Relay> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Relay::start(
+                "127.0.0.1:0".parse().unwrap(),
+                p.im_addr(),
+                Impairment::lossy(0.25, 100 + i as u64),
+            )
+            .unwrap()
+        })
+        .collect();
+    ok(&peers[0], "create lossy");
+    for (i, (p, r)) in peers.iter().zip(&relays).enumerate() {
+        register_at(p, &format!("p{i}"), r.addr().port() - 1);
+        ok(p, &format!("join lossy p{i}"));
+    }
+    let texts: Vec<String> = (0..5).map(|i| format!("message {i}")).collect();
+    for text in &texts {
+        send(&peers, 0, "lossy", text);
+        assert_eq!(completion(&peers[0]), Vec::<String>::new());
+        ok(&peers[0], "im-complete lossy p0");
+    }
+    for (i, p) in peers.iter().enumerate().skip(1) {
+        // Each member forwarded each message before it came back to p0: all are here.
+        let shown: Vec<String> = p
+            .events()
+            .try_iter()
+            .map(|e| match e {
+                RingEvent::Message { text, .. } => text,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(shown, texts, "p{i}");
+    }
+    let dropped: u64 = relays
+        .iter()
+        .map(|r| r.stats().dropped.load(Ordering::Relaxed))
+        .sum();
+    assert!(dropped > 0, "the network did lose datagrams");
+}
+
+#[test]
+fn a_member_gone_silent_is_skipped_and_reported() {
+    let server = TestServer::start();
+    let peers: Vec<Peer> = (0..3).map(|_| quick_peer(server.addr())).collect();
+    ok(&peers[0], "create gone");
+    for (i, p) in peers.iter().enumerate() {
+        register(p, &format!("p{i}"));
+        ok(p, &format!("join gone p{i}"));
+    }
+    let body = im_body(ok(&peers[0], "im-start gone p0"));
+    let mut peers = peers;
+    drop(peers.remove(1)); // p1's sockets are closed
+    peers[0]
+        .start_im(Some("gone".parse().unwrap()), body, "anyone?")
+        .unwrap();
+    expect_message(&peers[1], "p0", "gone", "anyone?");
+    assert_eq!(completion(&peers[0]), ["p1"]);
+    ok(&peers[0], "im-complete gone p0");
 }
