@@ -216,14 +216,17 @@ pub(crate) fn main(args: DemoArgs) -> ExitCode {
 }
 
 fn config_from(args: DemoArgs) -> Result<DemoConfig, String> {
+    /// One value for all five peers, or one each.
     fn five<T: Clone>(v: Vec<T>, default: T, what: &str) -> Result<[T; 5], String> {
-        match v.len() {
-            0 => Ok([(); 5].map(|()| default.clone())),
-            1 => Ok([(); 5].map(|()| v[0].clone())),
-            5 => Ok(v.try_into().unwrap_or_else(|_| unreachable!())),
-            n => Err(format!(
-                "{what} is given {n} times: give it once or five times"
-            )),
+        match v.as_slice() {
+            [] => Ok([(); 5].map(|()| default.clone())),
+            [one] => Ok([(); 5].map(|()| one.clone())),
+            _ => <[T; 5]>::try_from(v).map_err(|v| {
+                format!(
+                    "{what} is given {} times: give it once or five times",
+                    v.len()
+                )
+            }),
         }
     }
     let server = match args.server {
@@ -439,7 +442,14 @@ fn expected_saved(ips: &[IpAddr; 5], ports: &[u16; 5]) -> String {
 
 /// The demo's peers and what runs them; dropped at the end (peers first).
 struct Cast {
+    /// Me, Myself, I, Foo, Bar; `None` once exited.
     peers: Vec<Option<Peer>>,
+    /// The IP each peer registers.
+    ips: [IpAddr; 5],
+    /// The port P each peer registers (with relays: the port below its relay's).
+    ports: [u16; 5],
+    /// Where the server saves, when known.
+    data_dir: Option<PathBuf>,
     /// Relays in front of each peer's instant-message port (lossy runs), kept alive.
     _im_relays: Vec<Relay>,
     _server_relay: Option<Relay>,
@@ -460,6 +470,84 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
         colour: config.colour,
         report: DemoReport::default(),
     };
+    let mut cast = set_up(config, &mut t)?;
+    let (ips, ports) = (cast.ips, cast.ports);
+
+    for step in script(&ips, &ports) {
+        match step {
+            Step::Heading(text) => t.heading(text)?,
+            Step::Type { who, line, expect } => {
+                t.typed(who, &line)?;
+                let answer = ask(&cast, who, &line)?;
+                t.answer(who, &line, expect, answer.as_ref())?;
+                if let Err(e) = &answer {
+                    // The server does not answer (after the client's retries): every
+                    // further step would wait as long.
+                    t.check("the server answers".into(), Some(e.clone()))?;
+                    break;
+                }
+                if let (Ok(a), Ok(Some(parsed))) = (&answer, parse_line(&line)) {
+                    check_body(&mut t, &parsed.command, a)?;
+                    if matches!(parsed.command, Command::Exit { .. }) && a.status.is_ok() {
+                        // The program of a peer that exited ends: drop it, after a look at
+                        // what it was shown and no step expected.
+                        if let Some(peer) = cast.peers[who].take() {
+                            cast.stray.extend(strays(who, &peer));
+                        }
+                    }
+                }
+            }
+            Step::Im {
+                who,
+                list,
+                text,
+                ring,
+            } => {
+                if !im(&mut t, &mut cast, config.wait, (who, list, text, ring))? {
+                    break;
+                }
+            }
+            Step::CheckSaved => {
+                check_saved(&mut t, cast.data_dir.as_deref(), &ips, &ports)?;
+            }
+        }
+    }
+    t.heading("nobody saw anything else")?;
+    let mut stray = std::mem::take(&mut cast.stray);
+    for (i, peer) in cast.peers.iter().enumerate() {
+        if let Some(peer) = peer {
+            stray.extend(strays(i, peer));
+        }
+    }
+    t.check(
+        "no peer received a message it was not meant to, or twice".into(),
+        if stray.is_empty() {
+            None
+        } else {
+            Some(stray.join("; "))
+        },
+    )?;
+    cast.peers.clear();
+    if let Some(server) = cast.server.take() {
+        match server.shutdown() {
+            Ok(registry) => {
+                let left = registry.contacts().count();
+                t.check(
+                    "the server's registry holds no contact after every exit".into(),
+                    (left != 0).then(|| format!("{left} contact(s) left")),
+                )?;
+            }
+            Err(e) => t.check("the server shuts down cleanly".into(), Some(e.to_string()))?,
+        }
+    }
+    t.report.elapsed = started.elapsed();
+    t.summary()?;
+    Ok(t.report)
+}
+
+/// Starts the server (or finds it), the relays of a lossy run and the five peers, and says
+/// where they are.
+fn set_up(config: &DemoConfig, t: &mut Transcript<'_, impl Write>) -> Result<Cast, DemoError> {
     let (data_dir, temp) = match (&config.data_dir, &config.server) {
         (Some(dir), _) => (Some(dir.clone()), None),
         (None, ServerChoice::Start(_)) => {
@@ -585,87 +673,17 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
         ))?;
         peers.push(Some(peer));
     }
-    let mut cast = Cast {
+    Ok(Cast {
         peers,
+        ips: registered.map(|(ip, _)| ip),
+        ports: registered.map(|(_, p)| p),
+        data_dir,
         _im_relays: im_relays,
         _server_relay: server_relay,
         server,
         stray: Vec::new(),
         _temp: temp,
-    };
-    let ips = registered.map(|(ip, _)| ip);
-    let ports = registered.map(|(_, p)| p);
-
-    for step in script(&ips, &ports) {
-        match step {
-            Step::Heading(text) => t.heading(text)?,
-            Step::Type { who, line, expect } => {
-                t.typed(who, &line)?;
-                let answer = ask(&cast, who, &line)?;
-                t.answer(who, &line, expect, answer.as_ref())?;
-                if let Err(e) = &answer {
-                    // The server does not answer (after the client's retries): every
-                    // further step would wait as long.
-                    t.check("the server answers".into(), Some(e.clone()))?;
-                    break;
-                }
-                if let (Ok(a), Ok(Some(parsed))) = (&answer, parse_line(&line)) {
-                    check_body(&mut t, &parsed.command, a)?;
-                    if matches!(parsed.command, Command::Exit { .. }) && a.status.is_ok() {
-                        // The program of a peer that exited ends: drop it, after a look at
-                        // what it was shown and no step expected.
-                        if let Some(peer) = cast.peers[who].take() {
-                            cast.stray.extend(strays(who, &peer));
-                        }
-                    }
-                }
-            }
-            Step::Im {
-                who,
-                list,
-                text,
-                ring,
-            } => {
-                if !im(&mut t, &mut cast, config.wait, (who, list, text, ring))? {
-                    break;
-                }
-            }
-            Step::CheckSaved => {
-                check_saved(&mut t, data_dir.as_deref(), &ips, &ports)?;
-            }
-        }
-    }
-    t.heading("nobody saw anything else")?;
-    let mut stray = std::mem::take(&mut cast.stray);
-    for (i, peer) in cast.peers.iter().enumerate() {
-        if let Some(peer) = peer {
-            stray.extend(strays(i, peer));
-        }
-    }
-    t.check(
-        "no peer received a message it was not meant to, or twice".into(),
-        if stray.is_empty() {
-            None
-        } else {
-            Some(stray.join("; "))
-        },
-    )?;
-    cast.peers.clear();
-    if let Some(server) = cast.server.take() {
-        match server.shutdown() {
-            Ok(registry) => {
-                let left = registry.contacts().count();
-                t.check(
-                    "the server's registry holds no contact after every exit".into(),
-                    (left != 0).then(|| format!("{left} contact(s) left")),
-                )?;
-            }
-            Err(e) => t.check("the server shuts down cleanly".into(), Some(e.to_string()))?,
-        }
-    }
-    t.report.elapsed = started.elapsed();
-    t.summary()?;
-    Ok(t.report)
+    })
 }
 
 /// What peer `who` was shown that no step waited for.
