@@ -4,17 +4,19 @@
 //! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
 //! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
+//! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
 //! ```
 //!
 //! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
 //! 1 when the program cannot start (a port is busy, the server does not answer, a file cannot
-//! be loaded); 2 for a usage error.
+//! be loaded); 2 for a usage error. `demo`: 0 when every check held, 1 otherwise.
 //!
 //! # Layout
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
 //! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
 //!   printed.
 //! - `bench.rs`: the `bench` subcommand, a load generator.
+//! - `demo.rs`: the `demo` subcommand, the seed's final demo played and checked.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
+mod demo;
 mod peer;
 mod server;
 
@@ -49,6 +52,9 @@ enum Cmd {
     Peer(peer::Args),
     /// Measure a server's throughput and latency (like redis-benchmark).
     Bench(bench::BenchArgs),
+    /// Play the seed's final demo: a server and five peers (Me, Myself, I, Foo, Bar), every
+    /// outcome checked; exit 0 only if all held.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,7 +66,7 @@ fn main() -> ExitCode {
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_) | Cmd::Bench(_), ..) => "warn",
+        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Server(args) => server::run(args),
         Cmd::Peer(args) => peer::run(args),
+        Cmd::Demo(args) => demo::main(args),
         Cmd::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

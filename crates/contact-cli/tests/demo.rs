@@ -1,0 +1,147 @@
+//! `contact-cli demo`, the built binary: the seed's final demo on loopback.
+
+#![allow(missing_docs)]
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+
+fn demo(args: &[&str]) -> (Output, String) {
+    let out = Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .output()
+        .expect("contact-cli runs");
+    let text = String::from_utf8(out.stdout.clone()).expect("UTF-8 transcript");
+    (out, text)
+}
+
+/// Asserts that `lines` appear in `text` in this order.
+fn in_order(text: &str, lines: &[&str]) {
+    let mut rest = text;
+    for line in lines {
+        match rest.find(line) {
+            Some(at) => rest = &rest[at + line.len()..],
+            None => panic!("`{line}` missing (or out of order) in:\n{text}"),
+        }
+    }
+}
+
+#[test]
+fn the_final_demo_passes_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, text) = demo(&["--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains('\x1b'), "no colour into a pipe");
+    in_order(
+        &text,
+        &[
+            "# contains all five contacts",
+            "    Me> create list_1",
+            "[200] ok",
+            "    Me> query-lists",
+            "[200] ok: list_1, list_2, list_3, list_4",
+            "    Me> im-start list_1 Me",
+            "    Me>   Hello",
+            "[200] ok  ring of 5: Me, Myself, I, Foo, Bar",
+            "Myself saw: [list_1] Me: Hello",
+            "I      saw: [list_1] Me: Hello",
+            "Foo    saw: [list_1] Me: Hello",
+            "Bar    saw: [list_1] Me: Hello",
+            "Me     was told: your message has gone round 5 member(s): send `im-complete list_1 Me`",
+            "Myself saw: [list_1] Me: World",
+            "Myself>   Hi list_2",
+            "[200] ok  ring of 3: Myself, Me, I",
+            "Me     saw: [list_2] Myself: Hi list_2",
+            "I      saw: [list_2] Myself: Hi list_2",
+            "    Me> leave list_1 Me",
+            "[463] an instant message is ongoing in the list",
+            "    Me> im-complete list_1 Me",
+            "[200] ok",
+            "    Me> im-complete list_1 Me",
+            "[200] ok",
+            "    Me> im-complete list_1 Me",
+            "[465] the contact has no instant message to complete in the list",
+            "    Me> leave list_1 Me",
+            "[200] ok",
+            "Bar    saw: [list_3] Foo: Hi Bar",
+            "Foo    saw: [list_3] Bar: Hi Foo",
+            "   Foo>   Anyone here?",
+            "[200] ok  ring of 1: Foo",
+            "Foo    was told: your message has gone round 1 member(s)",
+            "    Me> join list_4 Me",
+            "[463] an instant message is ongoing in the list",
+            "ok: config.txt holds the registry, Me missing from list_1",
+            "Myself> exit Myself",
+            "[463] an instant message is ongoing in the list",
+            "Myself> exit Myself",
+            "[200] ok",
+            "   Bar> exit Bar",
+            "[200] ok",
+            "ok: no peer received a message it was not meant to, or twice",
+            "demo passed: all ",
+        ],
+    );
+    assert!(!text.contains("FAILED"), "{text}");
+    // Nobody outside list_3 saw its messages, nobody at all saw list_4's.
+    assert!(!text.contains("saw: [list_4]"), "{text}");
+    for name in ["Me", "Myself", "I"] {
+        assert!(
+            !text.contains(&format!("{name:<6} saw: [list_3]")),
+            "{text}"
+        );
+    }
+    // The saved file is kept in the given directory, Me missing from list_1.
+    let saved = std::fs::read_to_string(dir.path().join("config.txt")).unwrap();
+    assert!(saved.starts_with("5\nMe 127.0.0.1 "), "{saved}");
+    assert!(saved.contains("\nlist_1\n4\nMyself 127.0.0.1 "), "{saved}");
+}
+
+#[test]
+fn the_demo_colours_only_when_asked() {
+    let (out, text) = demo(&["--color", "always"]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\x1b[32;1mdemo passed"), "{text}");
+}
+
+#[test]
+fn the_demo_refuses_bad_options_with_status_2() {
+    let (out, _) = demo(&["--peer-ip", "127.0.0.1", "--peer-ip", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (out, _) = demo(&["--loss", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_demo_passes_through_relays_that_lose_nothing() {
+    // The relays' wiring (peers register the port below their relay's) without loss.
+    let (out, text) = demo(&["--loss", "0"]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches("messages through a relay on").count(),
+        5,
+        "{text}"
+    );
+    assert!(text.contains("demo passed"), "{text}");
+}
+
+/// 20% of the datagrams lost, 10% duplicated, all reordered, both to the server and around
+/// the rings: requests are retried (the server applies each once) and ring hops are
+/// acknowledged and sent again (each member shows each message once).
+#[test]
+fn demo_over_a_lossy_network() {
+    let runs: Vec<_> = ["1", "2"]
+        .into_iter()
+        .map(|seed| std::thread::spawn(move || (seed, demo(&["--loss", "0.2", "--seed", seed]))))
+        .collect();
+    for run in runs {
+        let (seed, (out, text)) = run.join().unwrap();
+        assert!(out.status.success(), "seed {seed}:\n{text}");
+        assert!(text.contains("lossy network: 20% loss"), "{text}");
+        assert!(text.contains("demo passed"), "{text}");
+    }
+}
