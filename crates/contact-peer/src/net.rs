@@ -53,26 +53,7 @@ pub(crate) fn recv_until(
         }
     };
     socket.set_read_timeout(timeout)?;
-    match socket.recv_from(buf) {
-        Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {
-            tracing::debug!(%from, "datagram from an unanswerable source dropped");
-            Ok(Received::Nothing)
-        }
-        Ok((n, from)) => Ok(Received::Datagram(n, from)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock
-                    | io::ErrorKind::TimedOut
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(Received::Nothing)
-        }
-        Err(e) => Err(e),
-    }
+    classify(socket.recv_from(buf))
 }
 
 /// The read timeout last set on a socket, so that a loop sets it again only when the wanted

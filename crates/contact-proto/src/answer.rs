@@ -355,6 +355,20 @@ impl<'de> Deserialize<'de> for ImStartBody {
     }
 }
 
+/// The checks every answer and ring packet passes first: not empty, not over one datagram.
+pub(crate) fn check_datagram(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.len() > MAX_DATAGRAM_LEN {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: MAX_DATAGRAM_LEN,
+        });
+    }
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(())
+}
+
 pub(crate) fn check_count(
     field: &'static str,
     stated: usize,
@@ -468,15 +482,7 @@ impl Answer {
 
     /// Decodes an answer datagram. Total: every input gives an answer or an error.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_DATAGRAM_LEN {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_DATAGRAM_LEN,
-            });
-        }
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
+        check_datagram(bytes)?;
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
         let (id, rest) = match text.strip_prefix('#') {
             Some(rest) => {

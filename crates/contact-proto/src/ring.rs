@@ -16,9 +16,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::answer::{check_count, next_key, set_once};
+use crate::answer::{check_count, check_datagram, next_key, set_once};
 use crate::json::write_py;
-use crate::{ContactName, DecodeError, ImStartBody, MAX_DATAGRAM_LEN, Member};
+use crate::{ContactName, DecodeError, ImStartBody, Member};
 
 /// The pointer of the packet the initiator sends.
 pub const FIRST_POINTER: usize = 2;
@@ -85,15 +85,7 @@ impl RingPacket {
 
     /// Decodes a ring packet. Total: every input gives a packet or an error.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_DATAGRAM_LEN {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_DATAGRAM_LEN,
-            });
-        }
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
+        check_datagram(bytes)?;
         Ok(serde_json::from_slice(bytes)?)
     }
 }
