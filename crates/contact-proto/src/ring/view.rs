@@ -671,45 +671,45 @@ struct AnyJson;
 
 impl<'de> Deserialize<'de> for AnyJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(AnyJson)
+        d.deserialize_any(Self)
     }
 }
 
 impl<'de> Visitor<'de> for AnyJson {
-    type Value = AnyJson;
+    type Value = Self;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_unit<E: de::Error>(self) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_none<E: de::Error>(self) -> Result<AnyJson, E> {
-        Ok(AnyJson)
+    fn visit_none<E: de::Error>(self) -> Result<Self, E> {
+        Ok(Self)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyJson, A::Error> {
-        while seq.next_element::<AnyJson>()?.is_some() {}
-        Ok(AnyJson)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Self>()?.is_some() {}
+        Ok(Self)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyJson, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
         while map.next_key::<Str<'de>>()?.is_some() {
-            map.next_value::<AnyJson>()?;
+            map.next_value::<Self>()?;
         }
-        Ok(AnyJson)
+        Ok(Self)
     }
 }
 
