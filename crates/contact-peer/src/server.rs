@@ -705,7 +705,7 @@ impl Server {
     ///
     /// Without a state file each answer goes out as soon as its request is handled: the
     /// loop is a receive and a send per request, as short as a bare echo loop. With one,
-    /// each turn takes up to [`BATCH`] datagrams that are waiting, makes their mutations
+    /// each turn takes up to `BATCH` datagrams that are waiting, makes their mutations
     /// durable with one journal sync, and only then sends their answers: an answer is never
     /// sent for a mutation that a crash could still lose.
     pub fn run(mut self) -> io::Result<Registry> {
