@@ -689,13 +689,16 @@ mod ring {
         }
         outcome?;
         let bare = bare_ring(args.peers, packet_len.max(1), done.max(1))?;
+        let rtt = bare_round_trip(packet_len.max(1), done.max(1))?;
         let n = args.peers as f64;
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e6;
         let hop_us = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1e3 / n;
+        let rtt_us = rtt.value_at_quantile(0.5) as f64 / 1e3;
         let ratio = hop_us(&around) / hop_us(&bare);
+        let rtt_ratio = hop_us(&around) / rtt_us;
         if args.json {
             println!(
-                "{{\"mix\": \"ring\", \"peers\": {}, \"rings\": {done}, \"packet_bytes\": {packet_len}, \"total_p50_ms\": {:.4}, \"total_p99_ms\": {:.4}, \"ring_p50_ms\": {:.4}, \"ring_p99_ms\": {:.4}, \"hop_p50_us\": {:.2}, \"bare_ring_p50_ms\": {:.4}, \"bare_hop_p50_us\": {:.2}, \"hop_ratio\": {ratio:.3}}}",
+                "{{\"mix\": \"ring\", \"peers\": {}, \"rings\": {done}, \"packet_bytes\": {packet_len}, \"total_p50_ms\": {:.4}, \"total_p99_ms\": {:.4}, \"ring_p50_ms\": {:.4}, \"ring_p99_ms\": {:.4}, \"hop_p50_us\": {:.2}, \"bare_ring_p50_ms\": {:.4}, \"bare_hop_p50_us\": {:.2}, \"hop_ratio\": {ratio:.3}, \"bare_rtt_p50_us\": {rtt_us:.2}, \"bare_rtt_p99_us\": {:.2}, \"hop_rtt_ratio\": {rtt_ratio:.3}}}",
                 args.peers,
                 ms(&total, 0.5),
                 ms(&total, 0.99),
@@ -704,6 +707,7 @@ mod ring {
                 hop_us(&around),
                 ms(&bare, 0.5),
                 hop_us(&bare),
+                rtt.value_at_quantile(0.99) as f64 / 1e3,
             );
         } else {
             println!(
@@ -726,9 +730,54 @@ mod ring {
                 ms(&bare, 0.5),
                 hop_us(&bare)
             );
+            println!(
+                "  bare UDP round trip    p50 {rtt_us:.1} us  p99 {:.1} us",
+                rtt.value_at_quantile(0.99) as f64 / 1e3
+            );
             println!("per-hop time / bare UDP per-hop time: {ratio:.2}");
+            println!("per-hop time / bare UDP round trip: {rtt_ratio:.2}  (target 1.5 or less)");
         }
         Ok(())
+    }
+
+    /// A bare UDP round trip: a ping-pong between two sockets, each on its own thread, with
+    /// packets of `len` bytes. A ring hop of ours is a packet one way and its ack back, each
+    /// waking a thread: this is the kernel's and the scheduler's cost of that.
+    fn bare_round_trip(len: usize, rounds: u64) -> Result<Histogram<u64>, Error> {
+        let ping = UdpSocket::bind("127.0.0.1:0")?;
+        let pong = UdpSocket::bind("127.0.0.1:0")?;
+        let ping_addr = ping.local_addr()?;
+        pong.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let pong_addr = pong.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let echo = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(k) = pong.recv(&mut buf) {
+                        let _ = pong.send_to(&buf[..k], ping_addr);
+                    }
+                }
+            })
+        };
+        ping.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let packet = vec![b'x'; len];
+        let mut buf = vec![0u8; 65_536];
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+        let result = (|| -> Result<(), Error> {
+            // As many round trips as the ring makes hops, and at least 2000.
+            for _ in 0..rounds.saturating_mul(20).max(2000) {
+                let t0 = Instant::now();
+                ping.send_to(&packet, pong_addr)?;
+                ping.recv(&mut buf)?;
+                h.saturating_record((t0.elapsed()).as_nanos() as u64);
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let _ = echo.join();
+        result.map(|()| h)
     }
 
     /// A ring of `n` bare UDP forwarders, each on its own thread (as each peer's ring engine

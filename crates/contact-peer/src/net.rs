@@ -33,29 +33,6 @@ pub(crate) enum Received {
     Nothing,
 }
 
-/// Waits for one datagram until `deadline` (forever when `None`). Skips what UDP receivers
-/// must: ICMP-induced `ConnectionReset`, interrupted calls, and datagrams from port 0 or an
-/// unspecified address, which cannot be answered.
-pub(crate) fn recv_until(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-    deadline: Option<Instant>,
-) -> io::Result<Received> {
-    let timeout = match deadline {
-        None => None,
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Received::Nothing);
-            }
-            // A zero timeout means "block forever" to the OS: never ask for one.
-            Some(left.max(Duration::from_micros(100)))
-        }
-    };
-    socket.set_read_timeout(timeout)?;
-    classify(socket.recv_from(buf))
-}
-
 /// The read timeout last set on a socket, so that a loop sets it again only when the wanted
 /// deadline has moved: one `setsockopt` per request would cost as much as the request.
 #[derive(Debug, Default)]
@@ -89,8 +66,10 @@ impl ReadTimeout {
     }
 }
 
-/// Waits for one datagram, as long as the socket's read timeout says, skipping what
-/// [`recv_until`] skips.
+/// Waits for one datagram, as long as the socket's read timeout says (see
+/// [`ReadTimeout`]). Skips what UDP receivers must: ICMP-induced `ConnectionReset`,
+/// interrupted calls, and datagrams from port 0 or an unspecified address, which cannot be
+/// answered.
 pub(crate) fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     classify(socket.recv_from(buf))
 }
@@ -119,7 +98,7 @@ fn classify(result: io::Result<(usize, SocketAddr)>) -> io::Result<Received> {
 }
 
 /// Takes one more datagram if one is already waiting, without blocking: how a driver drains
-/// a batch after [`recv_until`] returned the first. The socket must be non-blocking.
+/// a batch after [`recv`] returned the first. The socket must be non-blocking.
 pub(crate) fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
     match socket.recv_from(buf) {
         Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {

@@ -298,6 +298,7 @@ fn run_client(
 ) {
     let mut recv = vec![0u8; RECV_BUFFER_LEN];
     let mut send = Vec::new();
+    let mut timeout = net::ReadTimeout::default();
     let mut waiting: HashMap<u32, Sender<Result<Answer, ClientError>>> = HashMap::new();
     let mut last_kind = ServerKind::Unknown;
     loop {
@@ -333,7 +334,16 @@ fn run_client(
                 *k = last_kind;
             }
         }
-        match net::recv_until(&socket, &mut recv, client.poll_timeout()) {
+        let deadline = client.poll_timeout();
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            continue; // due now: the top of the loop handles it
+        }
+        // The timeout is set again only when the deadline moves, not on every wait.
+        if let Err(e) = timeout.set(&socket, deadline) {
+            tracing::error!(error = %e, "control socket failed");
+            return;
+        }
+        match net::recv(&socket, &mut recv) {
             Ok(Received::Datagram(n, from)) if !waker.is_wake(from, n) => {
                 client.handle_datagram(Instant::now(), from, &recv[..n]);
             }
@@ -355,6 +365,7 @@ fn run_ring(
 ) {
     let mut recv = vec![0u8; RECV_BUFFER_LEN];
     let mut send = Vec::new();
+    let mut timeout = net::ReadTimeout::default();
     loop {
         let now = Instant::now();
         // Replies wait until the start's packet is sent and its events are out, so that a
@@ -386,7 +397,16 @@ fn run_ring(
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
-        match net::recv_until(&socket, &mut recv, engine.poll_timeout()) {
+        let deadline = engine.poll_timeout();
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            continue; // due now: the top of the loop handles it
+        }
+        // The timeout is set again only when the deadline moves, not on every wait.
+        if let Err(e) = timeout.set(&socket, deadline) {
+            tracing::error!(error = %e, "instant-message socket failed");
+            return;
+        }
+        match net::recv(&socket, &mut recv) {
             Ok(Received::Datagram(n, from)) if !waker.is_wake(from, n) => {
                 engine.handle_datagram(Instant::now(), from, &recv[..n]);
             }

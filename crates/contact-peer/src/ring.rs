@@ -41,7 +41,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use contact_proto::{ContactName, FIRST_POINTER, ImStartBody, ListName, Member, RingPacket};
+use contact_proto::{
+    ContactName, ExtraEdit, FIRST_POINTER, ImStartBody, ListName, Member, RingPacket, RingView,
+};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -222,7 +224,19 @@ impl RingAck {
 
     /// The wire form.
     pub fn to_bytes(&self) -> Vec<u8> {
-        format!(r#"{{"ack": {}, "pointer": {}}}"#, self.im_id, self.pointer).into_bytes()
+        let mut out = Vec::with_capacity(32);
+        self.encode(&mut out);
+        out
+    }
+
+    /// Appends the wire form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = write!(
+            out,
+            r#"{{"ack": {}, "pointer": {}}}"#,
+            self.im_id, self.pointer
+        );
     }
 
     /// Decodes an ack: a JSON object with exactly the keys `ack` and `pointer`, both
@@ -251,8 +265,9 @@ type ImKey = (ContactName, u64);
 #[derive(Debug)]
 struct Hop {
     key: ImKey,
-    /// The packet as sent: `pointer` and `"hop"` are the value sent.
-    packet: RingPacket,
+    /// The pointer sent (and so `"hop"`): `bytes` decode to the packet if it must be
+    /// skipped.
+    pointer: usize,
     /// The sender's own index in the ring.
     own_index: usize,
     destination: SocketAddr,
@@ -325,7 +340,12 @@ pub struct RingEngine {
     seen: HashMap<ImKey, Seen>,
     /// When each remembered message is forgotten, oldest first (all live equally long).
     seen_order: VecDeque<(Instant, ImKey)>,
+    /// Buffers of sent datagrams, kept for the next ones: a hop allocates none.
+    spare: Vec<Vec<u8>>,
 }
+
+/// How many spare buffers an engine keeps.
+const SPARE_BUFFERS: usize = 16;
 
 impl Default for RingEngine {
     fn default() -> Self {
@@ -351,6 +371,7 @@ impl RingEngine {
             initiated: BTreeMap::new(),
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -428,8 +449,9 @@ impl RingEngine {
     /// ring packet or an ack.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.expire(now);
-        let packet = match RingPacket::decode(bytes) {
-            Ok(p) => p,
+        // The packet is read in place: a forward copies what it does not change.
+        let view = match RingView::parse(bytes) {
+            Ok(v) => v,
             Err(e) => {
                 if let Some(ack) = RingAck::decode(bytes) {
                     return self.handle_ack(from, ack);
@@ -437,28 +459,38 @@ impl RingEngine {
                 return self.invalid(from, format!("not a ring packet: {e}"));
             }
         };
-        let n = packet.contact_list.len();
-        let Some(initiator) = packet.contact_list.first().map(|m| m.name.clone()) else {
+        let n = view.len();
+        let Some(initiator) = view.sender() else {
             return self.invalid(from, "ring packet lists no member".into());
         };
-        let p = packet.pointer;
+        let p = view.pointer();
         if p < FIRST_POINTER || p > n + 1 {
             return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
         }
-        let Some(im_id) = packet.extra.get(IM_ID_KEY).and_then(Value::as_u64) else {
+        let Some(im_id) = view.extra_u64(IM_ID_KEY) else {
             // A reference initiator's packet: exactly the reference's rules.
-            return self.reference_packet(from, packet);
+            return match view.to_packet() {
+                Ok(packet) => self.reference_packet(from, packet),
+                Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
+            };
         };
-        let hop = packet.extra.get(HOP_KEY).and_then(Value::as_u64);
+        let hop = view.extra_u64(HOP_KEY);
         if hop.and_then(|h| usize::try_from(h).ok()) == Some(p) {
             // The previous hop was one of ours: it waits for this (duplicates included).
-            let ack = RingAck { im_id, pointer: p };
-            self.transmits.push_back((from, ack.to_bytes()));
+            let mut ack = self.buffer();
+            RingAck { im_id, pointer: p }.encode(&mut ack);
+            self.transmits.push_back((from, ack));
         }
+        let Ok(initiator) = ContactName::try_from(&*initiator) else {
+            return self.invalid(from, "ring packet's sender is not a valid name".into());
+        };
         let key = (initiator, im_id);
         if p == n + 1 {
             if self.initiated.contains_key(&key) || !self.seen.contains_key(&key) {
-                self.complete(now, key, packet);
+                match view.to_packet() {
+                    Ok(packet) => self.complete(now, key, packet),
+                    Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
+                }
             } else {
                 tracing::debug!(%from, im_id, "copy of a completed message skipped");
             }
@@ -467,15 +499,91 @@ impl RingEngine {
         let (show, forward) = self.remember(now, &key, p);
         let message = show.then(|| RingEvent::Message {
             sender: key.0.clone(),
-            list: list_of(&packet),
-            text: packet.text_message.clone(),
+            list: view
+                .extra_str(LIST_KEY)
+                .and_then(|s| ListName::try_from(&*s).ok()),
+            text: view.text().to_owned(),
         });
         if forward {
-            self.send_hop(now, key, packet, p - 1, p + 1);
+            self.forward(now, key, &view);
         }
         match message {
             Some(message) => self.events.push_back(message),
             None => tracing::debug!(%from, im_id, pointer = p, "copy of a message skipped"),
+        }
+    }
+
+    /// Forwards a valid packet on behalf of the member at `pointer - 1`: the common case
+    /// written from the view; a next member that cannot be addressed (and so is skipped)
+    /// takes the path of the whole packet.
+    fn forward(&mut self, now: Instant, key: ImKey, view: &RingView<'_>) {
+        let (n, p) = (view.len(), view.pointer());
+        let index = if p == n { 0 } else { p };
+        let next = view
+            .member_ref(index)
+            .and_then(|m| im_address_of(&m.ip, m.port).map(|to| (to, m.ext)));
+        let Some((destination, ext)) = next else {
+            match view.to_packet() {
+                Ok(packet) => self.send_hop(now, key, packet, p - 1, p + 1),
+                Err(e) => tracing::warn!(error = %e, "ring packet cannot be forwarded"),
+            }
+            return;
+        };
+        // "hop" asks for an ack: only of our peers, the only ones that send it.
+        let hop = if ext >= 1 {
+            ExtraEdit::Uint(p as u64 + 1)
+        } else {
+            ExtraEdit::Remove
+        };
+        let mut bytes = self.buffer();
+        view.encode_with(&mut bytes, p + 1, &[(HOP_KEY, hop)]);
+        self.dispatch(now, key, p - 1, destination, p + 1, ext, bytes);
+    }
+
+    /// Queues `bytes` (a packet with `pointer`) for `destination`, and remembers the hop
+    /// until acknowledged when the member is one of our peers (`ext` 1 or more).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        key: ImKey,
+        own_index: usize,
+        destination: SocketAddr,
+        pointer: usize,
+        ext: u32,
+        bytes: Vec<u8>,
+    ) {
+        if ext >= 1 {
+            let mut copy = self.buffer();
+            copy.extend_from_slice(&bytes);
+            self.transmits.push_back((destination, copy));
+            let timeout = self.config.initial_timeout;
+            let wait = self.jittered(timeout);
+            self.hops.push(Hop {
+                key,
+                pointer,
+                own_index,
+                destination,
+                bytes,
+                sends: 1,
+                timeout,
+                deadline: now + wait,
+            });
+        } else {
+            self.transmits.push_back((destination, bytes));
+        }
+    }
+
+    /// An empty buffer, a spare one when there is one.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buf` for a later datagram.
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= contact_proto::MAX_DATAGRAM_LEN {
+            buf.clear();
+            self.spare.push(buf);
         }
     }
 
@@ -496,9 +604,11 @@ impl RingEngine {
                 hop.sends += 1;
                 hop.timeout = timeout;
                 hop.deadline = now + wait;
-                tracing::debug!(to = %hop.destination, pointer = hop.packet.pointer, sends = hop.sends, "hop sent again");
-                self.transmits
-                    .push_back((hop.destination, hop.bytes.clone()));
+                tracing::debug!(to = %hop.destination, pointer = hop.pointer, sends = hop.sends, "hop sent again");
+                let destination = hop.destination;
+                let mut copy = self.spare.pop().unwrap_or_default();
+                copy.extend_from_slice(&self.hops[i].bytes);
+                self.transmits.push_back((destination, copy));
                 i += 1;
             } else {
                 let hop = self.hops.remove(i);
@@ -536,12 +646,13 @@ impl RingEngine {
     /// The next packet to send: its bytes replace the contents of `buf`.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (destination, bytes) = self.transmits.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&bytes);
+        let (destination, mut bytes) = self.transmits.pop_front()?;
+        // The caller gets the queued buffer itself; its old one is kept for a later packet.
+        std::mem::swap(buf, &mut bytes);
+        self.recycle(bytes);
         Some(Transmit {
             destination,
-            size: bytes.len(),
+            size: buf.len(),
         })
     }
 
@@ -640,23 +751,10 @@ impl RingEngine {
                 pointer += 1;
                 continue;
             };
-            let bytes = packet.to_bytes();
-            self.transmits.push_back((destination, bytes.clone()));
-            if member.ext >= 1 {
-                let timeout = self.config.initial_timeout;
-                let wait = self.jittered(timeout);
-                self.hops.push(Hop {
-                    key,
-                    packet,
-                    own_index,
-                    destination,
-                    bytes,
-                    sends: 1,
-                    timeout,
-                    deadline: now + wait,
-                });
-            }
-            return;
+            let ext = member.ext;
+            let mut bytes = self.buffer();
+            packet.encode(&mut bytes);
+            return self.dispatch(now, key, own_index, destination, pointer, ext, bytes);
         }
     }
 
@@ -665,11 +763,20 @@ impl RingEngine {
     fn skip(&mut self, now: Instant, hop: Hop) {
         let Hop {
             key,
-            mut packet,
             own_index,
             destination,
+            bytes,
             ..
         } = hop;
+        // The packet as sent: pointer and "hop" are the values sent.
+        let mut packet = match RingPacket::decode(&bytes) {
+            Ok(packet) => packet,
+            Err(e) => {
+                tracing::error!(error = %e, "a packet this engine sent does not decode");
+                return;
+            }
+        };
+        self.recycle(bytes);
         let n = packet.contact_list.len();
         let p = packet.pointer;
         if p > n {
@@ -686,10 +793,11 @@ impl RingEngine {
         let found = self
             .hops
             .iter()
-            .position(|h| h.key.1 == ack.im_id && h.packet.pointer == ack.pointer);
+            .position(|h| h.key.1 == ack.im_id && h.pointer == ack.pointer);
         match found {
             Some(i) => {
-                self.hops.remove(i);
+                let hop = self.hops.remove(i);
+                self.recycle(hop.bytes);
             }
             None => tracing::debug!(%from, im_id = ack.im_id, pointer = ack.pointer, "stray ack"),
         }
@@ -821,14 +929,19 @@ fn xorshift(state: &mut u64) -> u64 {
 /// The instant-message address of a member: its IP and registered port + 1. The IP may carry
 /// one layer of quotes when a reference server stored what a user typed.
 pub fn im_address(member: &Member) -> Option<SocketAddr> {
-    let ip = member.ip.trim();
+    im_address_of(&member.ip, member.port)
+}
+
+/// [`im_address`] of a member's IP and control port.
+fn im_address_of(ip: &str, port: u16) -> Option<SocketAddr> {
+    let ip = ip.trim();
     let ip = ip
         .strip_prefix('\'')
         .and_then(|s| s.strip_suffix('\''))
         .or_else(|| ip.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
         .unwrap_or(ip);
     let ip: IpAddr = ip.parse().ok()?;
-    let port = member.port.checked_add(1)?;
+    let port = port.checked_add(1)?;
     (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
 }
 
@@ -1282,6 +1395,68 @@ mod tests {
             e.poll_event(),
             Some(RingEvent::Message { list: None, .. })
         ));
+    }
+
+    #[test]
+    fn forward_of_another_spelling_is_the_same_packet() {
+        // A compact packet of one of our peers (as another JSON library writes it), with
+        // known keys out of order, a repeated unknown key and a float: forwarded from the view, it is
+        // what decoding, changing and encoding would send.
+        let raw = br#"{"pointer":2,"num_contacts_in_list":3,"contact_list":[{"name":"a","ip":"127.0.0.1","port":22000,"ext":1},{"port":22002,"name":"b","ip":"127.0.0.1","ext":1},{"name":"c","ip":"127.0.0.1","port":22004,"ext":1}],"text_message":"t","im_id":9,"f":1e2,"hop":2,"f":[]}"#;
+        let mut e = RingEngine::new();
+        e.handle_datagram(Instant::now(), addr(22001), raw);
+        let out = drain(&mut e);
+        assert_eq!(out.len(), 2);
+        assert!(is_ack(&out[0].1));
+        assert_eq!(out[1].0, addr(22005));
+        let mut expected = RingPacket::decode(raw).unwrap();
+        expected.pointer = 3;
+        expected.extra.insert(HOP_KEY.into(), 3.into());
+        assert_eq!(RingPacket::decode(out[1].1.as_bytes()).unwrap(), expected);
+        assert!(
+            out[1]
+                .1
+                .starts_with(r#"{"num_contacts_in_list": 3, "contact_list": [{"name":"a""#)
+        );
+        assert!(
+            out[1]
+                .1
+                .ends_with(r#""text_message": "t", "pointer": 3, "im_id": 9, "f": [], "hop": 3}"#),
+            "{}",
+            out[1].1
+        );
+        assert!(matches!(
+            &events(&mut e)[..],
+            [RingEvent::Message { text, .. }] if text == "t"
+        ));
+    }
+
+    #[test]
+    fn buffers_are_recycled() {
+        // A ring of our peers going round many times: the engines keep a bounded stock of
+        // buffers and the packets stay byte for byte what the full path writes.
+        let mut a = seeded(1);
+        let mut b = seeded(2);
+        let now = Instant::now();
+        for round in 0..50 {
+            a.start_im(now, None, ours(2), format!("m{round}")).unwrap();
+            let first = drain(&mut a);
+            b.handle_datagram(now, addr(22001), first[0].1.as_bytes());
+            let out = drain(&mut b);
+            assert_eq!(out.len(), 2);
+            let mut expected = RingPacket::decode(first[0].1.as_bytes()).unwrap();
+            expected.pointer = 3;
+            expected.extra.insert(HOP_KEY.into(), 3.into());
+            assert_eq!(out[1].1.as_bytes(), expected.to_bytes());
+            for (_, d) in &out {
+                a.handle_datagram(now, addr(22003), d.as_bytes());
+            }
+            for (_, d) in drain(&mut a) {
+                b.handle_datagram(now, addr(22001), d.as_bytes());
+            }
+            assert!(a.spare.len() <= SPARE_BUFFERS && b.spare.len() <= SPARE_BUFFERS);
+        }
+        assert!(a.hops.is_empty() && b.hops.is_empty());
     }
 
     #[test]

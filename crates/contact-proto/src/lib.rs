@@ -11,7 +11,7 @@
 //! - [`Command`] and [`Request`]: the nine commands and their `-_-` wire form.
 //! - [`Status`]: answer codes, the reference's and ours.
 //! - [`Answer`] and [`Body`]: `CODE-_-JSON` answers and their bodies.
-//! - [`RingPacket`]: the peer-to-peer message.
+//! - [`RingPacket`]: the peer-to-peer message; [`RingView`] reads and forwards one in place.
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
 //! - [`roundtrip`]: decode/encode/decode checks, the bodies of the fuzz targets.
 //!
@@ -51,7 +51,7 @@ pub use error::DecodeError;
 pub use json::json_string_len;
 pub use line::{Line, LineError, LineErrorKind, parse_line, write_word};
 pub use name::{ContactName, ListName, MAX_NAME_LEN, NameError, SavePath};
-pub use ring::{FIRST_POINTER, RingPacket};
+pub use ring::{ExtraEdit, FIRST_POINTER, MemberRef, RingPacket, RingView};
 pub use status::Status;
 
 /// The delimiter between the fields of requests and answers.

@@ -20,6 +20,9 @@ use crate::answer::{check_count, check_datagram, next_key, set_once};
 use crate::json::write_py;
 use crate::{ContactName, DecodeError, ImStartBody, Member};
 
+mod view;
+pub use view::{ExtraEdit, MemberRef, RingView};
+
 /// The pointer of the packet the initiator sends.
 pub const FIRST_POINTER: usize = 2;
 

@@ -9,7 +9,7 @@
 //! contact_proto::roundtrip::line(br#"create "list 1""#);
 //! ```
 
-use crate::{Answer, Request, RingPacket, parse_line};
+use crate::{Answer, ExtraEdit, Request, RingPacket, RingView, parse_line};
 
 /// Typed line: `parse_line`, then `Display`, then `parse_line` again gives the same line.
 pub fn line(data: &[u8]) {
@@ -43,10 +43,67 @@ pub fn answer(data: &[u8]) {
     }
 }
 
-/// Ring packet: decode, encode, decode gives the same packet.
+/// Ring packet: decode, encode, decode gives the same packet; and the in-place
+/// [`RingView`] accepts exactly what [`RingPacket::decode`] accepts, agrees with it on every
+/// field, and forwards (new pointer, `"hop"` set or removed) as decode, change, encode does:
+/// the same packet, and the same bytes when the input is in the form `encode` writes.
 pub fn ring(data: &[u8]) {
-    if let Ok(packet) = RingPacket::decode(data) {
-        let wire = packet.to_bytes();
-        assert_eq!(RingPacket::decode(&wire).as_ref(), Ok(&packet), "{wire:?}");
+    let full = RingPacket::decode(data);
+    let view = RingView::parse(data);
+    let (packet, view) = match (full, view) {
+        (Ok(packet), Ok(view)) => (packet, view),
+        (Err(_), Err(_)) => return,
+        (Ok(_), Err(e)) => panic!("view rejects what decode accepts: {e}: {data:?}"),
+        (Err(e), Ok(_)) => panic!("view accepts what decode rejects: {e}: {data:?}"),
+    };
+    let wire = packet.to_bytes();
+    assert_eq!(RingPacket::decode(&wire).as_ref(), Ok(&packet), "{wire:?}");
+
+    assert_eq!(view.len(), packet.contact_list.len());
+    assert_eq!(view.pointer(), packet.pointer);
+    assert_eq!(view.text(), packet.text_message);
+    for (i, m) in packet.contact_list.iter().enumerate() {
+        assert_eq!(view.member(i).as_ref(), Ok(m));
+        let r = view.member_ref(i).expect("member");
+        assert_eq!(
+            (&*r.name, &*r.ip, r.port, r.ext),
+            (m.name.as_str(), &*m.ip, m.port, m.ext)
+        );
+    }
+    assert!(
+        view.extras()
+            .map(|(k, _)| k)
+            .eq(packet.extra.keys().map(String::as_str))
+    );
+    for (k, raw) in view.extras() {
+        let value: serde_json::Value = serde_json::from_str(raw).expect("valid raw value");
+        assert_eq!(Some(&value), packet.extra.get(k), "{k:?}");
+        assert_eq!(view.extra_u64(k), value.as_u64(), "{k:?}");
+        assert_eq!(view.extra_str(k).as_deref(), value.as_str(), "{k:?}");
+    }
+    let canonical = wire == data;
+    let pointer = packet.pointer.wrapping_add(1);
+    for edits in [
+        &[][..],
+        &[("hop", ExtraEdit::Uint(pointer as u64))],
+        &[("hop", ExtraEdit::Remove)],
+    ] {
+        let mut out = Vec::new();
+        view.encode_with(&mut out, pointer, edits);
+        let mut expected = packet.clone();
+        expected.pointer = pointer;
+        match edits.first() {
+            Some((k, ExtraEdit::Uint(n))) => {
+                expected.extra.insert((*k).into(), (*n).into());
+            }
+            Some((k, _)) => {
+                expected.extra.shift_remove(*k);
+            }
+            None => {}
+        }
+        assert_eq!(RingPacket::decode(&out).as_ref(), Ok(&expected), "{out:?}");
+        if canonical {
+            assert_eq!(out, expected.to_bytes(), "{edits:?}");
+        }
     }
 }

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use contact_proto::{
-    Answer, Body, Command, ContactName, ImStartBody, Line, ListName, ListsBody, Member, Request,
-    RingPacket, SavePath, Status, parse_line,
+    Answer, Body, Command, ContactName, ExtraEdit, ImStartBody, Line, ListName, ListsBody, Member,
+    Request, RingPacket, RingView, SavePath, Status, parse_line,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -150,6 +150,63 @@ proptest! {
         let wire = packet.to_bytes();
         prop_assert!(wire.is_ascii());
         prop_assert_eq!(RingPacket::decode(&wire), Ok(packet));
+    }
+
+    #[test]
+    fn ring_view_forwards_as_decode_change_encode(
+        packet in ring_packet(),
+        pointer in 0..30usize,
+        hop in prop::option::of(prop::option::of(any::<u64>())),
+        other in prop::option::of(("x_[a-z]{1,3}", prop::option::of(any::<i32>()))),
+    ) {
+        let wire = packet.to_bytes();
+        let view = RingView::parse(&wire).unwrap();
+        let mut edits: Vec<(&str, ExtraEdit<'_>)> = Vec::new();
+        let mut expected = packet.clone();
+        expected.pointer = pointer;
+        let other_json = other.as_ref().and_then(|(_, v)| v.map(|v| v.to_string()));
+        if let Some(hop) = hop {
+            match hop {
+                Some(h) => {
+                    edits.push(("hop", ExtraEdit::Uint(h)));
+                    expected.extra.insert("hop".into(), h.into());
+                }
+                None => {
+                    edits.push(("hop", ExtraEdit::Remove));
+                    expected.extra.shift_remove("hop");
+                }
+            }
+        }
+        if let Some((key, _)) = &other {
+            match &other_json {
+                Some(json) => {
+                    edits.push((key, ExtraEdit::Json(json)));
+                    expected.extra.insert(key.clone(), serde_json::from_str(json).unwrap());
+                }
+                None => {
+                    edits.push((key, ExtraEdit::Remove));
+                    expected.extra.shift_remove(key.as_str());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        view.encode_with(&mut out, pointer, &edits);
+        prop_assert_eq!(out, expected.to_bytes());
+        prop_assert_eq!(view.to_packet(), Ok(packet.clone()));
+        prop_assert_eq!(view.len(), packet.contact_list.len());
+        prop_assert_eq!(view.text(), packet.text_message.as_str());
+        for (i, m) in packet.contact_list.iter().enumerate() {
+            prop_assert_eq!(view.member(i), Ok(m.clone()));
+        }
+        contact_proto::roundtrip::ring(&wire);
+    }
+
+    #[test]
+    fn mutated_ring_packets_agree(packet in ring_packet(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut wire = packet.to_bytes();
+        let i = at.index(wire.len());
+        wire[i] = byte;
+        contact_proto::roundtrip::ring(&wire);
     }
 
     #[test]

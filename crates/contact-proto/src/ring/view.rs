@@ -1,0 +1,882 @@
+//! A ring packet read in place: what a forwarding member needs, without decoding every
+//! member, and a writer that copies what it does not change byte for byte.
+//!
+//! A forwarding member reads the pointer, the sender, the next member's address and a few
+//! unknown keys, then sends the packet on with a new pointer. Decoding the whole packet into a
+//! [`RingPacket`] (every member's name and IP as strings, every unknown key as a
+//! [`serde_json::Value`]) and encoding it again costs far more than the datagram's trip
+//! through the kernel; [`RingView`] validates the packet without allocating for its members,
+//! keeps each value as a borrowed slice of the datagram, and [`RingView::encode_with`]
+//! writes the packet again from those slices.
+//!
+//! # What it accepts
+//! Exactly what [`RingPacket::decode`] accepts: validation goes through the same JSON parser
+//! with visitors that mirror [`RingPacket`]'s and [`Member`]'s (known keys at most once,
+//! names checked, ports `u16`, counts matching, unknown values any JSON that
+//! [`serde_json::Value`] takes, same nesting limit). A repeated unknown key keeps its first
+//! position and its last value, as [`RingPacket::extra`] does. `contact_proto::roundtrip::ring`,
+//! the body of the ring fuzz target, checks on every input that both accept or both reject,
+//! and that they agree on every field.
+//!
+//! # What it writes
+//! [`RingView::encode_with`] writes the keys in [`RingPacket::encode`]'s order (the four
+//! known keys, then the unknown ones in their order of arrival, new ones last), with
+//! Python-style separators, and every value it does not change copied from the datagram. For
+//! a datagram in the form [`RingPacket::encode`] writes (and the reference writes: Python's
+//! `json.dumps`), the output is byte for byte what decoding it into a [`RingPacket`], making
+//! the same changes and encoding would give. For other spellings of the same JSON (another
+//! spacing inside members, `1e2` for `100.0`, escapes for printable characters) the output
+//! is the same JSON value, spelled as it arrived.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write as _;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::json::write_py;
+use crate::name::check_name;
+use crate::{DecodeError, MAX_DATAGRAM_LEN, Member, RingPacket};
+
+const NUM: &str = "num_contacts_in_list";
+const LIST: &str = "contact_list";
+const TEXT: &str = "text_message";
+const POINTER: &str = "pointer";
+
+/// Above this many unknown keys, repeated keys are found with a hash map rather than by
+/// comparing with each one.
+const LINEAR_DEDUP: usize = 16;
+
+/// A valid ring packet, read in place: each value a slice of the datagram.
+///
+/// ```
+/// use contact_proto::{ExtraEdit, RingPacket, RingView};
+/// let wire = br#"{"num_contacts_in_list": 2, "contact_list": [{"name": "Me", "ip": "10.0.0.1", "port": 22000, "ext": 1}, {"name": "I", "ip": "10.0.0.2", "port": 22001, "ext": 1}], "text_message": "Hello", "pointer": 2, "im_id": 7, "hop": 2}"#;
+/// let view = RingView::parse(wire)?;
+/// assert_eq!((view.len(), view.pointer(), view.text()), (2, 2, "Hello"));
+/// assert_eq!(view.member_ref(1).unwrap().port, 22001);
+/// assert_eq!(view.extra_u64("im_id"), Some(7));
+///
+/// // Forward it: pointer 3, "hop" 3; the rest is copied.
+/// let mut out = Vec::new();
+/// view.encode_with(&mut out, 3, &[("hop", ExtraEdit::Uint(3))]);
+/// let mut packet = RingPacket::decode(wire)?;
+/// packet.pointer = 3;
+/// packet.extra.insert("hop".into(), 3.into());
+/// assert_eq!(out, packet.to_bytes());
+/// # Ok::<(), contact_proto::DecodeError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RingView<'a> {
+    wire: &'a str,
+    members: Vec<&'a str>,
+    text: Cow<'a, str>,
+    raw_text: &'a str,
+    pointer: usize,
+    /// Unknown keys, decoded, with their raw values, in order of first arrival.
+    extras: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+/// A change to an unknown key, for [`RingView::encode_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraEdit<'e> {
+    /// The key is left out (nothing happens if the packet does not have it).
+    Remove,
+    /// The key gets this non-negative integer, in its place if the packet has it, else last.
+    Uint(u64),
+    /// The key gets this JSON text, written as it is: the caller makes sure it is valid
+    /// JSON in the Python style (as [`RingPacket::encode`] writes it).
+    Json(&'e str),
+}
+
+/// A member of a [`RingView`], read in place: its known keys only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRef<'a> {
+    /// The contact's name, valid as a [`ContactName`](crate::ContactName).
+    pub name: Cow<'a, str>,
+    /// Its IP address as registered.
+    pub ip: Cow<'a, str>,
+    /// Its control port.
+    pub port: u16,
+    /// Its extension level, 0 when absent.
+    pub ext: u32,
+}
+
+impl<'a> RingView<'a> {
+    /// Reads and validates a ring packet. It fails exactly when [`RingPacket::decode`]
+    /// fails (the error may be worded differently).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_DATAGRAM_LEN {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_DATAGRAM_LEN,
+            });
+        }
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        // First the shape and every value, by the same parser as `RingPacket::decode`...
+        let checked: Checked<'a> = serde_json::from_slice(bytes)?;
+        // ...then, on what is now known to be valid JSON (and so UTF-8), where each value is.
+        let wire = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+        let mut scan = Scan {
+            s: wire,
+            b: bytes,
+            i: 0,
+        };
+        let mut view = RingView {
+            wire,
+            members: Vec::with_capacity(checked.count),
+            text: checked.text,
+            raw_text: "",
+            pointer: checked.pointer,
+            extras: Vec::new(),
+        };
+        scan.top_level(&mut view)?;
+        if view.members.len() != checked.count {
+            return Err(scan.broken());
+        }
+        Ok(view)
+    }
+
+    /// The datagram the view reads.
+    pub fn wire(&self) -> &'a str {
+        self.wire
+    }
+
+    /// The number of members (`num_contacts_in_list`, checked equal to the list's length).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The `pointer`.
+    pub fn pointer(&self) -> usize {
+        self.pointer
+    }
+
+    /// The message, unescaped.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The message as it is on the wire: a JSON string, quotes included.
+    pub fn raw_text(&self) -> &'a str {
+        self.raw_text
+    }
+
+    /// Member `i` as it is on the wire: a JSON object.
+    pub fn raw_member(&self, i: usize) -> Option<&'a str> {
+        self.members.get(i).copied()
+    }
+
+    /// Member `i`, decoded in full (unknown keys included).
+    pub fn member(&self, i: usize) -> Result<Member, DecodeError> {
+        let raw = self.raw_member(i).ok_or(DecodeError::CountMismatch {
+            field: NUM,
+            stated: i + 1,
+            actual: self.len(),
+        })?;
+        Ok(serde_json::from_str(raw)?)
+    }
+
+    /// Member `i`'s known keys, borrowed from the datagram where they need no unescaping.
+    /// `None` only when there is no member `i`.
+    pub fn member_ref(&self, i: usize) -> Option<MemberRef<'a>> {
+        let raw = self.raw_member(i)?;
+        // Validated by `parse`: this cannot fail.
+        serde_json::from_str::<MemberCheck<'a>>(raw)
+            .ok()
+            .map(|m| m.0)
+    }
+
+    /// The initiator's name, `contact_list[0]`.
+    pub fn sender(&self) -> Option<Cow<'a, str>> {
+        self.member_ref(0).map(|m| m.name)
+    }
+
+    /// The unknown keys, decoded, with their values as they are on the wire, in order.
+    pub fn extras(&self) -> impl Iterator<Item = (&str, &'a str)> + '_ {
+        self.extras.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
+    /// The value of the unknown key `key` as it is on the wire.
+    pub fn extra_raw(&self, key: &str) -> Option<&'a str> {
+        self.extras.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The unknown key `key` when it is a non-negative integer that fits a `u64`: what
+    /// [`serde_json::Value::as_u64`] gives for it in [`RingPacket::extra`].
+    pub fn extra_u64(&self, key: &str) -> Option<u64> {
+        let raw = self.extra_raw(key)?;
+        if raw.bytes().all(|b| b.is_ascii_digit()) {
+            // Beyond u64::MAX, `Value` holds a float: `None` as well.
+            return raw.parse().ok();
+        }
+        // Rare spellings (`-0`, floats, other values): as `Value` sees them.
+        serde_json::from_str::<serde_json::Value>(raw)
+            .ok()?
+            .as_u64()
+    }
+
+    /// The unknown key `key` when it is a string, unescaped: what
+    /// [`serde_json::Value::as_str`] gives for it in [`RingPacket::extra`].
+    pub fn extra_str(&self, key: &str) -> Option<Cow<'a, str>> {
+        let raw = self.extra_raw(key)?;
+        if !raw.starts_with('"') {
+            return None;
+        }
+        serde_json::from_str::<Str<'a>>(raw).ok().map(|s| s.0)
+    }
+
+    /// The unknown key `key` when it is an array: its string items, unescaped, others left
+    /// out.
+    pub fn extra_strs(&self, key: &str) -> Option<Vec<String>> {
+        let raw = self.extra_raw(key)?;
+        if !raw.starts_with('[') {
+            return None;
+        }
+        let items: Vec<serde_json::Value> = serde_json::from_str(raw).ok()?;
+        Some(
+            items
+                .into_iter()
+                .filter_map(|v| match v {
+                    serde_json::Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The whole packet, decoded: for the rare paths that change more than a forward does.
+    pub fn to_packet(&self) -> Result<RingPacket, DecodeError> {
+        RingPacket::decode(self.wire.as_bytes())
+    }
+
+    /// Appends the packet with `pointer` and nothing else changed.
+    pub fn encode(&self, out: &mut Vec<u8>, pointer: usize) {
+        self.encode_with(out, pointer, &[]);
+    }
+
+    /// Appends the packet with `pointer` and the unknown keys changed as `edits` say (each
+    /// key at most once; the first edit of a key wins), in [`RingPacket::encode`]'s key
+    /// order: known keys, unknown keys in their order, keys set anew last in `edits`' order.
+    /// Every other value is copied from the datagram.
+    pub fn encode_with(&self, out: &mut Vec<u8>, pointer: usize, edits: &[(&str, ExtraEdit<'_>)]) {
+        out.reserve(self.wire.len() + 32);
+        out.extend_from_slice(b"{\"num_contacts_in_list\": ");
+        write_uint(out, self.members.len() as u64);
+        out.extend_from_slice(b", \"contact_list\": [");
+        for (i, m) in self.members.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(m.as_bytes());
+        }
+        out.extend_from_slice(b"], \"text_message\": ");
+        out.extend_from_slice(self.raw_text.as_bytes());
+        out.extend_from_slice(b", \"pointer\": ");
+        write_uint(out, pointer as u64);
+        let edit_of = |key: &str| edits.iter().find(|(k, _)| *k == key).map(|(_, e)| e);
+        for (key, raw) in &self.extras {
+            match edit_of(key) {
+                Some(ExtraEdit::Remove) => {}
+                Some(edit) => write_entry(out, key, |out| write_edit(out, edit)),
+                None => write_entry(out, key, |out| out.extend_from_slice(raw.as_bytes())),
+            }
+        }
+        for (i, (key, edit)) in edits.iter().enumerate() {
+            let first = edits[..i].iter().all(|(k, _)| k != key);
+            let present = self.extras.iter().any(|(k, _)| k == key);
+            if first && !present && *edit != ExtraEdit::Remove {
+                write_entry(out, key, |out| write_edit(out, edit));
+            }
+        }
+        out.push(b'}');
+    }
+
+    fn set_extra(
+        &mut self,
+        key: Cow<'a, str>,
+        raw: &'a str,
+        index: &mut Option<HashMap<Cow<'a, str>, usize>>,
+    ) {
+        if index.is_none() && self.extras.len() >= LINEAR_DEDUP {
+            let map = self
+                .extras
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect();
+            *index = Some(map);
+        }
+        let found = match index {
+            Some(map) => map.get(&key).copied(),
+            None => self.extras.iter().position(|(k, _)| *k == key),
+        };
+        match found {
+            // As in a `serde_json::Map`: the first position, the last value.
+            Some(i) => self.extras[i].1 = raw,
+            None => {
+                if let Some(map) = index {
+                    map.insert(key.clone(), self.extras.len());
+                }
+                self.extras.push((key, raw));
+            }
+        }
+    }
+}
+
+fn write_uint(out: &mut Vec<u8>, n: u64) {
+    let _ = write!(out, "{n}");
+}
+
+fn write_edit(out: &mut Vec<u8>, edit: &ExtraEdit<'_>) {
+    match edit {
+        ExtraEdit::Remove => {}
+        ExtraEdit::Uint(n) => write_uint(out, *n),
+        ExtraEdit::Json(text) => out.extend_from_slice(text.as_bytes()),
+    }
+}
+
+fn write_entry(out: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(b", ");
+    if key
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'"');
+    } else {
+        write_py(out, key);
+    }
+    out.extend_from_slice(b": ");
+    value(out);
+}
+
+/// Where the values of a datagram already validated are: a scanner for valid JSON only.
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn broken(&self) -> DecodeError {
+        // Unreachable on validated input; an error rather than a panic all the same.
+        DecodeError::Json(format!("ring packet scan failed at byte {}", self.i))
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn next(&mut self) -> Result<u8, DecodeError> {
+        self.ws();
+        let c = *self.b.get(self.i).ok_or_else(|| self.broken())?;
+        self.i += 1;
+        Ok(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), DecodeError> {
+        if self.next()? == c {
+            Ok(())
+        } else {
+            Err(self.broken())
+        }
+    }
+
+    fn slice(&self, start: usize) -> Result<&'a str, DecodeError> {
+        self.s.get(start..self.i).ok_or_else(|| self.broken())
+    }
+
+    /// Past the string starting at `self.i` (its opening quote).
+    fn skip_string(&mut self) -> Result<(), DecodeError> {
+        self.i += 1;
+        loop {
+            match self.b.get(self.i) {
+                Some(b'\\') => self.i += 2,
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                Some(_) => self.i += 1,
+                None => return Err(self.broken()),
+            }
+        }
+    }
+
+    /// The next value, as it is on the wire.
+    fn value(&mut self) -> Result<&'a str, DecodeError> {
+        self.ws();
+        let start = self.i;
+        match self.b.get(self.i) {
+            Some(b'"') => self.skip_string()?,
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.b.get(self.i) {
+                        Some(b'"') => {
+                            self.skip_string()?;
+                            continue;
+                        }
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                break;
+                            }
+                        }
+                        Some(_) => {}
+                        None => return Err(self.broken()),
+                    }
+                    self.i += 1;
+                }
+            }
+            Some(_) => {
+                while !matches!(
+                    self.b.get(self.i),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.i += 1;
+                }
+            }
+            None => return Err(self.broken()),
+        }
+        self.slice(start)
+    }
+
+    fn key(&mut self) -> Result<Cow<'a, str>, DecodeError> {
+        self.ws();
+        if self.b.get(self.i) != Some(&b'"') {
+            return Err(self.broken());
+        }
+        let start = self.i;
+        self.skip_string()?;
+        let raw = self.slice(start)?;
+        let inner = &raw[1..raw.len() - 1];
+        if inner.contains('\\') {
+            Ok(Cow::Owned(serde_json::from_str::<String>(raw)?))
+        } else {
+            Ok(Cow::Borrowed(inner))
+        }
+    }
+
+    fn top_level(&mut self, view: &mut RingView<'a>) -> Result<(), DecodeError> {
+        let mut index = None;
+        self.expect(b'{')?;
+        self.ws();
+        if self.b.get(self.i) == Some(&b'}') {
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            self.expect(b':')?;
+            match &*key {
+                LIST => self.members(&mut view.members)?,
+                TEXT => view.raw_text = self.value()?,
+                NUM | POINTER => {
+                    self.value()?;
+                }
+                _ => {
+                    let raw = self.value()?;
+                    view.set_extra(key, raw, &mut index);
+                }
+            }
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Ok(()),
+                _ => return Err(self.broken()),
+            }
+        }
+    }
+
+    fn members(&mut self, members: &mut Vec<&'a str>) -> Result<(), DecodeError> {
+        self.expect(b'[')?;
+        self.ws();
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            members.push(self.value()?);
+            match self.next()? {
+                b',' => continue,
+                b']' => return Ok(()),
+                _ => return Err(self.broken()),
+            }
+        }
+    }
+}
+
+/// What validation keeps of a packet.
+struct Checked<'a> {
+    count: usize,
+    pointer: usize,
+    text: Cow<'a, str>,
+}
+
+impl<'de> Deserialize<'de> for Checked<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Checked<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a ring packet object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked<'de>, A::Error> {
+                let (mut num, mut count, mut text, mut pointer) = (None, None, None, None);
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+                    match &*key {
+                        NUM => once::<A, usize>(&mut map, &mut num, NUM)?,
+                        LIST => once::<A, MemberCount>(&mut map, &mut count, LIST)?,
+                        TEXT => once::<A, Str<'de>>(&mut map, &mut text, TEXT)?,
+                        POINTER => once::<A, usize>(&mut map, &mut pointer, POINTER)?,
+                        _ => {
+                            map.next_value::<AnyJson>()?;
+                        }
+                    }
+                }
+                use de::Error;
+                let num = num.ok_or_else(|| A::Error::missing_field(NUM))?;
+                let MemberCount(count) = count.ok_or_else(|| A::Error::missing_field(LIST))?;
+                crate::answer::check_count(NUM, num, count).map_err(A::Error::custom)?;
+                Ok(Checked {
+                    count,
+                    text: text.ok_or_else(|| A::Error::missing_field(TEXT))?.0,
+                    pointer: pointer.ok_or_else(|| A::Error::missing_field(POINTER))?,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &'static str,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+/// A JSON string, borrowed when it needs no unescaping.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The members of a list, validated as [`Member`]s and counted.
+struct MemberCount(usize);
+
+impl<'de> Deserialize<'de> for MemberCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MemberCount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of members")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MemberCount, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<MemberCheck<'de>>()?.is_some() {
+                    n += 1;
+                }
+                Ok(MemberCount(n))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// A member validated as [`Member`]'s decoder does, its unknown keys skipped.
+struct MemberCheck<'a>(MemberRef<'a>);
+
+impl<'de> Deserialize<'de> for MemberCheck<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MemberCheck<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MemberCheck<'de>, A::Error> {
+                let (mut name, mut ip, mut port, mut ext) = (None, None, None, None);
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+                    match &*key {
+                        "name" => once::<A, Str<'de>>(&mut map, &mut name, "name")?,
+                        "ip" => once::<A, Str<'de>>(&mut map, &mut ip, "ip")?,
+                        "port" => once::<A, u16>(&mut map, &mut port, "port")?,
+                        "ext" => once::<A, u32>(&mut map, &mut ext, "ext")?,
+                        _ => {
+                            map.next_value::<AnyJson>()?;
+                        }
+                    }
+                }
+                use de::Error;
+                let Str(name) = name.ok_or_else(|| A::Error::missing_field("name"))?;
+                check_name(&name).map_err(A::Error::custom)?;
+                Ok(MemberCheck(MemberRef {
+                    name,
+                    ip: ip.ok_or_else(|| A::Error::missing_field("ip"))?.0,
+                    port: port.ok_or_else(|| A::Error::missing_field("port"))?,
+                    ext: ext.unwrap_or(0),
+                }))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Any JSON value [`serde_json::Value`] accepts, skipped without allocating. Not
+/// [`serde::de::IgnoredAny`]: serde_json skips that without checking numbers' range or
+/// strings' escapes, where `Value` checks both.
+struct AnyJson;
+
+impl<'de> Deserialize<'de> for AnyJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyJson {
+    type Value = Self;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self, E> {
+        Ok(Self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Self>()?.is_some() {}
+        Ok(Self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_key::<Str<'de>>()?.is_some() {
+            map.next_value::<Self>()?;
+        }
+        Ok(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const THREE: &str = r#"{"num_contacts_in_list": 3, "contact_list": [{"name": "Me", "ip": "10.120.70.106", "port": 22000}, {"name": "Myself", "ip": "10.120.70.106", "port": 22002, "ext": 1}, {"name": "I", "ip": "10.120.70.145", "port": 22001, "colour": [1, {"a": null}]}], "text_message": "h\u00e9llo \"you\"", "pointer": 3, "list": "list_1", "im_id": 12345678901234, "hop": 3}"#;
+
+    fn full(wire: &str, pointer: usize, edits: &[(&str, ExtraEdit<'_>)]) -> Vec<u8> {
+        let mut p = RingPacket::decode(wire.as_bytes()).unwrap();
+        p.pointer = pointer;
+        for (k, e) in edits {
+            match e {
+                ExtraEdit::Remove => {
+                    p.extra.shift_remove(*k);
+                }
+                ExtraEdit::Uint(n) => {
+                    p.extra.insert((*k).into(), (*n).into());
+                }
+                ExtraEdit::Json(t) => {
+                    p.extra
+                        .insert((*k).into(), serde_json::from_str(t).unwrap());
+                }
+            }
+        }
+        p.to_bytes()
+    }
+
+    fn view(wire: &str, pointer: usize, edits: &[(&str, ExtraEdit<'_>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        RingView::parse(wire.as_bytes())
+            .unwrap()
+            .encode_with(&mut out, pointer, edits);
+        out
+    }
+
+    #[test]
+    fn accessors() {
+        let v = RingView::parse(THREE.as_bytes()).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v.pointer(), 3);
+        assert_eq!(v.text(), "h\u{e9}llo \"you\"");
+        assert_eq!(v.raw_text(), r#""h\u00e9llo \"you\"""#);
+        assert_eq!(v.sender().as_deref(), Some("Me"));
+        let m = v.member_ref(1).unwrap();
+        assert_eq!(
+            (&*m.name, &*m.ip, m.port, m.ext),
+            ("Myself", "10.120.70.106", 22002, 1)
+        );
+        assert!(matches!(m.name, Cow::Borrowed(_)));
+        assert!(v.member_ref(3).is_none());
+        assert!(v.member(3).is_err());
+        let p = RingPacket::decode(THREE.as_bytes()).unwrap();
+        for i in 0..3 {
+            assert_eq!(v.member(i).unwrap(), p.contact_list[i]);
+        }
+        assert_eq!(v.extra_str("list").as_deref(), Some("list_1"));
+        assert_eq!(v.extra_u64("im_id"), Some(12345678901234));
+        assert_eq!(v.extra_u64("hop"), Some(3));
+        assert_eq!(v.extra_u64("list"), None);
+        assert_eq!(v.extra_str("hop"), None);
+        assert_eq!(v.extra_raw("nope"), None);
+        assert_eq!(v.to_packet().unwrap(), p);
+    }
+
+    #[test]
+    fn unchanged_is_byte_identical() {
+        let mut out = Vec::new();
+        RingView::parse(THREE.as_bytes())
+            .unwrap()
+            .encode(&mut out, 3);
+        assert_eq!(String::from_utf8(out).unwrap(), THREE);
+    }
+
+    #[test]
+    fn edits_match_the_full_path() {
+        for edits in [
+            &[][..],
+            &[("hop", ExtraEdit::Uint(4))],
+            &[("hop", ExtraEdit::Remove)],
+            &[
+                ("new", ExtraEdit::Json(r#"["a", 1]"#)),
+                ("hop", ExtraEdit::Uint(9)),
+            ],
+            &[
+                ("list", ExtraEdit::Remove),
+                ("zz", ExtraEdit::Remove),
+                ("im_id", ExtraEdit::Uint(0)),
+            ],
+            &[("\u{e9}\"", ExtraEdit::Uint(1))],
+        ] {
+            assert_eq!(
+                String::from_utf8(view(THREE, 4, edits)).unwrap(),
+                String::from_utf8(full(THREE, 4, edits)).unwrap(),
+                "{edits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_order_and_repeated_keys_follow_the_map() {
+        // Known keys out of order, a repeated unknown key, an escaped key.
+        let wire = r#"{"pointer": 2, "z": 1, "text_message": "x", "a": 2, "z": 3, "contact_list": [], "num_contacts_in_list": 0, "\u00e9\n": true}"#;
+        assert_eq!(view(wire, 2, &[]), full(wire, 2, &[]));
+        assert_eq!(
+            view(wire, 5, &[("z", ExtraEdit::Remove)]),
+            full(wire, 5, &[("z", ExtraEdit::Remove)])
+        );
+        let v = RingView::parse(wire.as_bytes()).unwrap();
+        assert_eq!(v.extra_raw("z"), Some("3"));
+        assert_eq!(v.extra_raw("\u{e9}\n"), Some("true"));
+        // Many keys, some repeated: the hash-map path.
+        let mut many = String::from(
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2"#,
+        );
+        for i in 0..100 {
+            many.push_str(&format!(r#", "k{}": {i}"#, i % 40));
+        }
+        many.push('}');
+        assert_eq!(view(&many, 3, &[]), full(&many, 3, &[]));
+    }
+
+    #[test]
+    fn other_spellings_give_the_same_value() {
+        let wire = "{ \"num_contacts_in_list\":1,\"contact_list\":[ {\"name\":\"Me\",\"ip\":\"x\",\"port\":1} ],\n\"text_message\":\"\\u0041\",\"pointer\":2,\"f\":1e2 }";
+        let out = view(wire, 2, &[]);
+        let a: Value = serde_json::from_slice(&out).unwrap();
+        let b: Value = serde_json::from_str(wire).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            RingPacket::decode(&out).unwrap(),
+            RingPacket::decode(wire.as_bytes()).unwrap()
+        );
+    }
+
+    #[test]
+    fn rejects_what_the_full_decode_rejects() {
+        let deep = format!(
+            r#"{{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2, "d": {}1{}}}"#,
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        let too_deep = deep.replacen('[', "[[", 1).replacen(']', "]]", 1);
+        for wire in [
+            "",
+            "null",
+            "{}",
+            "[]",
+            r#"{"num_contacts_in_list": 2, "contact_list": [], "text_message": "x", "pointer": 2}"#,
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": -1}"#,
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": 5, "pointer": 2}"#,
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2, "pointer": 2}"#,
+            r#"{"num_contacts_in_list": 1, "contact_list": [{"name": "Me", "ip": "x", "port": 70000}], "text_message": "x", "pointer": 2}"#,
+            r#"{"num_contacts_in_list": 1, "contact_list": [{"name": "", "ip": "x", "port": 7}], "text_message": "x", "pointer": 2}"#,
+            r#"{"num_contacts_in_list": 1, "contact_list": [{"name": "a", "ip": "x", "port": 7, "name": "b"}], "text_message": "x", "pointer": 2}"#,
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2, "big": 1e400}"#,
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2, "s": "\ud800"}"#,
+            r#"{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2} x"#,
+            &too_deep,
+        ] {
+            assert!(RingPacket::decode(wire.as_bytes()).is_err(), "{wire}");
+            assert!(RingView::parse(wire.as_bytes()).is_err(), "{wire}");
+        }
+        assert!(RingPacket::decode(deep.as_bytes()).is_ok());
+        assert!(RingView::parse(deep.as_bytes()).is_ok());
+        assert!(RingView::parse(b"{\"a\": \"\xff\"}").is_err());
+    }
+}
