@@ -140,9 +140,10 @@ impl Peer {
             .name(format!("contact-client {control_addr}"))
             .spawn(move || run_client(control, client, client_rx, wake, kind_tx))?;
         let wake = Waker::new(&im)?;
+        let out = outbound_socket(&im)?;
         let ring_thread = std::thread::Builder::new()
             .name(format!("contact-ring {im_addr}"))
-            .spawn(move || run_ring(im, engine, ring_rx, wake, events_tx))?;
+            .spawn(move || run_ring(im, out, engine, ring_rx, wake, events_tx))?;
         Ok(Self {
             control: control_addr,
             im: im_addr,
@@ -356,8 +357,44 @@ fn run_client(
     }
 }
 
+/// Where the ring thread sends from, and so where the acks of its hops come back.
+///
+/// Why a socket of its own: every hop to one of our peers is acknowledged, and an ack that
+/// arrived on the instant-message socket would wake the ring thread once more per hop, which
+/// on a busy host costs as much as the hop itself. Acks to a separate socket wait there
+/// until the thread wakes anyway (for the next packet, or for the retransmission timer,
+/// which checks them first). The reference's rule that receivers never filter ring packets
+/// by source port is what allows it.
+enum Outbound {
+    /// A non-blocking socket of its own, on an ephemeral port of the same address.
+    Separate(UdpSocket),
+    /// The instant-message socket itself: when no other socket can be bound on its address
+    /// (e.g. it was bound inside another network namespace).
+    Shared(UdpSocket),
+}
+
+impl Outbound {
+    fn socket(&self) -> &UdpSocket {
+        match self {
+            Self::Separate(s) | Self::Shared(s) => s,
+        }
+    }
+}
+
+fn outbound_socket(im: &UdpSocket) -> io::Result<Outbound> {
+    let local = im.local_addr()?;
+    match net::bind_udp(SocketAddr::new(local.ip(), 0)) {
+        Ok(out) => {
+            out.set_nonblocking(true)?;
+            Ok(Outbound::Separate(out))
+        }
+        Err(_) => Ok(Outbound::Shared(im.try_clone()?)),
+    }
+}
+
 fn run_ring(
     socket: UdpSocket,
+    out: Outbound,
     mut engine: RingEngine,
     commands: Receiver<RingCmd>,
     waker: Waker,
@@ -387,9 +424,25 @@ fn run_ring(
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
             }
         }
+        // Acks waiting on the outbound socket first, so that the timers see them.
+        if let Outbound::Separate(out) = &out {
+            loop {
+                match net::try_recv(out, &mut recv) {
+                    Ok(Some(Received::Datagram(n, from))) => {
+                        engine.handle_datagram(now, from, &recv[..n]);
+                    }
+                    Ok(Some(Received::Nothing)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "instant-message socket failed");
+                        return;
+                    }
+                }
+            }
+        }
         engine.handle_timeout(now);
         while let Some(t) = engine.poll_transmit(&mut send) {
-            net::send_to(&socket, &send[..t.size], t.destination);
+            net::send_to(out.socket(), &send[..t.size], t.destination);
         }
         while let Some(event) = engine.poll_event() {
             let _ = events.send(event);
