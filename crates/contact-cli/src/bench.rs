@@ -39,7 +39,7 @@ pub(crate) struct BenchArgs {
     pub(crate) mix: Mix,
     /// Also drive a bare UDP echo loop started in this process, the same way, and print the
     /// server's figures as ratios of the echo's: the kernel's ceiling on this machine.
-    /// With --echo-only, measure only the echo loop.
+    /// The two take turns in three slices of the duration, so that drift weighs on both.
     #[arg(long)]
     pub(crate) echo: bool,
     /// Measure only the in-process echo loop (no server needed).
@@ -91,7 +91,22 @@ pub(crate) struct Report {
     pub(crate) statuses: BTreeMap<String, u64>,
 }
 
+/// How many alternating slices a measurement with `--echo` is cut into.
+const ECHO_SLICES: u64 = 3;
+
 impl Report {
+    /// Adds the figures of another slice of the same measurement.
+    fn merge(mut self, other: Self) -> Result<Self, Box<dyn std::error::Error>> {
+        self.answered += other.answered;
+        self.lost += other.lost;
+        self.elapsed += other.elapsed;
+        self.latency.add(&other.latency)?;
+        for (code, n) in other.statuses {
+            *self.statuses.entry(code).or_insert(0) += n;
+        }
+        Ok(self)
+    }
+
     /// Answered requests per second.
     pub(crate) fn ops(&self) -> f64 {
         self.answered as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -160,12 +175,37 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         return ring::run(args);
     }
     let mut reports = Vec::new();
-    if !args.echo_only {
-        reports.push(measure(args, "server", args.server, args.mix)?);
-    }
-    if args.echo || args.echo_only {
+    if args.echo && !args.echo_only {
+        // Side by side: the server and the echo loop take turns in short slices, so that a
+        // drift of the machine (another tenant, frequency, the scheduler) weighs on both
+        // alike rather than on whichever ran second.
+        let echo = EchoServer::start()?;
+        let slices = ECHO_SLICES;
+        let slice = BenchArgs {
+            duration: args.duration / slices as f64,
+            requests: args.requests.map(|n| n.div_ceil(slices)),
+            ..args.clone()
+        };
+        let (mut server, mut ceiling): (Option<Report>, Option<Report>) = (None, None);
+        for _ in 0..slices {
+            let r = measure(&slice, "server", args.server, args.mix)?;
+            server = Some(match server {
+                Some(acc) => acc.merge(r)?,
+                None => r,
+            });
+            let r = measure(&slice, "echo", echo.addr, args.mix)?;
+            ceiling = Some(match ceiling {
+                Some(acc) => acc.merge(r)?,
+                None => r,
+            });
+        }
+        reports.extend(server);
+        reports.extend(ceiling);
+    } else if args.echo_only {
         let echo = EchoServer::start()?;
         reports.push(measure(args, "echo", echo.addr, args.mix)?);
+    } else {
+        reports.push(measure(args, "server", args.server, args.mix)?);
     }
     let mut out = io::stdout().lock();
     if args.json {
