@@ -374,7 +374,7 @@ impl Request {
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
         // The longest command has 4 fields; one more is enough to see that there are too
         // many, so the split needs no allocation.
-        let mut fields = text.split(DELIMITER);
+        let mut fields = Fields { rest: Some(text) };
         let mut id = None;
         let mut first = fields.next().unwrap_or_default();
         if let Some(digits) = first.strip_prefix('#') {
@@ -423,6 +423,33 @@ impl Request {
             .windows(DELIMITER.len())
             .position(|w| w == DELIMITER.as_bytes())?;
         parse_id(std::str::from_utf8(&rest[..end]).ok()?)
+    }
+}
+
+/// The fields of a request, split on the delimiter leftmost first, as `str::split` would,
+/// without building a substring searcher for every request.
+struct Fields<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        let bytes = rest.as_bytes();
+        let mut i = 0;
+        while let Some(off) = bytes[i..].iter().position(|&b| b == b'-') {
+            let at = i + off;
+            if bytes[at..].starts_with(DELIMITER.as_bytes()) {
+                // The delimiter is ASCII, so both sides are on character boundaries.
+                self.rest = Some(&rest[at + DELIMITER.len()..]);
+                return Some(&rest[..at]);
+            }
+            i = at + 1;
+        }
+        self.rest = None;
+        Some(rest)
     }
 }
 
@@ -623,6 +650,27 @@ mod tests {
             Request::decode(&big).unwrap_err().status(),
             Status::RequestTooLarge
         );
+    }
+
+    #[test]
+    fn fields_split_like_str_split() {
+        for text in [
+            "", "a", "-_-", "a-_-b", "a-_-_-b", "-_--_-", "--_-", "a-_", "-_-a-_-", "é-_-ü",
+            "x--_--",
+        ] {
+            let ours: Vec<&str> = Fields { rest: Some(text) }.collect();
+            let std: Vec<&str> = text.split(DELIMITER).collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fields_split_like_str_split_always(text in "[-_ab é]{0,24}") {
+            let ours: Vec<&str> = Fields { rest: Some(&text) }.collect();
+            let std: Vec<&str> = text.split(DELIMITER).collect();
+            proptest::prop_assert_eq!(ours, std);
+        }
     }
 
     #[test]

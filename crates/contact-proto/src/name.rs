@@ -75,6 +75,25 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
             max: MAX_NAME_LEN,
         });
     }
+    let bytes = s.as_bytes();
+    if bytes.is_ascii() {
+        // The common case, checked bytewise: among ASCII characters the controls are below
+        // 0x20 and 0x7f, and the only whitespace left after them is the space.
+        if let Some(at) = bytes.iter().position(|&b| b < 0x20 || b == 0x7f) {
+            let ch = char::from(bytes[at]);
+            return Err(NameError::ControlChar { ch, at });
+        }
+        if bytes[0] == b' ' || bytes[bytes.len() - 1] == b' ' {
+            return Err(NameError::EdgeWhitespace);
+        }
+        if bytes.windows(3).any(|w| w == DELIMITER.as_bytes()) {
+            return Err(NameError::Delimiter);
+        }
+        if bytes.ends_with(b"-_") {
+            return Err(NameError::DelimiterEdge);
+        }
+        return Ok(());
+    }
     if let Some((at, ch)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Err(NameError::ControlChar { ch, at });
     }
@@ -251,6 +270,52 @@ mod tests {
         assert!(ListName::try_from("x".repeat(MAX_NAME_LEN)).is_ok());
         assert!(ListName::try_from("a\u{7f}").is_err());
         assert!(ListName::try_from("a\u{85}").is_err());
+    }
+
+    /// The rules written the slow way, char by char: the bytewise ASCII path must agree.
+    fn reference_rules(s: &str) -> Result<(), NameError> {
+        if s.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if s.len() > MAX_NAME_LEN {
+            return Err(NameError::TooLong {
+                len: s.len(),
+                max: MAX_NAME_LEN,
+            });
+        }
+        if let Some((at, ch)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+            return Err(NameError::ControlChar { ch, at });
+        }
+        if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+            return Err(NameError::EdgeWhitespace);
+        }
+        if s.contains(DELIMITER) {
+            return Err(NameError::Delimiter);
+        }
+        if s.ends_with("-_") {
+            return Err(NameError::DelimiterEdge);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_ascii_fast_path_agrees_with_the_rules() {
+        let alphabet = [' ', '-', '_', 'a', '\t', '\u{7f}', '\n', '"', 'é', '\u{a0}'];
+        // Every string of up to 4 characters over an alphabet that reaches every rule.
+        let mut strings = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = strings
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        strings.sort();
+        strings.dedup();
+        assert!(strings.len() > 10_000);
+        for s in &strings {
+            assert_eq!(check_name(s), reference_rules(s), "{s:?}");
+        }
     }
 
     #[test]
