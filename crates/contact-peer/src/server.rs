@@ -9,8 +9,7 @@
 //! writing a file is I/O; the driver writes it through a [`DataDir`] and reports back with
 //! [`ServerCore::complete_save`], and only then does the answer go out.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -442,68 +441,115 @@ fn digest(bytes: &[u8]) -> u64 {
 
 /// The start times of open instant messages, to complete those left open too long.
 ///
-/// Each (list, initiator) keeps its start times oldest first (an `im-complete` ends the
-/// oldest); the heap holds every deadline, and an entry whose start has been completed in
-/// the meantime is skipped when it comes up.
+/// Each (list, initiator) keeps its open starts oldest first (an `im-complete` ends the
+/// oldest), and every open start is also in a map ordered by deadline, so that the next
+/// deadline is the first entry and a completion removes its entry: memory follows the open
+/// messages, not the traffic. Keys are shared (`Arc`) between the two maps and looked up by
+/// borrowed names, so a start or a completion allocates nothing once its (list, initiator)
+/// has been seen.
 #[derive(Debug)]
 struct ImTimers {
     timeout: Duration,
-    starts: HashMap<(ListName, ContactName), VecDeque<Instant>>,
-    deadlines: BinaryHeap<Reverse<(Instant, ListName, ContactName)>>,
+    seq: u64,
+    open: hashbrown::HashMap<Arc<ImKey>, VecDeque<Deadline>>,
+    deadlines: BTreeMap<Deadline, Arc<ImKey>>,
     primed: bool,
 }
 
+/// A deadline, made unique by a sequence number.
+type Deadline = (Instant, u64);
+
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct ImKey {
+    list: ListName,
+    name: ContactName,
+}
+
+/// An [`ImKey`] by reference; hashes as `ImKey` does (both hash the two strings in order).
+#[derive(Hash)]
+struct ImKeyRef<'a> {
+    list: &'a str,
+    name: &'a str,
+}
+
+impl hashbrown::Equivalent<Arc<ImKey>> for ImKeyRef<'_> {
+    fn equivalent(&self, key: &Arc<ImKey>) -> bool {
+        key.list.as_str() == self.list && key.name.as_str() == self.name
+    }
+}
+
 impl ImTimers {
+    /// Past this many (list, initiator) pairs, a pair with nothing open is forgotten at once
+    /// rather than kept for its next message.
+    const KEEP_IDLE: usize = 1024;
+
     fn new(timeout: Duration) -> Self {
         Self {
             timeout,
-            starts: HashMap::new(),
-            deadlines: BinaryHeap::new(),
+            seq: 0,
+            open: hashbrown::HashMap::new(),
+            deadlines: BTreeMap::new(),
             primed: false,
         }
     }
 
     fn started(&mut self, now: Instant, list: &ListName, name: &ContactName) {
-        let key = (list.clone(), name.clone());
-        self.starts.entry(key).or_default().push_back(now);
-        self.deadlines
-            .push(Reverse((now + self.timeout, list.clone(), name.clone())));
+        self.seq += 1;
+        let deadline = (now + self.timeout, self.seq);
+        let by_ref = ImKeyRef {
+            list: list.as_str(),
+            name: name.as_str(),
+        };
+        let key = match self.open.get_key_value(&by_ref) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::new(ImKey {
+                list: list.clone(),
+                name: name.clone(),
+            }),
+        };
+        self.open
+            .entry(Arc::clone(&key))
+            .or_default()
+            .push_back(deadline);
+        self.deadlines.insert(deadline, key);
     }
 
     fn completed(&mut self, list: &ListName, name: &ContactName) {
-        let key = (list.clone(), name.clone());
-        if let Some(starts) = self.starts.get_mut(&key) {
-            starts.pop_front();
-            if starts.is_empty() {
-                self.starts.remove(&key);
-            }
+        let by_ref = ImKeyRef {
+            list: list.as_str(),
+            name: name.as_str(),
+        };
+        let Some(starts) = self.open.get_mut(&by_ref) else {
+            return;
+        };
+        if let Some(deadline) = starts.pop_front() {
+            self.deadlines.remove(&deadline);
+        }
+        if starts.is_empty() && self.open.len() > Self::KEEP_IDLE {
+            self.open.remove(&by_ref);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, ..))| *at)
+        self.deadlines.first_key_value().map(|(&(at, _), _)| at)
     }
 
     /// The next (list, initiator) whose oldest open message is past its deadline.
     fn pop_expired(&mut self, now: Instant) -> Option<(ListName, ContactName)> {
-        while let Some(Reverse((at, ..))) = self.deadlines.peek() {
-            if *at > now {
-                return None;
-            }
-            let Reverse((at, list, name)) = self.deadlines.pop()?;
-            let key = (list, name);
-            let Some(starts) = self.starts.get_mut(&key) else {
-                continue;
-            };
-            if starts.front().is_some_and(|&s| s + self.timeout == at) {
-                starts.pop_front();
-                if starts.is_empty() {
-                    self.starts.remove(&key);
-                }
-                return Some(key);
+        let (&(at, _), _) = self.deadlines.first_key_value()?;
+        if at > now {
+            return None;
+        }
+        let (deadline, key) = self.deadlines.pop_first()?;
+        if let Some(starts) = self.open.get_mut(&key) {
+            // Deadlines of one pair come in the order of its starts: the expired one is
+            // the oldest.
+            starts.retain(|d| *d != deadline);
+            if starts.is_empty() && self.open.len() > Self::KEEP_IDLE {
+                self.open.remove(&key);
             }
         }
-        None
+        Some((key.list.clone(), key.name.clone()))
     }
 }
 
@@ -1026,11 +1072,8 @@ mod tests {
         // The first is completed by its initiator; the second is forgotten.
         assert_eq!(ask(&mut c, t1, a(), b"im-complete-_-l-_-A"), "200-_-null");
         assert_eq!(c.registry().ongoing("l"), Some(1));
-        assert_eq!(
-            c.poll_timeout(),
-            Some(t0 + minute),
-            "the stale deadline is still queued"
-        );
+        // The completed message's deadline is gone with it: the next is the open one's.
+        assert_eq!(c.poll_timeout(), Some(t1 + minute));
         c.handle_timeout(t0 + minute);
         assert_eq!(
             c.registry().ongoing("l"),
@@ -1043,6 +1086,40 @@ mod tests {
             ask(&mut c, t1 + minute, a(), b"leave-_-l-_-A"),
             "200-_-null"
         );
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn timer_memory_follows_the_open_messages() {
+        let t0 = Instant::now();
+        let mut c = core_with(ServerConfig {
+            im_timeout: Some(Duration::from_secs(60)),
+            ..ServerConfig::default()
+        });
+        ask(&mut c, t0, a(), b"register-_-A-_-127.0.0.1-_-30001");
+        ask(&mut c, t0, a(), b"create-_-l");
+        ask(&mut c, t0, a(), b"join-_-l-_-A");
+        for _ in 0..1000 {
+            ask(&mut c, t0, a(), b"im-start-_-l-_-A");
+            ask(&mut c, t0, a(), b"im-complete-_-l-_-A");
+        }
+        let ims = c.ims.as_ref().unwrap();
+        assert!(ims.deadlines.is_empty());
+        assert_eq!(
+            ims.open.len(),
+            1,
+            "the idle pair is kept for its next message"
+        );
+        assert_eq!(c.poll_timeout(), None);
+        // Two open at once, the same pair: expired oldest first.
+        ask(&mut c, t0, a(), b"im-start-_-l-_-A");
+        let t1 = t0 + Duration::from_secs(10);
+        ask(&mut c, t1, a(), b"im-start-_-l-_-A");
+        c.handle_timeout(t0 + Duration::from_secs(60));
+        assert_eq!(c.registry().ongoing("l"), Some(1));
+        assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(60)));
+        c.handle_timeout(t1 + Duration::from_secs(60));
+        assert_eq!(c.registry().ongoing("l"), Some(0));
         assert_eq!(c.poll_timeout(), None);
     }
 
