@@ -383,15 +383,10 @@ impl Registry {
     /// Checks, in order: `459`; `460`; `464` not a member; `463` an instant message is
     /// ongoing in the list. Costs O(length of the list).
     pub fn leave(&mut self, list: &ListName, name: &ContactName) -> Status {
-        let Some(c) = self.contact_id(name.as_str()) else {
-            return Status::UnknownContact;
+        let (l, c) = match self.member_ids(list, name) {
+            Ok(ids) => ids,
+            Err(status) => return status,
         };
-        let Some(l) = self.list_id(list.as_str()) else {
-            return Status::UnknownList;
-        };
-        if !self.memberships.contains(&(l, c)) {
-            return Status::NotMember;
-        }
         if self.lists[l as usize].ongoing > 0 {
             return Status::ImOngoing;
         }
@@ -447,15 +442,7 @@ impl Registry {
     /// assert_eq!(registry.ongoing(&list), Some(1));
     /// ```
     pub fn im_start(&mut self, list: &ListName, name: &ContactName) -> Result<ImStartBody, Status> {
-        let Some(c) = self.contact_id(name.as_str()) else {
-            return Err(Status::UnknownContact);
-        };
-        let Some(l) = self.list_id(list.as_str()) else {
-            return Err(Status::UnknownList);
-        };
-        if !self.memberships.contains(&(l, c)) {
-            return Err(Status::NotMember);
-        }
+        let (l, c) = self.member_ids(list, name)?;
         let entry = &self.lists[l as usize];
         if im_answer_len(entry.members.len(), entry.members_len) > self.limits.max_answer_len {
             return Err(Status::AnswerTooLarge);
@@ -482,15 +469,10 @@ impl Registry {
     /// Checks, in order: `459`; `460`; `464` not a member; `465` no outstanding `im-start`
     /// of this contact in this list.
     pub fn im_complete(&mut self, list: &ListName, name: &ContactName) -> Status {
-        let Some(c) = self.contact_id(name.as_str()) else {
-            return Status::UnknownContact;
+        let (l, c) = match self.member_ids(list, name) {
+            Ok(ids) => ids,
+            Err(status) => return status,
         };
-        let Some(l) = self.list_id(list.as_str()) else {
-            return Status::UnknownList;
-        };
-        if !self.memberships.contains(&(l, c)) {
-            return Status::NotMember;
-        }
         let Some(count) = self.pending.get_mut(&(l, c)) else {
             return Status::NoImPending;
         };
@@ -687,6 +669,19 @@ impl Registry {
         self.contacts[c as usize]
             .as_mut()
             .expect("ids in the tables name live contacts")
+    }
+
+    /// The ids of a list and of one of its members: the first three checks of `leave`,
+    /// `im-start` and `im-complete`, in the reference's order (`459`, `460`, `464`).
+    fn member_ids(&self, list: &ListName, name: &ContactName) -> Result<(u32, u32), Status> {
+        let c = self
+            .contact_id(name.as_str())
+            .ok_or(Status::UnknownContact)?;
+        let l = self.list_id(list.as_str()).ok_or(Status::UnknownList)?;
+        if !self.memberships.contains(&(l, c)) {
+            return Err(Status::NotMember);
+        }
+        Ok((l, c))
     }
 
     fn contact_id(&self, name: &str) -> Option<u32> {

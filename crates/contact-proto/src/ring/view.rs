@@ -36,9 +36,10 @@ use std::io::Write as _;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::answer::check_datagram;
 use crate::json::write_py;
 use crate::name::check_name;
-use crate::{DecodeError, MAX_DATAGRAM_LEN, Member, RingPacket};
+use crate::{DecodeError, Member, RingPacket};
 
 const NUM: &str = "num_contacts_in_list";
 const LIST: &str = "contact_list";
@@ -108,15 +109,7 @@ impl<'a> RingView<'a> {
     /// Reads and validates a ring packet. It fails exactly when [`RingPacket::decode`]
     /// fails (the error may be worded differently).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_DATAGRAM_LEN {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_DATAGRAM_LEN,
-            });
-        }
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
+        check_datagram(bytes)?;
         // First the shape and every value, by the same parser as `RingPacket::decode`...
         let checked: Checked<'a> = serde_json::from_slice(bytes)?;
         // ...then, on what is now known to be valid JSON (and so UTF-8), where each value is.
