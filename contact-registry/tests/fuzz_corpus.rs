@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[test]
 fn registry_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/registry");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/registry");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -20,7 +20,7 @@ fn registry_corpus() {
 /// The demo's saved file loads; the malformed one does not.
 #[test]
 fn corpus_files_are_what_they_say() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/registry");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/registry");
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let r = contact_registry::Registry::load(&read("seed-demo-saved")[..]).unwrap();
     assert_eq!((r.num_contacts(), r.num_lists()), (5, 4));
