@@ -17,8 +17,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::json::{json_string_len, write_py};
-use crate::{ContactName, DELIMITER, DecodeError, ListName, MAX_DATAGRAM_LEN, RequestId, Status};
+use crate::json::{check_count, check_datagram, json_string_len, next_key, set_once, write_py};
+use crate::write::{digits, push_decimal};
+use crate::{ContactName, DELIMITER, DecodeError, ListName, RequestId, Status};
 
 /// The extension level our server and peers announce with `"ext": 1` (see
 /// `docs/protocol.md`, "Extensions"); `0` (the key absent) means a reference implementation.
@@ -108,67 +109,6 @@ pub struct Member {
     pub extra: Map<String, Value>,
 }
 
-/// The keys of a JSON object that a hand-written visitor tells apart without allocating;
-/// anything else is kept as an unknown key.
-///
-/// Why by hand: `#[serde(flatten)]` on the way in buffers every value of the object before
-/// sorting it out, which made decoding a ring packet several times slower, and a ring
-/// packet is decoded at every hop.
-pub(crate) struct Key<'a, const N: usize> {
-    pub(crate) known: &'a [&'static str; N],
-    pub(crate) index: Option<usize>,
-    pub(crate) other: Option<String>,
-}
-
-impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Key<'_, N> {
-    type Value = Self;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de, const N: usize> serde::de::Visitor<'de> for Key<'_, N> {
-    type Value = Self;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(mut self, key: &str) -> Result<Self, E> {
-        match self.known.iter().position(|k| *k == key) {
-            Some(i) => self.index = Some(i),
-            None => self.other = Some(key.to_owned()),
-        }
-        Ok(self)
-    }
-}
-
-/// Reads the next key of `map` as one of `known` (its index) or an unknown key (its name).
-pub(crate) fn next_key<'de, A: serde::de::MapAccess<'de>, const N: usize>(
-    map: &mut A,
-    known: &[&'static str; N],
-) -> Result<Option<Result<usize, String>>, A::Error> {
-    let seed = Key {
-        known,
-        index: None,
-        other: None,
-    };
-    Ok(map
-        .next_key_seed(seed)?
-        .map(|k| k.index.ok_or_else(|| k.other.unwrap_or_default())))
-}
-
-/// Sets a known field once: a repeated key is an error, as with derived implementations.
-pub(crate) fn set_once<'de, A: serde::de::MapAccess<'de>, T: Deserialize<'de>>(
-    map: &mut A,
-    slot: &mut Option<T>,
-    name: &'static str,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(serde::de::Error::duplicate_field(name));
-    }
-    *slot = Some(map.next_value()?);
-    Ok(())
-}
-
 impl<'de> Deserialize<'de> for Member {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -237,25 +177,6 @@ impl Member {
             base + 9 + digits(ext)
         }
     }
-}
-
-/// Appends `n` in decimal without going through a `String`.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-fn digits(n: u32) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 impl Serialize for ListsBody {
@@ -355,36 +276,6 @@ impl<'de> Deserialize<'de> for ImStartBody {
     }
 }
 
-/// The checks every answer and ring packet passes first: not empty, not over one datagram.
-pub(crate) fn check_datagram(bytes: &[u8]) -> Result<(), DecodeError> {
-    if bytes.len() > MAX_DATAGRAM_LEN {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            max: MAX_DATAGRAM_LEN,
-        });
-    }
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    Ok(())
-}
-
-pub(crate) fn check_count(
-    field: &'static str,
-    stated: usize,
-    actual: usize,
-) -> Result<(), DecodeError> {
-    if stated == actual {
-        Ok(())
-    } else {
-        Err(DecodeError::CountMismatch {
-            field,
-            stated,
-            actual,
-        })
-    }
-}
-
 impl<'de> Deserialize<'de> for Body {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::from_json(Value::deserialize(d)?).map_err(serde::de::Error::custom)
@@ -466,10 +357,10 @@ impl Answer {
     pub fn encode_head(&self, out: &mut Vec<u8>) {
         if let Some(id) = self.id {
             out.push(b'#');
-            push_decimal(out, id);
+            push_decimal(out, u64::from(id));
             out.extend_from_slice(DELIMITER.as_bytes());
         }
-        push_decimal(out, u32::from(self.status.code()));
+        push_decimal(out, u64::from(self.status.code()));
         out.extend_from_slice(DELIMITER.as_bytes());
     }
 
@@ -527,6 +418,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MAX_DATAGRAM_LEN;
 
     fn member(name: &str, ip: &str, port: u16) -> Member {
         Member::new(name.parse().unwrap(), ip, port)

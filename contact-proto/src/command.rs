@@ -25,7 +25,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::line::write_word;
+use crate::write::{push_decimal, write_word};
 use crate::{ContactName, DELIMITER, DecodeError, ListName, MAX_REQUEST_LEN, SavePath};
 
 /// A command from a peer to the server.
@@ -225,7 +225,7 @@ impl Command {
                 // Writing into a Vec cannot fail.
                 let _ = write!(out, "{ip}");
                 out.extend_from_slice(DELIMITER.as_bytes());
-                crate::answer::push_decimal(out, u32::from(*port));
+                push_decimal(out, u64::from(*port));
             }
             Self::Create { list } => arg(list.as_str()),
             Self::QueryLists => {}
@@ -344,7 +344,7 @@ impl Request {
     pub fn encode(&self, out: &mut Vec<u8>) {
         if let Some(id) = self.id {
             out.push(b'#');
-            crate::answer::push_decimal(out, id);
+            push_decimal(out, u64::from(id));
             out.extend_from_slice(DELIMITER.as_bytes());
         }
         self.command.encode(out);

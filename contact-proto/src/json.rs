@@ -1,6 +1,8 @@
-//! JSON exactly as the reference writes it: Python's `json.dumps` with its defaults.
+//! JSON as the protocol needs it: written exactly as the reference writes it, and read with
+//! the checks every JSON datagram shares (size, repeated keys, counts).
 //!
-//! That is `", "` between items, `": "` between a key and its value, and every character
+//! # Writing
+//! Python's `json.dumps` with its defaults: that is `", "` between items, `": "` between a key and its value, and every character
 //! outside printable ASCII escaped as `\uXXXX` (lowercase hex, surrogate pairs above U+FFFF).
 //! The reference parses any JSON, so this is not needed to be understood; it is so that our
 //! datagrams are byte for byte what a reference peer or server would send, which keeps captures
@@ -8,8 +10,10 @@
 
 use std::io;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::ser::Formatter;
+
+use crate::{DecodeError, MAX_DATAGRAM_LEN};
 
 /// A [`Formatter`] with Python's separators and `ensure_ascii` escaping.
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,6 +88,97 @@ pub fn json_string_len(s: &str) -> usize {
             c => 6 * c.len_utf16(),
         })
         .sum::<usize>()
+}
+
+/// The keys of a JSON object that a hand-written visitor tells apart without allocating;
+/// anything else is kept as an unknown key.
+///
+/// Why by hand: `#[serde(flatten)]` on the way in buffers every value of the object before
+/// sorting it out, which made decoding a ring packet several times slower, and a ring
+/// packet is decoded at every hop.
+pub(crate) struct Key<'a, const N: usize> {
+    pub(crate) known: &'a [&'static str; N],
+    pub(crate) index: Option<usize>,
+    pub(crate) other: Option<String>,
+}
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Key<'_, N> {
+    type Value = Self;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for Key<'_, N> {
+    type Value = Self;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(mut self, key: &str) -> Result<Self, E> {
+        match self.known.iter().position(|k| *k == key) {
+            Some(i) => self.index = Some(i),
+            None => self.other = Some(key.to_owned()),
+        }
+        Ok(self)
+    }
+}
+
+/// Reads the next key of `map` as one of `known` (its index) or an unknown key (its name).
+pub(crate) fn next_key<'de, A: serde::de::MapAccess<'de>, const N: usize>(
+    map: &mut A,
+    known: &[&'static str; N],
+) -> Result<Option<Result<usize, String>>, A::Error> {
+    let seed = Key {
+        known,
+        index: None,
+        other: None,
+    };
+    Ok(map
+        .next_key_seed(seed)?
+        .map(|k| k.index.ok_or_else(|| k.other.unwrap_or_default())))
+}
+
+/// Sets a known field once: a repeated key is an error, as with derived implementations.
+pub(crate) fn set_once<'de, A: serde::de::MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &'static str,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(serde::de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+/// The checks every answer and ring packet passes first: not empty, not over one datagram.
+pub(crate) fn check_datagram(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.len() > MAX_DATAGRAM_LEN {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: MAX_DATAGRAM_LEN,
+        });
+    }
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_count(
+    field: &'static str,
+    stated: usize,
+    actual: usize,
+) -> Result<(), DecodeError> {
+    if stated == actual {
+        Ok(())
+    } else {
+        Err(DecodeError::CountMismatch {
+            field,
+            stated,
+            actual,
+        })
+    }
 }
 
 #[cfg(test)]

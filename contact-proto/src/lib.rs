@@ -44,15 +44,17 @@ pub mod name;
 mod ring;
 pub mod roundtrip;
 mod status;
+mod write;
 
 pub use answer::{Answer, Body, EXT_VERSION, ImStartBody, ListsBody, Member};
 pub use command::{Command, KEYWORDS, Request, RequestId};
 pub use error::DecodeError;
 pub use json::json_string_len;
-pub use line::{Line, LineError, LineErrorKind, parse_line, write_word};
+pub use line::{Line, LineError, LineErrorKind, parse_line};
 pub use name::{ContactName, ListName, MAX_NAME_LEN, NameError, SavePath};
 pub use ring::{ExtraEdit, FIRST_POINTER, MemberRef, RingPacket, RingView};
 pub use status::Status;
+pub use write::write_word;
 
 /// The delimiter between the fields of requests and answers.
 pub const DELIMITER: &str = "-_-";

@@ -36,6 +36,7 @@ use thiserror::Error;
 
 use crate::Command;
 use crate::command::CommandError;
+use crate::write::write_word;
 
 /// A parsed input line: a command, and for `im-start` the message typed on the same line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,30 +190,6 @@ pub fn parse_line(input: &str) -> Result<Option<Line>, LineError> {
         },
     })?;
     Ok(Some(Line { command, message }))
-}
-
-/// Writes `s` as one word of the line syntax: bare when it can be, else double-quoted with
-/// `"` and `\` escaped.
-///
-/// ```
-/// let mut out = String::new();
-/// contact_proto::write_word(&mut out, "list 1").unwrap();
-/// assert_eq!(out, r#""list 1""#);
-/// ```
-pub fn write_word(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    let needs_quotes =
-        s.is_empty() || s.starts_with(['"', '\'']) || s.contains(char::is_whitespace);
-    if !needs_quotes {
-        return f.write_str(s);
-    }
-    f.write_char('"')?;
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            f.write_char('\\')?;
-        }
-        f.write_char(c)?;
-    }
-    f.write_char('"')
 }
 
 /// One word of a line, unquoted, with its byte offset in the line.

@@ -16,8 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::answer::{check_count, check_datagram, next_key, set_once};
-use crate::json::write_py;
+use crate::json::{check_count, check_datagram, next_key, set_once, write_py};
 use crate::{ContactName, DecodeError, ImStartBody, Member};
 
 mod view;

@@ -36,8 +36,7 @@ use std::io::Write as _;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::answer::check_datagram;
-use crate::json::write_py;
+use crate::json::{check_count, check_datagram, write_py};
 use crate::name::check_name;
 use crate::{DecodeError, Member, RingPacket};
 
@@ -543,7 +542,7 @@ impl<'de> Deserialize<'de> for Checked<'de> {
                 use de::Error;
                 let num = num.ok_or_else(|| A::Error::missing_field(NUM))?;
                 let MemberCount(count) = count.ok_or_else(|| A::Error::missing_field(LIST))?;
-                crate::answer::check_count(NUM, num, count).map_err(A::Error::custom)?;
+                check_count(NUM, num, count).map_err(A::Error::custom)?;
                 Ok(Checked {
                     count,
                     text: text.ok_or_else(|| A::Error::missing_field(TEXT))?.0,

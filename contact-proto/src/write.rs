@@ -1,0 +1,65 @@
+//! The writers of numbers and words that requests, answers, ring packets and typed lines
+//! share: a module of their own, so that none of those modules imports another for them.
+
+use std::fmt;
+
+/// Appends `n` in decimal without going through a `String`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// How many decimal digits `n` has.
+pub(crate) fn digits(n: u32) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Writes `s` as one word of the line syntax: bare when it can be, else double-quoted with
+/// `"` and `\` escaped.
+///
+/// ```
+/// let mut out = String::new();
+/// contact_proto::write_word(&mut out, "list 1").unwrap();
+/// assert_eq!(out, r#""list 1""#);
+/// ```
+pub fn write_word(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    let needs_quotes =
+        s.is_empty() || s.starts_with(['"', '\'']) || s.contains(char::is_whitespace);
+    if !needs_quotes {
+        return f.write_str(s);
+    }
+    f.write_char('"')?;
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            f.write_char('\\')?;
+        }
+        f.write_char(c)?;
+    }
+    f.write_char('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 65_535, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+        for n in [0, 9, 10, 99, 100, u32::MAX] {
+            assert_eq!(digits(n), n.to_string().len());
+        }
+    }
+}
