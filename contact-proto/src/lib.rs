@@ -11,9 +11,14 @@
 //! - [`Command`] and [`Request`]: the nine commands and their `-_-` wire form.
 //! - [`Status`]: answer codes, the reference's and ours.
 //! - [`Answer`] and [`Body`]: `CODE-_-JSON` answers and their bodies.
-//! - [`RingPacket`]: the peer-to-peer message; [`RingView`] reads and forwards one in place.
+//! - `ring/`: what travels peer to peer on the instant-message ports: [`RingPacket`], the
+//!   message; [`RingView`], which reads and forwards one in place; [`RingAck`], the
+//!   acknowledgement of a hop; [`ImDatagram`], either of them decoded in one call; the
+//!   next-member rule [`recipient`] and [`Member::im_address`].
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
 //! - [`roundtrip`]: decode/encode/decode checks, the bodies of the fuzz targets.
+//! - `json.rs`: JSON written as the reference writes it, and the checks every JSON datagram
+//!   shares; `write.rs`: the number and word writers that requests, answers and lines share.
 //!
 //! # Example
 //! ```
@@ -52,7 +57,9 @@ pub use error::DecodeError;
 pub use json::json_string_len;
 pub use line::{Line, LineError, LineErrorKind, parse_line};
 pub use name::{ContactName, ListName, MAX_NAME_LEN, NameError, SavePath};
-pub use ring::{ExtraEdit, FIRST_POINTER, MemberRef, RingPacket, RingView};
+pub use ring::{
+    ExtraEdit, FIRST_POINTER, ImDatagram, MemberRef, RingAck, RingPacket, RingView, recipient,
+};
 pub use status::Status;
 pub use write::write_word;
 

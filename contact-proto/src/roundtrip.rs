@@ -9,7 +9,7 @@
 //! contact_proto::roundtrip::line(br#"create "list 1""#);
 //! ```
 
-use crate::{Answer, ExtraEdit, Request, RingPacket, RingView, parse_line};
+use crate::{Answer, ExtraEdit, ImDatagram, Request, RingAck, RingPacket, RingView, parse_line};
 
 /// Typed line: `parse_line`, then `Display`, then `parse_line` again gives the same line.
 pub fn line(data: &[u8]) {
@@ -104,6 +104,37 @@ pub fn ring(data: &[u8]) {
         assert_eq!(RingPacket::decode(&out).as_ref(), Ok(&expected), "{out:?}");
         if canonical {
             assert_eq!(out, expected.to_bytes(), "{edits:?}");
+        }
+    }
+}
+
+/// Datagram on an instant-message port: [`ImDatagram::decode`] says "ack" exactly when
+/// [`RingAck::decode`] accepts, and "packet" exactly when it does not and [`RingView::parse`]
+/// accepts; an ack encodes and decodes again to the same ack, in at most
+/// [`RingAck::MAX_LEN`] bytes; a packet passes [`ring`]'s checks.
+pub fn im_datagram(data: &[u8]) {
+    let ack = RingAck::decode(data);
+    match ImDatagram::decode(data) {
+        Ok(ImDatagram::Ack(decoded)) => {
+            assert_eq!(ack, Ok(decoded), "{data:?}");
+            let wire = decoded.to_bytes();
+            assert!(wire.len() <= RingAck::MAX_LEN, "{wire:?}");
+            assert_eq!(RingAck::decode(&wire), Ok(decoded), "{wire:?}");
+            let mut again = Vec::new();
+            ImDatagram::Ack(decoded).encode(&mut again);
+            assert_eq!(again, wire);
+        }
+        Ok(ImDatagram::Packet(view)) => {
+            assert!(ack.is_err(), "an ack taken for a packet: {data:?}");
+            assert_eq!(view.wire().as_bytes(), data);
+            ring(data);
+        }
+        Err(e) => {
+            assert!(ack.is_err(), "an ack rejected: {e}: {data:?}");
+            assert!(
+                RingView::parse(data).is_err(),
+                "a packet rejected: {e}: {data:?}"
+            );
         }
     }
 }

@@ -38,3 +38,8 @@ fn answer_corpus() {
 fn ring_corpus() {
     replay("ring", contact_proto::roundtrip::ring);
 }
+
+#[test]
+fn im_datagram_corpus() {
+    replay("im_datagram", contact_proto::roundtrip::im_datagram);
+}

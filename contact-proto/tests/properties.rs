@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use contact_proto::{
-    Answer, Body, Command, ContactName, ExtraEdit, ImStartBody, Line, ListName, ListsBody, Member,
-    Request, RingPacket, RingView, SavePath, Status, parse_line,
+    Answer, Body, Command, ContactName, ExtraEdit, ImDatagram, ImStartBody, Line, ListName,
+    ListsBody, Member, Request, RingAck, RingPacket, RingView, SavePath, Status, parse_line,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -214,7 +214,36 @@ proptest! {
         contact_proto::roundtrip::request(&bytes);
         contact_proto::roundtrip::answer(&bytes);
         contact_proto::roundtrip::ring(&bytes);
+        contact_proto::roundtrip::im_datagram(&bytes);
         contact_proto::roundtrip::line(&bytes);
+    }
+
+    #[test]
+    fn ack_encode_then_decode(im_id in any::<u64>(), pointer in any::<usize>()) {
+        let ack = RingAck { im_id, pointer };
+        let wire = ack.to_bytes();
+        prop_assert!(wire.len() <= RingAck::MAX_LEN);
+        prop_assert_eq!(RingAck::decode(&wire), Ok(ack));
+        prop_assert_eq!(ImDatagram::decode(&wire), Ok(ImDatagram::Ack(ack)));
+        contact_proto::roundtrip::im_datagram(&wire);
+    }
+
+    /// Acks with one byte changed: an ack, or an error, never a packet or a panic.
+    #[test]
+    fn mutated_acks_agree(im_id in any::<u64>(), pointer in any::<usize>(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut wire = RingAck { im_id, pointer }.to_bytes();
+        let i = at.index(wire.len());
+        wire[i] = byte;
+        contact_proto::roundtrip::im_datagram(&wire);
+        prop_assert!(!matches!(ImDatagram::decode(&wire), Ok(ImDatagram::Packet(_))));
+    }
+
+    #[test]
+    fn ring_packets_are_im_datagrams(packet in ring_packet()) {
+        let wire = packet.to_bytes();
+        let decoded = ImDatagram::decode(&wire);
+        prop_assert!(matches!(&decoded, Ok(ImDatagram::Packet(v)) if v.to_packet().as_ref() == Ok(&packet)));
+        contact_proto::roundtrip::im_datagram(&wire);
     }
 
     #[test]

@@ -30,15 +30,16 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
-use std::io::Write as _;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use crate::json::{check_datagram, write_py};
+use crate::write::push_decimal;
+use crate::{DecodeError, ListName, Member, RingAck, RingPacket};
 
-use crate::json::{check_count, check_datagram, write_py};
-use crate::name::check_name;
-use crate::{DecodeError, Member, RingPacket};
+mod check;
+mod scan;
+
+use check::{Checked, MemberCheck, Str};
+use scan::Scan;
 
 const NUM: &str = "num_contacts_in_list";
 const LIST: &str = "contact_list";
@@ -246,6 +247,29 @@ impl<'a> RingView<'a> {
         )
     }
 
+    /// The `"im_id"` key, when it is a non-negative integer: [`RingPacket::im_id`].
+    pub fn im_id(&self) -> Option<u64> {
+        self.extra_u64(RingPacket::IM_ID_KEY)
+    }
+
+    /// The `"list"` key, when it names a valid list: [`RingPacket::list`].
+    pub fn list(&self) -> Option<ListName> {
+        self.extra_str(RingPacket::LIST_KEY)
+            .and_then(|s| ListName::try_from(&*s).ok())
+    }
+
+    /// The ack this packet asks for, if any: one of our peers sent it (it has `"im_id"`,
+    /// and `"hop"` equal to `pointer`). A reference forwarder carries `"hop"` along but
+    /// increments the pointer, so a packet it forwarded asks for none.
+    pub fn ack(&self) -> Option<RingAck> {
+        let im_id = self.im_id()?;
+        let hop = self.extra_u64(RingPacket::HOP_KEY)?;
+        (usize::try_from(hop).ok()? == self.pointer).then_some(RingAck {
+            im_id,
+            pointer: self.pointer,
+        })
+    }
+
     /// The whole packet, decoded: for the rare paths that change more than a forward does.
     pub fn to_packet(&self) -> Result<RingPacket, DecodeError> {
         RingPacket::decode(self.wire.as_bytes())
@@ -256,6 +280,17 @@ impl<'a> RingView<'a> {
         self.encode_with(out, pointer, &[]);
     }
 
+    /// Appends the packet aimed as [`RingPacket::set_hop`] aims it: with `pointer`, and
+    /// `"hop"` set to `pointer` when `ask_ack`, removed otherwise.
+    pub fn encode_hop(&self, out: &mut Vec<u8>, pointer: usize, ask_ack: bool) {
+        let hop = if ask_ack {
+            ExtraEdit::Uint(pointer as u64)
+        } else {
+            ExtraEdit::Remove
+        };
+        self.encode_with(out, pointer, &[(RingPacket::HOP_KEY, hop)]);
+    }
+
     /// Appends the packet with `pointer` and the unknown keys changed as `edits` say (each
     /// key at most once; the first edit of a key wins), in [`RingPacket::encode`]'s key
     /// order: known keys, unknown keys in their order, keys set anew last in `edits`' order.
@@ -263,7 +298,7 @@ impl<'a> RingView<'a> {
     pub fn encode_with(&self, out: &mut Vec<u8>, pointer: usize, edits: &[(&str, ExtraEdit<'_>)]) {
         out.reserve(self.wire.len() + 32);
         out.extend_from_slice(b"{\"num_contacts_in_list\": ");
-        write_uint(out, self.members.len() as u64);
+        push_decimal(out, self.members.len() as u64);
         out.extend_from_slice(b", \"contact_list\": [");
         for (i, m) in self.members.iter().enumerate() {
             if i > 0 {
@@ -274,7 +309,7 @@ impl<'a> RingView<'a> {
         out.extend_from_slice(b"], \"text_message\": ");
         out.extend_from_slice(self.raw_text.as_bytes());
         out.extend_from_slice(b", \"pointer\": ");
-        write_uint(out, pointer as u64);
+        push_decimal(out, pointer as u64);
         let edit_of = |key: &str| edits.iter().find(|(k, _)| *k == key).map(|(_, e)| e);
         for (key, raw) in &self.extras {
             match edit_of(key) {
@@ -325,14 +360,10 @@ impl<'a> RingView<'a> {
     }
 }
 
-fn write_uint(out: &mut Vec<u8>, n: u64) {
-    let _ = write!(out, "{n}");
-}
-
 fn write_edit(out: &mut Vec<u8>, edit: &ExtraEdit<'_>) {
     match edit {
         ExtraEdit::Remove => {}
-        ExtraEdit::Uint(n) => write_uint(out, *n),
+        ExtraEdit::Uint(n) => push_decimal(out, *n),
         ExtraEdit::Json(text) => out.extend_from_slice(text.as_bytes()),
     }
 }
@@ -351,358 +382,6 @@ fn write_entry(out: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
     }
     out.extend_from_slice(b": ");
     value(out);
-}
-
-/// Where the values of a datagram already validated are: a scanner for valid JSON only.
-struct Scan<'a> {
-    s: &'a str,
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Scan<'a> {
-    fn broken(&self) -> DecodeError {
-        // Unreachable on validated input; an error rather than a panic all the same.
-        DecodeError::Json(format!("ring packet scan failed at byte {}", self.i))
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn next(&mut self) -> Result<u8, DecodeError> {
-        self.ws();
-        let c = *self.b.get(self.i).ok_or_else(|| self.broken())?;
-        self.i += 1;
-        Ok(c)
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), DecodeError> {
-        if self.next()? == c {
-            Ok(())
-        } else {
-            Err(self.broken())
-        }
-    }
-
-    fn slice(&self, start: usize) -> Result<&'a str, DecodeError> {
-        self.s.get(start..self.i).ok_or_else(|| self.broken())
-    }
-
-    /// Past the string starting at `self.i` (its opening quote).
-    fn skip_string(&mut self) -> Result<(), DecodeError> {
-        self.i += 1;
-        loop {
-            match self.b.get(self.i) {
-                Some(b'\\') => self.i += 2,
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(_) => self.i += 1,
-                None => return Err(self.broken()),
-            }
-        }
-    }
-
-    /// The next value, as it is on the wire.
-    fn value(&mut self) -> Result<&'a str, DecodeError> {
-        self.ws();
-        let start = self.i;
-        match self.b.get(self.i) {
-            Some(b'"') => self.skip_string()?,
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                loop {
-                    match self.b.get(self.i) {
-                        Some(b'"') => {
-                            self.skip_string()?;
-                            continue;
-                        }
-                        Some(b'{' | b'[') => depth += 1,
-                        Some(b'}' | b']') => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                break;
-                            }
-                        }
-                        Some(_) => {}
-                        None => return Err(self.broken()),
-                    }
-                    self.i += 1;
-                }
-            }
-            Some(_) => {
-                while !matches!(
-                    self.b.get(self.i),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                ) {
-                    self.i += 1;
-                }
-            }
-            None => return Err(self.broken()),
-        }
-        self.slice(start)
-    }
-
-    fn key(&mut self) -> Result<Cow<'a, str>, DecodeError> {
-        self.ws();
-        if self.b.get(self.i) != Some(&b'"') {
-            return Err(self.broken());
-        }
-        let start = self.i;
-        self.skip_string()?;
-        let raw = self.slice(start)?;
-        let inner = &raw[1..raw.len() - 1];
-        if inner.contains('\\') {
-            Ok(Cow::Owned(serde_json::from_str::<String>(raw)?))
-        } else {
-            Ok(Cow::Borrowed(inner))
-        }
-    }
-
-    fn top_level(&mut self, view: &mut RingView<'a>) -> Result<(), DecodeError> {
-        let mut index = None;
-        self.expect(b'{')?;
-        self.ws();
-        if self.b.get(self.i) == Some(&b'}') {
-            return Ok(());
-        }
-        loop {
-            let key = self.key()?;
-            self.expect(b':')?;
-            match &*key {
-                LIST => self.members(&mut view.members)?,
-                TEXT => view.raw_text = self.value()?,
-                NUM | POINTER => {
-                    self.value()?;
-                }
-                _ => {
-                    let raw = self.value()?;
-                    view.set_extra(key, raw, &mut index);
-                }
-            }
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Ok(()),
-                _ => return Err(self.broken()),
-            }
-        }
-    }
-
-    fn members(&mut self, members: &mut Vec<&'a str>) -> Result<(), DecodeError> {
-        self.expect(b'[')?;
-        self.ws();
-        if self.b.get(self.i) == Some(&b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            members.push(self.value()?);
-            match self.next()? {
-                b',' => continue,
-                b']' => return Ok(()),
-                _ => return Err(self.broken()),
-            }
-        }
-    }
-}
-
-/// What validation keeps of a packet.
-struct Checked<'a> {
-    count: usize,
-    pointer: usize,
-    text: Cow<'a, str>,
-}
-
-impl<'de> Deserialize<'de> for Checked<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Checked<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a ring packet object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked<'de>, A::Error> {
-                let (mut num, mut count, mut text, mut pointer) = (None, None, None, None);
-                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-                    match &*key {
-                        NUM => once::<A, usize>(&mut map, &mut num, NUM)?,
-                        LIST => once::<A, MemberCount>(&mut map, &mut count, LIST)?,
-                        TEXT => once::<A, Str<'de>>(&mut map, &mut text, TEXT)?,
-                        POINTER => once::<A, usize>(&mut map, &mut pointer, POINTER)?,
-                        _ => {
-                            map.next_value::<AnyJson>()?;
-                        }
-                    }
-                }
-                use de::Error;
-                let num = num.ok_or_else(|| A::Error::missing_field(NUM))?;
-                let MemberCount(count) = count.ok_or_else(|| A::Error::missing_field(LIST))?;
-                check_count(NUM, num, count).map_err(A::Error::custom)?;
-                Ok(Checked {
-                    count,
-                    text: text.ok_or_else(|| A::Error::missing_field(TEXT))?.0,
-                    pointer: pointer.ok_or_else(|| A::Error::missing_field(POINTER))?,
-                })
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
-    map: &mut A,
-    slot: &mut Option<T>,
-    name: &'static str,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(name));
-    }
-    *slot = Some(map.next_value()?);
-    Ok(())
-}
-
-/// A JSON string, borrowed when it needs no unescaping.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// The members of a list, validated as [`Member`]s and counted.
-struct MemberCount(usize);
-
-impl<'de> Deserialize<'de> for MemberCount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MemberCount;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of members")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MemberCount, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<MemberCheck<'de>>()?.is_some() {
-                    n += 1;
-                }
-                Ok(MemberCount(n))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-/// A member validated as [`Member`]'s decoder does, its unknown keys skipped.
-struct MemberCheck<'a>(MemberRef<'a>);
-
-impl<'de> Deserialize<'de> for MemberCheck<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MemberCheck<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member object")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<MemberCheck<'de>, A::Error> {
-                let (mut name, mut ip, mut port, mut ext) = (None, None, None, None);
-                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-                    match &*key {
-                        "name" => once::<A, Str<'de>>(&mut map, &mut name, "name")?,
-                        "ip" => once::<A, Str<'de>>(&mut map, &mut ip, "ip")?,
-                        "port" => once::<A, u16>(&mut map, &mut port, "port")?,
-                        "ext" => once::<A, u32>(&mut map, &mut ext, "ext")?,
-                        _ => {
-                            map.next_value::<AnyJson>()?;
-                        }
-                    }
-                }
-                use de::Error;
-                let Str(name) = name.ok_or_else(|| A::Error::missing_field("name"))?;
-                check_name(&name).map_err(A::Error::custom)?;
-                Ok(MemberCheck(MemberRef {
-                    name,
-                    ip: ip.ok_or_else(|| A::Error::missing_field("ip"))?.0,
-                    port: port.ok_or_else(|| A::Error::missing_field("port"))?,
-                    ext: ext.unwrap_or(0),
-                }))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Any JSON value [`serde_json::Value`] accepts, skipped without allocating. Not
-/// [`serde::de::IgnoredAny`]: serde_json skips that without checking numbers' range or
-/// strings' escapes, where `Value` checks both.
-struct AnyJson;
-
-impl<'de> Deserialize<'de> for AnyJson {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Self)
-    }
-}
-
-impl<'de> Visitor<'de> for AnyJson {
-    type Value = Self;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self, E> {
-        Ok(Self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<Self>()?.is_some() {}
-        Ok(Self)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        while map.next_key::<Str<'de>>()?.is_some() {
-            map.next_value::<Self>()?;
-        }
-        Ok(Self)
-    }
 }
 
 #[cfg(test)]
@@ -738,6 +417,30 @@ mod tests {
             .unwrap()
             .encode_with(&mut out, pointer, edits);
         out
+    }
+
+    #[test]
+    fn our_keys() {
+        let v = RingView::parse(THREE.as_bytes()).unwrap();
+        assert_eq!(v.im_id(), Some(12345678901234));
+        assert_eq!(v.list().unwrap(), "list_1");
+        assert_eq!(
+            v.ack(),
+            Some(RingAck {
+                im_id: 12345678901234,
+                pointer: 3
+            })
+        );
+        for (edit, ask) in [(ExtraEdit::Uint(4), true), (ExtraEdit::Remove, false)] {
+            let mut out = Vec::new();
+            v.encode_hop(&mut out, 4, ask);
+            assert_eq!(out, full(THREE, 4, &[("hop", edit)]));
+            // Forwarded by a reference peer: pointer 5, "hop" as it was.
+            let mut p = RingPacket::decode(&out).unwrap();
+            p.pointer = 5;
+            let wire = p.to_bytes();
+            assert_eq!(RingView::parse(&wire).unwrap().ack(), None);
+        }
     }
 
     #[test]

@@ -1,31 +1,24 @@
-//! Ring packets: an instant message travelling peer to peer around a contact list.
-//!
-//! ```text
-//! ring-packet = {"num_contacts_in_list": N, "contact_list": [MEMBER, ...],
-//!                "text_message": TEXT, "pointer": P, ...unknown keys}
-//! ```
-//!
-//! The initiator sends the packet with `pointer` 2 to `contact_list[1]`. A member receiving
-//! `pointer <= N` shows the message (from `contact_list[0]`), and forwards it with
-//! `pointer + 1` to `contact_list[pointer]`, or to `contact_list[0]` when `pointer == N`.
-//! The initiator receiving `pointer == N + 1` knows the message has gone round. Packets go
-//! to each member's registered port + 1. What to do with a packet is the ring engine's
-//! business (`contact-peer`); this module only defines and codes it.
+//! [`RingPacket`]: a ring packet decoded in full, and the extra keys our peers add to it.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::FIRST_POINTER;
 use crate::json::{check_count, check_datagram, next_key, set_once, write_py};
-use crate::{ContactName, DecodeError, ImStartBody, Member};
-
-mod view;
-pub use view::{ExtraEdit, MemberRef, RingView};
-
-/// The pointer of the packet the initiator sends.
-pub const FIRST_POINTER: usize = 2;
+use crate::{ContactName, DecodeError, ImStartBody, ListName, Member};
 
 /// An instant message on its way around a ring.
+///
+/// ```text
+/// ring-packet = {"num_contacts_in_list": N, "contact_list": [MEMBER, ...],
+///                "text_message": TEXT, "pointer": P, ...unknown keys}
+/// ; the unknown keys our peers add, which reference peers carry along:
+/// "list": LIST              ; the list, for receivers to show (RingPacket::LIST_KEY)
+/// "im_id": IM_ID            ; the message's identity, set by our initiator
+/// "hop": H                  ; the pointer our last sender set, when it wants an ack
+/// "skipped": [NAME, ...]    ; members skipped because they did not acknowledge
+/// ```
 ///
 /// ```
 /// use contact_proto::{ImStartBody, Member, RingPacket};
@@ -58,6 +51,16 @@ pub struct RingPacket {
 }
 
 impl RingPacket {
+    /// The extra key our initiators add so that receivers can show the list.
+    pub const LIST_KEY: &'static str = "list";
+    /// The extra key carrying the message's identity, set by our initiators.
+    pub const IM_ID_KEY: &'static str = "im_id";
+    /// The extra key carrying the pointer value the last of our peers sent, when it wants
+    /// the hop acknowledged.
+    pub const HOP_KEY: &'static str = "hop";
+    /// The extra key listing the members skipped because they did not acknowledge.
+    pub const SKIPPED_KEY: &'static str = "skipped";
+
     /// The packet an initiator sends, built from its `im-start` answer.
     pub fn start(body: ImStartBody, text: impl Into<String>) -> Self {
         Self {
@@ -71,6 +74,71 @@ impl RingPacket {
     /// The initiator, `contact_list[0]`, shown as the sender.
     pub fn sender(&self) -> Option<&ContactName> {
         self.contact_list.first().map(|m| &m.name)
+    }
+
+    /// The `"list"` key, when it names a valid list.
+    pub fn list(&self) -> Option<ListName> {
+        self.extra
+            .get(Self::LIST_KEY)
+            .and_then(Value::as_str)
+            .and_then(|s| ListName::try_from(s).ok())
+    }
+
+    /// Sets the `"list"` key.
+    pub fn set_list(&mut self, list: &ListName) {
+        self.extra
+            .insert(Self::LIST_KEY.into(), Value::String(list.as_str().into()));
+    }
+
+    /// The `"im_id"` key, when it is a non-negative integer.
+    pub fn im_id(&self) -> Option<u64> {
+        self.extra.get(Self::IM_ID_KEY).and_then(Value::as_u64)
+    }
+
+    /// Sets the `"im_id"` key.
+    pub fn set_im_id(&mut self, im_id: u64) {
+        self.extra.insert(Self::IM_ID_KEY.into(), im_id.into());
+    }
+
+    /// Aims the packet: sets `pointer`, and `"hop"` to the same value when `ask_ack` (the
+    /// recipient is one of our peers, which acknowledges it), or removes `"hop"` (a
+    /// reference peer, which never acknowledges).
+    pub fn set_hop(&mut self, pointer: usize, ask_ack: bool) {
+        self.pointer = pointer;
+        if ask_ack {
+            self.extra.insert(Self::HOP_KEY.into(), pointer.into());
+        } else {
+            self.extra.shift_remove(Self::HOP_KEY);
+        }
+    }
+
+    /// The valid names in the `"skipped"` key, in order; others are left out.
+    pub fn skipped(&self) -> Vec<ContactName> {
+        self.extra
+            .get(Self::SKIPPED_KEY)
+            .and_then(Value::as_array)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|s| ContactName::try_from(s).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Appends `name` to the `"skipped"` key (made a list if it is something else).
+    pub fn add_skipped(&mut self, name: &ContactName) {
+        let entry = self
+            .extra
+            .entry(Self::SKIPPED_KEY)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !entry.is_array() {
+            *entry = Value::Array(Vec::new());
+        }
+        if let Value::Array(names) = entry {
+            names.push(Value::String(name.as_str().into()));
+        }
     }
 
     /// Appends the wire form (Python-style JSON) to `out`.
@@ -191,5 +259,35 @@ mod tests {
         ] {
             assert!(RingPacket::decode(wire).is_err(), "{}", String::from_utf8_lossy(wire));
         }
+    }
+
+    #[test]
+    fn extra_keys() {
+        let wire = r#"{"num_contacts_in_list": 2, "contact_list": [{"name": "a", "ip": "127.0.0.1", "port": 22000, "ext": 1}, {"name": "b", "ip": "127.0.0.1", "port": 22002}], "text_message": "t", "pointer": 2, "skipped": 5}"#;
+        let mut p = RingPacket::decode(wire.as_bytes()).unwrap();
+        assert_eq!((p.list(), p.im_id(), p.skipped()), (None, None, vec![]));
+        p.set_list(&"l".parse().unwrap());
+        p.set_im_id(9);
+        p.set_hop(3, true);
+        p.add_skipped(&"b".parse().unwrap());
+        p.add_skipped(&"c".parse().unwrap());
+        assert_eq!(p.list().unwrap(), "l");
+        assert_eq!(p.im_id(), Some(9));
+        assert_eq!(
+            p.skipped(),
+            ["b".parse::<ContactName>().unwrap(), "c".parse().unwrap()]
+        );
+        assert!(String::from_utf8(p.to_bytes()).unwrap().ends_with(
+            r#""pointer": 3, "skipped": ["b", "c"], "list": "l", "im_id": 9, "hop": 3}"#
+        ));
+        p.set_hop(4, false);
+        assert!(
+            String::from_utf8(p.to_bytes())
+                .unwrap()
+                .ends_with(r#""pointer": 4, "skipped": ["b", "c"], "list": "l", "im_id": 9}"#)
+        );
+        p.extra.insert(RingPacket::LIST_KEY.into(), "".into());
+        p.extra.insert(RingPacket::IM_ID_KEY.into(), (-1).into());
+        assert_eq!((p.list(), p.im_id()), (None, None));
     }
 }
