@@ -619,7 +619,7 @@ fn set_up(config: &DemoConfig, t: &mut Transcript<'_, impl Write>) -> Result<Cas
             client: ClientConfig {
                 initial_timeout: Duration::from_millis(100),
                 max_timeout: Duration::from_millis(400),
-                max_retries: 15,
+                max_sends: 16,
                 ..ClientConfig::default()
             },
             ring: RingConfig {

@@ -31,6 +31,7 @@ use contact_proto::{Answer, Body, Command, EXT_VERSION, Request, RequestId, Stat
 use thiserror::Error;
 
 use crate::Transmit;
+use crate::backoff::{Backoff, Rng};
 
 /// Timeouts and retries of a [`Client`].
 #[derive(Debug, Clone)]
@@ -39,8 +40,11 @@ pub struct ClientConfig {
     pub initial_timeout: Duration,
     /// The longest wait between two sends; each timeout doubles up to it.
     pub max_timeout: Duration,
-    /// How many times a request may be sent again after the first send.
-    pub max_retries: u32,
+    /// How many times in all a request that may be retried is sent, the first send
+    /// included, before it fails (as [`RingConfig::max_sends`](crate::RingConfig::max_sends)
+    /// counts a hop's sends; 0 counts as 1). A request that may not be retried (a mutation to
+    /// the reference server) is sent once and waits as long as all these sends would.
+    pub max_sends: u32,
     /// Up to this fraction of each timeout is added at random, so that peers that lost the
     /// server at the same moment do not retry in step.
     pub jitter: f64,
@@ -50,15 +54,27 @@ pub struct ClientConfig {
 }
 
 impl Default for ClientConfig {
-    /// 0.5 s, doubling to 4 s at most, 4 retries (11.5 s in all before a failure),
+    /// 0.5 s, doubling to 4 s at most, 5 sends (11.5 s in all before a failure),
     /// 10% jitter.
     fn default() -> Self {
         Self {
             initial_timeout: Duration::from_millis(500),
             max_timeout: Duration::from_secs(4),
-            max_retries: 4,
+            max_sends: 5,
             jitter: 0.1,
             rng_seed: 0x5EED_C0DE_D00D_F00D,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The timeouts of a request's sends.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.initial_timeout,
+            max: self.max_timeout,
+            jitter: self.jitter,
+            max_sends: self.max_sends,
         }
     }
 }
@@ -179,16 +195,16 @@ pub struct Client {
     in_flight: Option<InFlight>,
     transmit: Option<Vec<u8>>,
     events: VecDeque<ClientEvent>,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Client {
     /// A client of the server at `server`.
     pub fn new(server: SocketAddr, config: ClientConfig) -> Self {
-        let mut rng = config.rng_seed | 1;
+        let mut rng = Rng::new(config.rng_seed);
         // Ids start at a point drawn from the seed, so that a peer restarted on the same
         // port (with a fresh seed) does not reuse the ids of its previous run.
-        let next_id = (xorshift(&mut rng) as RequestId).max(1);
+        let next_id = (rng.next_u64() as RequestId).max(1);
         Self {
             server,
             config,
@@ -281,8 +297,9 @@ impl Client {
         if now < flight.deadline {
             return;
         }
-        if flight.retry && flight.attempts <= self.config.max_retries {
-            flight.timeout = (flight.timeout * 2).min(self.config.max_timeout);
+        let backoff = self.config.backoff();
+        if flight.retry && backoff.may_send_again(flight.attempts) {
+            flight.timeout = backoff.next_timeout(flight.timeout);
             flight.attempts += 1;
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
             let bytes = Request {
@@ -388,7 +405,7 @@ impl Client {
             self.config.initial_timeout
         } else {
             // One send, and the whole window the retries would have had to answer it.
-            self.retry_window()
+            self.config.backoff().window()
         };
         let bytes = Request {
             id: tag,
@@ -408,32 +425,9 @@ impl Client {
         });
     }
 
-    /// The sum of every timeout of a retried request.
-    fn retry_window(&self) -> Duration {
-        let mut t = self.config.initial_timeout;
-        let mut total = t;
-        for _ in 0..self.config.max_retries {
-            t = (t * 2).min(self.config.max_timeout);
-            total += t;
-        }
-        total
-    }
-
     fn jittered(&mut self, d: Duration) -> Duration {
-        let x = xorshift(&mut self.rng);
-        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
-        d + d.mul_f64(self.config.jitter.clamp(0.0, 1.0) * unit)
+        self.config.backoff().wait(d, &mut self.rng)
     }
-}
-
-/// xorshift64: a tiny seeded source is all jitter and ids need.
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
 }
 
 /// Whether an untagged answer can be the answer to `command`: a stale answer to an earlier,

@@ -36,6 +36,7 @@
 
 use std::net::SocketAddr;
 
+mod backoff;
 pub mod client;
 mod net;
 pub mod peer;

@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backoff::Rng;
+
 /// How a relay mistreats datagrams. Probabilities are in `0.0..=1.0`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Impairment {
@@ -92,20 +94,18 @@ struct Delivery {
 /// The shared random source and delivery queue of one relay.
 struct Impairer {
     config: Impairment,
-    rng: Mutex<u64>,
+    rng: Mutex<Rng>,
     queue: mpsc::Sender<(Instant, Delivery)>,
     stats: Arc<RelayStats>,
 }
 
 impl Impairer {
     fn next_f64(&self) -> f64 {
-        let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        // xorshift64*: plenty for test impairment, and reproducible from the seed.
-        *s ^= *s >> 12;
-        *s ^= *s << 25;
-        *s ^= *s >> 27;
-        let x = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        // The crate's seeded source: plenty for test impairment, and reproducible.
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_f64()
     }
 
     fn pass(&self, via: &Arc<UdpSocket>, to: SocketAddr, bytes: &[u8]) {
@@ -146,7 +146,7 @@ impl Relay {
         let stats = Arc::new(RelayStats::default());
         let (tx, rx) = mpsc::channel::<(Instant, Delivery)>();
         let impairer = Arc::new(Impairer {
-            rng: Mutex::new(config.seed | 1),
+            rng: Mutex::new(Rng::new(config.seed)),
             config,
             queue: tx,
             stats: stats.clone(),

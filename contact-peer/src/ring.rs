@@ -48,6 +48,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::Transmit;
+use crate::backoff::{Backoff, Rng};
 
 /// The extra key our initiators add to a ring packet so that receivers can show the list.
 /// Reference peers carry it along unchanged.
@@ -66,7 +67,9 @@ pub struct RingConfig {
     pub initial_timeout: Duration,
     /// The longest wait between two sends of a hop; each timeout doubles up to it.
     pub max_timeout: Duration,
-    /// How many times in all a hop to one of our peers is sent before that member is skipped.
+    /// How many times in all a hop to one of our peers is sent, the first send included,
+    /// before that member is skipped (as [`ClientConfig::max_sends`](crate::ClientConfig::max_sends)
+    /// counts a request's sends; 0 counts as 1).
     pub max_sends: u32,
     /// Up to this fraction of each timeout is added at random.
     pub jitter: f64,
@@ -103,13 +106,17 @@ impl Default for RingConfig {
 impl RingConfig {
     /// The longest a sender keeps trying one member before skipping it.
     pub fn give_up_after(&self) -> Duration {
-        let mut t = self.initial_timeout;
-        let mut total = Duration::ZERO;
-        for _ in 0..self.max_sends.max(1) {
-            total += t + t.mul_f64(self.jitter.clamp(0.0, 1.0));
-            t = (t * 2).min(self.max_timeout);
+        self.backoff().longest_window()
+    }
+
+    /// The timeouts of a hop's sends.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.initial_timeout,
+            max: self.max_timeout,
+            jitter: self.jitter,
+            max_sends: self.max_sends,
         }
-        total
     }
 }
 
@@ -330,7 +337,7 @@ struct Seen {
 #[derive(Debug)]
 pub struct RingEngine {
     config: RingConfig,
-    rng: u64,
+    rng: Rng,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<RingEvent>,
     /// Hops waiting for an ack, in the order they were sent.
@@ -361,7 +368,7 @@ impl RingEngine {
 
     /// An engine with this configuration.
     pub fn with_config(config: RingConfig) -> Self {
-        let rng = config.rng_seed | 1;
+        let rng = Rng::new(config.rng_seed);
         Self {
             config,
             rng,
@@ -414,7 +421,7 @@ impl RingEngine {
                 port: next.port,
             });
         }
-        let im_id = xorshift(&mut self.rng);
+        let im_id = self.rng.next_u64();
         packet.extra.insert(IM_ID_KEY.into(), im_id.into());
         if next.ext >= 1 {
             packet.extra.insert(HOP_KEY.into(), FIRST_POINTER.into());
@@ -597,8 +604,9 @@ impl RingEngine {
                 i += 1;
                 continue;
             }
-            if self.hops[i].sends < self.config.max_sends {
-                let timeout = (self.hops[i].timeout * 2).min(self.config.max_timeout);
+            let backoff = self.config.backoff();
+            if backoff.may_send_again(self.hops[i].sends) {
+                let timeout = backoff.next_timeout(self.hops[i].timeout);
                 let wait = self.jittered(timeout);
                 let hop = &mut self.hops[i];
                 hop.sends += 1;
@@ -867,9 +875,7 @@ impl RingEngine {
     }
 
     fn jittered(&mut self, d: Duration) -> Duration {
-        let x = xorshift(&mut self.rng);
-        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
-        d + d.mul_f64(self.config.jitter.clamp(0.0, 1.0) * unit)
+        self.config.backoff().wait(d, &mut self.rng)
     }
 
     fn invalid(&mut self, from: SocketAddr, reason: String) {
@@ -914,16 +920,6 @@ fn add_skipped(packet: &mut RingPacket, name: ContactName) {
     if let Value::Array(names) = entry {
         names.push(Value::String(name.as_str().into()));
     }
-}
-
-/// xorshift64: a tiny seeded source is all ids and jitter need.
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
 }
 
 /// The instant-message address of a member: its IP and registered port + 1. The IP may carry

@@ -16,7 +16,7 @@ fn unanswered_requests_fail_in_bounded_time() {
         client: ClientConfig {
             initial_timeout: Duration::from_millis(20),
             max_timeout: Duration::from_millis(40),
-            max_retries: 3,
+            max_sends: 4,
             ..ClientConfig::default()
         },
         ..PeerConfig::default()
@@ -122,7 +122,7 @@ fn retries_through_a_lossy_network_apply_each_request_once() {
         client: ClientConfig {
             initial_timeout: Duration::from_millis(20),
             max_timeout: Duration::from_millis(80),
-            max_retries: 15,
+            max_sends: 16,
             ..ClientConfig::default()
         },
         ..PeerConfig::default()

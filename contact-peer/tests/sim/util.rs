@@ -199,7 +199,7 @@ impl Sim {
                 let client = Client::new(
                     server_addr,
                     ClientConfig {
-                        max_retries: 10,
+                        max_sends: 11,
                         rng_seed: rng.next_u64(),
                         ..ClientConfig::default()
                     },
