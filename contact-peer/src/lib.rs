@@ -48,7 +48,7 @@ pub mod store;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use peer::{Peer, PeerConfig, PortChoice};
-pub use ring::{RingAck, RingConfig, RingEngine, RingError, RingEvent};
+pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
 pub use save::{DataDir, SaveError};
 pub use server::{Record, SaveJob, Server, ServerConfig, ServerCore, ServerHandle, ShutdownHandle};
 

@@ -1,0 +1,527 @@
+//! [`RingEngine`]: the state machine of one peer's ring, fed datagrams, timeouts and
+//! `im-start` answers, polled for transmits, events and its next wake-up.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use contact_proto::{
+    ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, RingAck, RingPacket, RingView,
+    recipient,
+};
+
+use super::hops::{Due, Hop, Hops};
+use super::seen::Seen;
+use super::{MessageKey, RingConfig, RingError, RingEvent};
+use crate::Transmit;
+use crate::backoff::Rng;
+
+/// A message this engine started, waiting to come back.
+#[derive(Debug)]
+pub(super) struct Initiated {
+    list: Option<ListName>,
+    text: String,
+    members: usize,
+    deadline: Instant,
+}
+
+/// The ring engine of one peer: fed `im-start` answers and received datagrams, it yields
+/// the packets to send ([`RingEngine::poll_transmit`]), what to show
+/// ([`RingEngine::poll_event`]) and when to wake it ([`RingEngine::poll_timeout`]).
+///
+/// ```
+/// use std::time::Instant;
+/// use contact_peer::{RingEngine, RingEvent};
+/// use contact_proto::{ImStartBody, Member};
+///
+/// let body = ImStartBody {
+///     contact_list: vec![
+///         Member::new("Me".parse()?, "127.0.0.1", 22000),
+///         Member::new("You".parse()?, "127.0.0.1", 22002),
+///     ],
+/// };
+/// let mut me = RingEngine::new();
+/// me.start_im(Instant::now(), Some("friends".parse()?), body, "hello")?;
+/// let mut buf = Vec::new();
+/// let t = me.poll_transmit(&mut buf).expect("first hop");
+/// assert_eq!(t.destination, "127.0.0.1:22003".parse()?); // You's port + 1
+///
+/// // You receives it, shows it and forwards it back to Me.
+/// let mut you = RingEngine::new();
+/// you.handle_datagram(Instant::now(), "127.0.0.1:22001".parse()?, &buf[..t.size]);
+/// assert!(matches!(you.poll_event(), Some(RingEvent::Message { text, .. }) if text == "hello"));
+/// let back = you.poll_transmit(&mut buf).expect("forward");
+/// assert_eq!(back.destination, "127.0.0.1:22001".parse()?);
+///
+/// // Me gets it back: it has gone round.
+/// me.handle_datagram(Instant::now(), "127.0.0.1:22003".parse()?, &buf[..back.size]);
+/// assert!(matches!(me.poll_event(), Some(RingEvent::Completed { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RingEngine {
+    pub(super) config: RingConfig,
+    rng: Rng,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<RingEvent>,
+    /// Hops waiting for an ack, in the order they were sent.
+    pub(super) hops: Hops,
+    /// A `BTreeMap` so that timeouts fire in the same order on every run.
+    initiated: BTreeMap<MessageKey, Initiated>,
+    /// Messages received, to show each once and forward each hop once.
+    pub(super) seen: Seen,
+    /// Buffers of sent datagrams, kept for the next ones: a hop allocates none.
+    pub(super) spare: Vec<Vec<u8>>,
+}
+
+/// How many spare buffers an engine keeps.
+pub(super) const SPARE_BUFFERS: usize = 16;
+
+impl Default for RingEngine {
+    fn default() -> Self {
+        Self::with_config(RingConfig::default())
+    }
+}
+
+impl RingEngine {
+    /// An engine with the default configuration (and so the default seed of message ids).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An engine with this configuration.
+    pub fn with_config(config: RingConfig) -> Self {
+        let rng = Rng::new(config.rng_seed);
+        Self {
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            hops: Hops::default(),
+            initiated: BTreeMap::new(),
+            seen: Seen::new(config.dedup_capacity, config.dedup_lifetime),
+            spare: Vec::new(),
+            config,
+        }
+    }
+
+    /// Starts an instant message from the `im-start` answer `body` (initiator first): queues
+    /// the first packet to `contact_list[1]`, or, for a one-member list, a
+    /// [`RingEvent::Completed`] at once. `list` is added to the packet as the `"list"` key,
+    /// a fresh `"im_id"` too, and `"hop": 2` when `contact_list[1]` is one of our peers.
+    pub fn start_im(
+        &mut self,
+        now: Instant,
+        list: Option<ListName>,
+        body: ImStartBody,
+        text: impl Into<String>,
+    ) -> Result<(), RingError> {
+        let mut packet = RingPacket::start(body, text);
+        let Some(initiator) = packet.contact_list.first().map(|m| m.name.clone()) else {
+            return Err(RingError::EmptyRing);
+        };
+        let n = packet.contact_list.len();
+        if n == 1 {
+            self.events.push_back(RingEvent::Completed {
+                list,
+                initiator,
+                text: packet.text_message,
+                members: 1,
+                skipped: Vec::new(),
+            });
+            return Ok(());
+        }
+        if let Some(list) = &list {
+            packet.set_list(list);
+        }
+        // n >= 2: the first hop is for contact_list[1].
+        let next = &packet.contact_list[recipient(FIRST_POINTER, n).unwrap_or(1)];
+        if next.im_address().is_none() {
+            return Err(RingError::BadAddress {
+                name: next.name.clone(),
+                ip: next.ip.clone(),
+                port: next.port,
+            });
+        }
+        let ask_ack = next.ext >= 1;
+        let im_id = self.rng.next_u64();
+        packet.set_im_id(im_id);
+        packet.set_hop(FIRST_POINTER, ask_ack);
+        let len = packet.to_bytes().len();
+        if len > contact_proto::MAX_DATAGRAM_LEN {
+            return Err(RingError::TooLarge {
+                len,
+                max: contact_proto::MAX_DATAGRAM_LEN,
+            });
+        }
+        let key = (initiator, im_id);
+        // Skipping each member may take a whole retry window; the timeout only covers a
+        // ring that is really broken.
+        let members = u32::try_from(n).unwrap_or(u32::MAX);
+        let deadline =
+            now + self.config.completion_timeout + self.config.give_up_after() * (members - 1);
+        self.initiated.insert(
+            key.clone(),
+            Initiated {
+                list,
+                text: packet.text_message.clone(),
+                members: n,
+                deadline,
+            },
+        );
+        self.send_hop(now, key, packet, 0, FIRST_POINTER);
+        Ok(())
+    }
+
+    /// Handles a datagram received on the instant-message socket, from any source port: a
+    /// ring packet or an ack.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.seen.expire(now);
+        // A packet is read in place: a forward copies what it does not change.
+        let view = match ImDatagram::decode(bytes) {
+            Ok(ImDatagram::Packet(view)) => view,
+            Ok(ImDatagram::Ack(ack)) => return self.handle_ack(from, ack),
+            Err(e) => return self.invalid(from, format!("not a ring packet: {e}")),
+        };
+        let n = view.len();
+        let Some(initiator) = view.sender() else {
+            return self.invalid(from, "ring packet lists no member".into());
+        };
+        let p = view.pointer();
+        if recipient(p, n).is_none() {
+            return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
+        }
+        let Some(im_id) = view.im_id() else {
+            // A reference initiator's packet: exactly the reference's rules.
+            return match view.to_packet() {
+                Ok(packet) => self.reference_packet(from, packet),
+                Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
+            };
+        };
+        if let Some(ack) = view.ack() {
+            // The previous hop was one of ours: it waits for this (duplicates included).
+            let mut bytes = self.buffer();
+            ack.encode(&mut bytes);
+            self.transmits.push_back((from, bytes));
+        }
+        let Ok(initiator) = ContactName::try_from(&*initiator) else {
+            return self.invalid(from, "ring packet's sender is not a valid name".into());
+        };
+        let key = (initiator, im_id);
+        if p == n + 1 {
+            if self.initiated.contains_key(&key) || !self.seen.contains(&key) {
+                match view.to_packet() {
+                    Ok(packet) => self.complete(now, key, packet),
+                    Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
+                }
+            } else {
+                tracing::debug!(%from, im_id, "copy of a completed message skipped");
+            }
+            return;
+        }
+        let (show, forward) = self.seen.remember(now, &key, p);
+        let message = show.then(|| RingEvent::Message {
+            sender: key.0.clone(),
+            list: view.list(),
+            text: view.text().to_owned(),
+        });
+        if forward {
+            self.forward(now, key, &view);
+        }
+        match message {
+            Some(message) => self.events.push_back(message),
+            None => tracing::debug!(%from, im_id, pointer = p, "copy of a message skipped"),
+        }
+    }
+
+    /// Forwards a valid packet on behalf of the member at `pointer - 1`: the common case
+    /// written from the view; a next member that cannot be addressed (and so is skipped)
+    /// takes the path of the whole packet.
+    fn forward(&mut self, now: Instant, key: MessageKey, view: &RingView<'_>) {
+        let (n, p) = (view.len(), view.pointer());
+        let next = recipient(p + 1, n)
+            .and_then(|i| view.member_ref(i))
+            .and_then(|m| m.im_address().map(|to| (to, m.ext)));
+        let Some((destination, ext)) = next else {
+            match view.to_packet() {
+                Ok(packet) => self.send_hop(now, key, packet, p - 1, p + 1),
+                Err(e) => tracing::warn!(error = %e, "ring packet cannot be forwarded"),
+            }
+            return;
+        };
+        // "hop" asks for an ack: only of our peers, the only ones that send it.
+        let mut bytes = self.buffer();
+        view.encode_hop(&mut bytes, p + 1, ext >= 1);
+        self.dispatch(now, key, p - 1, destination, p + 1, ext, bytes);
+    }
+
+    /// Queues `bytes` (a packet with `pointer`) for `destination`, and remembers the hop
+    /// until acknowledged when the member is one of our peers (`ext` 1 or more).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        key: MessageKey,
+        own_index: usize,
+        destination: SocketAddr,
+        pointer: usize,
+        ext: u32,
+        bytes: Vec<u8>,
+    ) {
+        if ext >= 1 {
+            let mut copy = self.buffer();
+            copy.extend_from_slice(&bytes);
+            self.transmits.push_back((destination, copy));
+            let backoff = self.config.backoff();
+            let hop = Hop::sent(
+                now,
+                key,
+                pointer,
+                own_index,
+                destination,
+                bytes,
+                &backoff,
+                &mut self.rng,
+            );
+            self.hops.push(hop);
+        } else {
+            self.transmits.push_back((destination, bytes));
+        }
+    }
+
+    /// An empty buffer, a spare one when there is one.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buf` for a later datagram.
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= contact_proto::MAX_DATAGRAM_LEN {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// Handles the expiry of timers: hops sent again or their members skipped, initiators
+    /// that give up waiting. A stray call does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.seen.expire(now);
+        let backoff = self.config.backoff();
+        let mut cursor = 0;
+        while let Some(due) = self
+            .hops
+            .next_due(now, &mut cursor, &backoff, &mut self.rng)
+        {
+            match due {
+                Due::Resend { destination, bytes } => {
+                    let mut copy = self.spare.pop().unwrap_or_default();
+                    copy.extend_from_slice(bytes);
+                    self.transmits.push_back((destination, copy));
+                }
+                Due::GiveUp(hop) => self.skip(now, hop),
+            }
+        }
+        let expired: Vec<MessageKey> = self
+            .initiated
+            .iter()
+            .filter(|(_, im)| im.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(im) = self.initiated.remove(&key) {
+                tracing::warn!(im_id = key.1, "message did not come back");
+                self.hops.cancel(&key);
+                self.seen.remember(now, &key, 0);
+                self.events.push_back(RingEvent::NotConfirmed {
+                    list: im.list,
+                    initiator: key.0,
+                    text: im.text,
+                    members: im.members,
+                });
+            }
+        }
+    }
+
+    /// The next wake-up the engine needs, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let initiated = self.initiated.values().map(|im| im.deadline);
+        self.hops.next_deadline().into_iter().chain(initiated).min()
+    }
+
+    /// The next packet to send: its bytes replace the contents of `buf`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let (destination, mut bytes) = self.transmits.pop_front()?;
+        // The caller gets the queued buffer itself; its old one is kept for a later packet.
+        std::mem::swap(buf, &mut bytes);
+        self.recycle(bytes);
+        Some(Transmit {
+            destination,
+            size: buf.len(),
+        })
+    }
+
+    /// The next thing to tell the user.
+    pub fn poll_event(&mut self) -> Option<RingEvent> {
+        self.events.pop_front()
+    }
+
+    /// Whether nothing is pending: no hop waits for an ack, no message of this peer's for
+    /// its return, nothing to send or tell.
+    pub fn is_idle(&self) -> bool {
+        self.hops.is_empty()
+            && self.initiated.is_empty()
+            && self.transmits.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// A packet without `"im_id"`: show it, forward it once, complete at N + 1.
+    fn reference_packet(&mut self, from: SocketAddr, mut packet: RingPacket) {
+        let n = packet.contact_list.len();
+        let p = packet.pointer;
+        let list = packet.list();
+        let initiator = packet.contact_list[0].name.clone();
+        if p == n + 1 {
+            self.events.push_back(RingEvent::Completed {
+                list,
+                initiator,
+                skipped: packet.skipped(),
+                text: packet.text_message,
+                members: n,
+            });
+            return;
+        }
+        // Forward first, then show: the reference shows first, but the order of a local
+        // print and a send is not observable, and forwarding early keeps the ring moving.
+        let Some(next) = recipient(p + 1, n).map(|i| &packet.contact_list[i]) else {
+            return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
+        };
+        let destination = next.im_address();
+        let text = packet.text_message.clone();
+        match destination {
+            Some(destination) => {
+                packet.pointer = p + 1;
+                self.transmits.push_back((destination, packet.to_bytes()));
+            }
+            None => {
+                let reason = format!(
+                    "cannot forward to member {} at {:?} port {} + 1",
+                    next.name, next.ip, next.port
+                );
+                self.invalid(from, reason);
+            }
+        }
+        self.events.push_back(RingEvent::Message {
+            sender: initiator,
+            list,
+            text,
+        });
+    }
+
+    /// Sends `packet` with `pointer` to the member it designates, on behalf of the member at
+    /// `own_index`; members that cannot be addressed are skipped at once. A hop to one of our
+    /// peers is remembered until acknowledged.
+    fn send_hop(
+        &mut self,
+        now: Instant,
+        key: MessageKey,
+        mut packet: RingPacket,
+        own_index: usize,
+        mut pointer: usize,
+    ) {
+        let n = packet.contact_list.len();
+        loop {
+            let Some(index) = recipient(pointer, n) else {
+                tracing::error!(pointer, members = n, "a hop past the end of the ring");
+                return;
+            };
+            packet.pointer = pointer;
+            if index == own_index {
+                // Only an initiator that skipped every other member gets here.
+                return self.complete(now, key, packet);
+            }
+            // "hop" asks for an ack: only of our peers, the only ones that send it.
+            let ask_ack = packet.contact_list[index].ext >= 1;
+            packet.set_hop(pointer, ask_ack);
+            let member = &packet.contact_list[index];
+            let Some(destination) = member.im_address() else {
+                tracing::warn!(member = %member.name, ip = %member.ip, port = member.port, "member cannot be addressed");
+                if pointer > n {
+                    return;
+                }
+                let name = member.name.clone();
+                packet.add_skipped(&name);
+                pointer += 1;
+                continue;
+            };
+            let ext = member.ext;
+            let mut bytes = self.buffer();
+            packet.encode(&mut bytes);
+            return self.dispatch(now, key, own_index, destination, pointer, ext, bytes);
+        }
+    }
+
+    /// A hop's member never acknowledged: forward as it would have, naming it in
+    /// `"skipped"`.
+    fn skip(&mut self, now: Instant, hop: Hop) {
+        let Hop {
+            key,
+            own_index,
+            destination,
+            bytes,
+            ..
+        } = hop;
+        // The packet as sent: pointer and "hop" are the values sent.
+        let mut packet = match RingPacket::decode(&bytes) {
+            Ok(packet) => packet,
+            Err(e) => {
+                tracing::error!(error = %e, "a packet this engine sent does not decode");
+                return;
+            }
+        };
+        self.recycle(bytes);
+        let n = packet.contact_list.len();
+        let p = packet.pointer;
+        if p > n {
+            tracing::warn!(to = %destination, im_id = key.1, "the initiator did not acknowledge the message's return");
+            return;
+        }
+        let Some(index) = recipient(p, n) else {
+            return;
+        };
+        let name = packet.contact_list[index].name.clone();
+        tracing::warn!(member = %name, to = %destination, im_id = key.1, "member skipped: no acknowledgement");
+        packet.add_skipped(&name);
+        self.send_hop(now, key, packet, own_index, p + 1);
+    }
+
+    fn handle_ack(&mut self, from: SocketAddr, ack: RingAck) {
+        match self.hops.acked(ack) {
+            Some(hop) => self.recycle(hop.bytes),
+            None => tracing::debug!(%from, im_id = ack.im_id, pointer = ack.pointer, "stray ack"),
+        }
+    }
+
+    /// The message `key` is back at its initiator (or every other member was skipped).
+    fn complete(&mut self, now: Instant, key: MessageKey, packet: RingPacket) {
+        let started = self.initiated.remove(&key);
+        // Back home: the first hop's retries (its ack lost) are moot.
+        self.hops.cancel(&key);
+        self.seen.remember(now, &key, 0);
+        let list = match started {
+            Some(im) => im.list,
+            None => packet.list(),
+        };
+        self.events.push_back(RingEvent::Completed {
+            list,
+            initiator: key.0,
+            skipped: packet.skipped(),
+            members: packet.contact_list.len(),
+            text: packet.text_message,
+        });
+    }
+
+    fn invalid(&mut self, from: SocketAddr, reason: String) {
+        tracing::debug!(%from, %reason, "ring datagram skipped");
+        self.events.push_back(RingEvent::Invalid { from, reason });
+    }
+}

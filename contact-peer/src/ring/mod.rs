@@ -1,0 +1,214 @@
+//! The ring engine: the peer-to-peer half of an instant message, without I/O.
+//!
+//! ```text
+//! initiator:  im-start answer + text  -> packet {.., "pointer": 2, "list": LIST, "im_id": ID}
+//!                                        to contact_list[1] (+ "hop": 2 if it is one of ours)
+//! member:     pointer <= N            -> show (sender = contact_list[0]), forward pointer + 1
+//!                                        to contact_list[pointer], or contact_list[0] if pointer == N
+//! initiator:  pointer == N + 1        -> the message has gone round: send im-complete
+//! ```
+//!
+//! Every hop goes to the member's registered port + 1. These are the reference's rules, so a
+//! ring may mix our peers and the reference's in any order: a reference peer carries unknown
+//! keys along unchanged, and we never filter packets by source port. A one-member list sends
+//! nothing and completes at once.
+//!
+//! # Surviving loss (between our own peers)
+//! Our initiator adds `"im_id"`, a random number drawn from [`RingConfig::rng_seed`]; every
+//! hop of ours to one of our peers carries `"hop"`, the pointer value its sender set (a hop to
+//! a reference peer carries no `"hop"`). A reference forwarder
+//! carries `"hop"` unchanged but increments the pointer, so `hop == pointer` on arrival means
+//! the previous hop was one of ours, and only then does the receiver answer with a
+//! [`RingAck`] `{"ack": ID, "pointer": P}` to the datagram's source. A reference peer
+//! therefore never receives an ack.
+//!
+//! A hop to a member whose [`Member::ext`] is 1 or more is sent again, with a doubling
+//! timeout plus jitter, until acknowledged; after [`RingConfig::max_sends`] sends the member
+//! is skipped: the sender forwards as that member would have, with its name appended to
+//! `"skipped"`, and the initiator's [`RingEvent::Completed`] lists who did not acknowledge. A
+//! hop to a reference member (`ext` 0) is sent exactly once, as the reference does.
+//!
+//! Receivers remember `(contact_list[0].name, im_id)` for a while: a message is shown once
+//! however many copies arrive, and a hop is forwarded once per pointer value. Packets
+//! without `"im_id"` (from a reference initiator) are shown and forwarded exactly as the
+//! reference does: no reference peer ever forwards twice, so there is nothing to deduplicate.
+//!
+//! The initiator waits at most [`RingConfig::completion_timeout`] (plus the time to skip
+//! each member) for its packet to come back, then reports [`RingEvent::NotConfirmed`]: a
+//! ring broken at a reference peer never leaves anyone waiting for good.
+//!
+//! # Layout
+//! - this file: [`RingConfig`], [`RingEvent`], [`RingError`];
+//! - `engine.rs`: [`RingEngine`], the state machine;
+//! - `hops.rs`: the hops to our peers waiting for their acks;
+//! - `seen.rs`: the messages a receiver remembers, to show each once and forward each hop
+//!   once;
+//! - `tests.rs`: rings of several engines, with reference forwarders, losses and skips.
+//!
+//! The datagrams themselves, their keys and the next-member rule are `contact-proto`'s
+//! ([`RingPacket`], [`RingView`], [`RingAck`], [`ImDatagram`],
+//! [`recipient`](contact_proto::recipient)).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use contact_proto::{ContactName, ListName};
+#[cfg(doc)]
+use contact_proto::{ImDatagram, Member, RingAck, RingPacket, RingView};
+use thiserror::Error;
+
+use crate::backoff::Backoff;
+
+mod engine;
+mod hops;
+mod seen;
+#[cfg(test)]
+mod tests;
+
+pub use engine::RingEngine;
+
+/// A message, as receivers and initiators remember it: (initiator, `im_id`).
+type MessageKey = (ContactName, u64);
+
+/// Timeouts, retries and memory of a [`RingEngine`].
+#[derive(Debug, Clone)]
+pub struct RingConfig {
+    /// How long to wait for a hop's acknowledgement before sending it again.
+    pub initial_timeout: Duration,
+    /// The longest wait between two sends of a hop; each timeout doubles up to it.
+    pub max_timeout: Duration,
+    /// How many times in all a hop to one of our peers is sent, the first send included,
+    /// before that member is skipped (as [`ClientConfig::max_sends`](crate::ClientConfig::max_sends)
+    /// counts a request's sends; 0 counts as 1).
+    pub max_sends: u32,
+    /// Up to this fraction of each timeout is added at random.
+    pub jitter: f64,
+    /// How long an initiator waits for its message to come back, on top of the time it takes
+    /// to skip each member, before it reports [`RingEvent::NotConfirmed`].
+    pub completion_timeout: Duration,
+    /// How many messages a receiver remembers to show each once.
+    pub dedup_capacity: usize,
+    /// How long a receiver remembers a message; longer than a sender's retries.
+    pub dedup_lifetime: Duration,
+    /// Seed of the random source of message ids and jitter. Tests fix it;
+    /// [`Peer`](crate::Peer) mixes the clock and its port into it. Two engines with the same
+    /// seed draw the same ids: give every engine its own.
+    pub rng_seed: u64,
+}
+
+impl Default for RingConfig {
+    /// 200 ms doubling, 5 sends (a silent member is skipped after about 6.2 s, up to 6.8 s
+    /// with the 10% jitter), a 30 s completion timeout, 4096 messages remembered for 60 s.
+    fn default() -> Self {
+        Self {
+            initial_timeout: Duration::from_millis(200),
+            max_timeout: Duration::from_millis(3200),
+            max_sends: 5,
+            jitter: 0.1,
+            completion_timeout: Duration::from_secs(30),
+            dedup_capacity: 4096,
+            dedup_lifetime: Duration::from_secs(60),
+            rng_seed: 0x0123_4567_89AB_CDEF,
+        }
+    }
+}
+
+impl RingConfig {
+    /// The longest a sender keeps trying one member before skipping it.
+    pub fn give_up_after(&self) -> Duration {
+        self.backoff().longest_window()
+    }
+
+    /// The timeouts of a hop's sends.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.initial_timeout,
+            max: self.max_timeout,
+            jitter: self.jitter,
+            max_sends: self.max_sends,
+        }
+    }
+}
+
+/// What the ring engine tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RingEvent {
+    /// A message from `sender`, to be shown. It has been forwarded already (its transmit is
+    /// queued).
+    Message {
+        /// The initiator of the message, `contact_list[0]`.
+        sender: ContactName,
+        /// The list it travels around, when the initiator named it (our peers do).
+        list: Option<ListName>,
+        /// The message.
+        text: String,
+    },
+    /// An instant message this peer started has gone round the whole ring (or its list has
+    /// one member): the user should now send `im-complete LIST NAME`.
+    Completed {
+        /// The list, when known.
+        list: Option<ListName>,
+        /// The initiator, `contact_list[0]`: the name for `im-complete`.
+        initiator: ContactName,
+        /// The message.
+        text: String,
+        /// How many members the ring has.
+        members: usize,
+        /// The members that did not acknowledge the message and were skipped, in ring
+        /// order. They may have missed it.
+        skipped: Vec<ContactName>,
+    },
+    /// An instant message this peer started did not come back within the completion
+    /// timeout (the ring broke, for instance at a reference peer that went away): some
+    /// members may not have got it. The user should still send `im-complete LIST NAME`, or
+    /// the list stays blocked.
+    NotConfirmed {
+        /// The list, when known.
+        list: Option<ListName>,
+        /// The initiator, `contact_list[0]`: the name for `im-complete`.
+        initiator: ContactName,
+        /// The message.
+        text: String,
+        /// How many members the ring has.
+        members: usize,
+    },
+    /// A datagram was received that is not a valid ring packet, or one that cannot be
+    /// forwarded; it was skipped.
+    Invalid {
+        /// Who sent it.
+        from: SocketAddr,
+        /// Why it was skipped.
+        reason: String,
+    },
+}
+
+/// Why an instant message cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// The `im-start` body lists no member at all.
+    #[error("the im-start answer lists no member")]
+    EmptyRing,
+    /// A member's address cannot be sent to.
+    #[error("member {name}: cannot send to {ip:?} port {port} + 1")]
+    BadAddress {
+        /// The member.
+        name: ContactName,
+        /// Its IP as the server gave it.
+        ip: String,
+        /// Its control port.
+        port: u16,
+    },
+    /// The peer's networking has stopped (its thread ended); nothing was sent.
+    #[error("the peer is shut down")]
+    Shutdown,
+    /// The packet would not fit in one datagram.
+    #[error("the message makes a ring packet of {len} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// The packet's size.
+        len: usize,
+        /// The largest datagram.
+        max: usize,
+    },
+}
