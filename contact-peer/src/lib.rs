@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`ring`]: [`RingEngine`], the instant message going round a list, peer to peer.
 //! - [`client`]: [`Client`], requests to a server with timeouts and bounded retries.
+//! - `backoff.rs`: the one seeded random source and the one backoff with jitter that the
+//!   client, the ring and the relay share.
 //! - [`server`]: [`ServerCore`] (decode, deduplicate, apply to the registry, encode) and its
 //!   driver [`Server`].
 //! - [`save`]: [`DataDir`], the confined, atomic writing of `save FILE`.
