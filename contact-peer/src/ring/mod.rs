@@ -15,18 +15,19 @@
 //!
 //! # Surviving loss (between our own peers)
 //! Our initiator adds `"im_id"`, a random number drawn from [`RingConfig::rng_seed`]; every
-//! hop of ours to one of our peers carries `"hop"`, the pointer value its sender set (a hop to
-//! a reference peer carries no `"hop"`). A reference forwarder
-//! carries `"hop"` unchanged but increments the pointer, so `hop == pointer` on arrival means
-//! the previous hop was one of ours, and only then does the receiver answer with a
-//! [`RingAck`] `{"ack": ID, "pointer": P}` to the datagram's source. A reference peer
-//! therefore never receives an ack.
+//! hop of ours to one of our peers carries `"hop"`, the pointer value its sender set (a hop
+//! to a reference peer carries no `"hop"`). A reference forwarder carries `"hop"` unchanged
+//! but increments the pointer, so `hop == pointer` on arrival means the previous hop was
+//! one of ours, and only then does the receiver answer with a
+//! [`RingAck`](contact_proto::RingAck) `{"ack": ID, "pointer": P}` to the datagram's
+//! source. A reference peer therefore never receives an ack.
 //!
-//! A hop to a member whose [`Member::ext`] is 1 or more is sent again, with a doubling
-//! timeout plus jitter, until acknowledged; after [`RingConfig::max_sends`] sends the member
-//! is skipped: the sender forwards as that member would have, with its name appended to
-//! `"skipped"`, and the initiator's [`RingEvent::Completed`] lists who did not acknowledge. A
-//! hop to a reference member (`ext` 0) is sent exactly once, as the reference does.
+//! A hop to a member whose [`Member::ext`](contact_proto::Member::ext) is 1 or more is sent
+//! again, with a doubling timeout plus jitter, until acknowledged; after
+//! [`RingConfig::max_sends`] sends the member is skipped: the sender forwards as that
+//! member would have, with its name appended to `"skipped"`, and the initiator's
+//! [`RingEvent::Completed`] lists who did not acknowledge. A hop to a reference member
+//! (`ext` 0) is sent exactly once, as the reference does.
 //!
 //! Receivers remember `(contact_list[0].name, im_id)` for a while: a message is shown once
 //! however many copies arrive, and a hop is forwarded once per pointer value. Packets
@@ -46,15 +47,14 @@
 //! - `tests.rs`: rings of several engines, with reference forwarders, losses and skips.
 //!
 //! The datagrams themselves, their keys and the next-member rule are `contact-proto`'s
-//! ([`RingPacket`], [`RingView`], [`RingAck`], [`ImDatagram`],
+//! ([`RingPacket`](contact_proto::RingPacket), [`RingView`](contact_proto::RingView),
+//! [`RingAck`](contact_proto::RingAck), [`ImDatagram`](contact_proto::ImDatagram),
 //! [`recipient`](contact_proto::recipient)).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use contact_proto::{ContactName, ListName};
-#[cfg(doc)]
-use contact_proto::{ImDatagram, Member, RingAck, RingPacket, RingView};
 use thiserror::Error;
 
 use crate::backoff::Backoff;
