@@ -86,9 +86,11 @@
 pub mod fuzzing;
 mod limits;
 mod list_ids;
+mod outcome;
 mod registry;
 mod save;
 
 pub use limits::Limits;
-pub use registry::{Contact, Contacts, Registry, Reply};
+pub use outcome::{Outcome, Reply};
+pub use registry::{Contact, Contacts, Registry};
 pub use save::{LoadError, LoadErrorKind};
