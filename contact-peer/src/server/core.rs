@@ -636,6 +636,46 @@ mod tests {
     }
 
     #[test]
+    fn the_same_inputs_give_the_same_answers_whatever_the_epoch() {
+        // What decides answers counts milliseconds from the core's first `now`: two cores
+        // started an hour apart, fed the same requests at the same offsets, agree on every
+        // byte and every deadline (the ground for journaling and replicating them).
+        let run = |t0: Instant| {
+            let mut c = core_with(ServerConfig {
+                im_timeout: Some(Duration::from_secs(60)),
+                error_rate: 2,
+                ..ServerConfig::default()
+            });
+            let mut log = Vec::new();
+            let script: [(u64, &[u8]); 9] = [
+                (0, b"#1-_-register-_-A-_-127.0.0.1-_-30001"),
+                (5, b"#2-_-create-_-l"),
+                (7, b"#3-_-join-_-l-_-A"),
+                (1_000, b"#4-_-im-start-_-l-_-A"),
+                (1_001, b"garbage"),
+                (1_002, b"garbage"),
+                (1_003, b"garbage"),
+                (29_000, b"#4-_-im-start-_-l-_-A"),
+                (61_500, b"#5-_-leave-_-l-_-A"),
+            ];
+            for (ms, request) in script {
+                let now = t0 + Duration::from_millis(ms);
+                c.handle_datagram(now, a(), request);
+                let mut buf = Vec::new();
+                while let Some(t) = c.poll_transmit(&mut buf) {
+                    log.push(String::from_utf8_lossy(&buf[..t.size]).into_owned());
+                }
+                log.push(format!("{:?}", c.poll_timeout().map(|at| at - t0)));
+            }
+            log
+        };
+        let t0 = Instant::now();
+        let first = run(t0);
+        assert_eq!(first, run(t0 + Duration::from_secs(3600)));
+        assert!(first.contains(&"#5-_-200-_-null".to_string()), "{first:?}");
+    }
+
+    #[test]
     fn the_cached_lists_body_follows_every_create() {
         let now = Instant::now();
         let mut c = core(16);
