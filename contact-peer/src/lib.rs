@@ -1,5 +1,8 @@
-//! Networking of **contact**: the ring engine, the server core and the server client as
-//! sans-IO state machines, and thin blocking drivers over UDP sockets that run them.
+//! Networking of **contact**, both sides of it: the peer's (the ring engine, the server
+//! client) and the server's (the server core, its durable journal and its confined `save`),
+//! as sans-IO state machines, and thin blocking drivers over UDP sockets that run them. The
+//! server is not a peer, but it is the same kind of code: a state machine over the registry,
+//! fed datagrams and time, with a socket loop around it.
 //!
 //! Each state machine follows quinn-proto's `Connection`: inputs `handle_datagram(now, from,
 //! bytes)`, `handle_timeout(now)` and user calls; outputs pulled by the driver with
@@ -11,13 +14,13 @@
 //! - [`client`]: [`Client`], requests to a server with timeouts and bounded retries.
 //! - `backoff.rs`: the one seeded random source and the one backoff with jitter that the
 //!   client, the ring and the relay share.
-//! - [`server`]: [`ServerCore`] (decode, deduplicate, apply to the registry, encode) and its
-//!   driver [`Server`].
-//! - [`save`]: [`DataDir`], the confined, atomic writing of `save FILE`.
+//! - [`server`] (a folder): the server side. [`ServerCore`] (decode, deduplicate, execute on
+//!   the registry, encode), its answer cache, instant-message timers and error budget, its
+//!   driver [`Server`], the durable journal [`server::store`] for `server --state`, and
+//!   [`DataDir`] ([`server::data_dir`]), the confined, atomic writing of `save FILE`.
 //! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
 //!   P + 1).
 //! - [`relay`]: a user-space lossy relay for tests and trials.
-//! - [`store`]: the durable state store (a journal) for `server --state`.
 //!
 //! # Example
 //! A server and a peer in a few lines (see also the crate's README):
@@ -44,15 +47,15 @@ mod net;
 pub mod peer;
 pub mod relay;
 pub mod ring;
-pub mod save;
 pub mod server;
-pub mod store;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use peer::{Peer, PeerConfig, PortChoice};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
-pub use save::{DataDir, SaveError};
-pub use server::{Record, SaveJob, Server, ServerConfig, ServerCore, ServerHandle, ShutdownHandle};
+pub use server::{
+    DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore, ServerHandle,
+    ShutdownHandle,
+};
 
 /// A datagram a state machine wants sent: where, and how many bytes of the buffer given to
 /// its `poll_transmit`.

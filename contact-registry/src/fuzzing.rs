@@ -4,8 +4,9 @@
 //! [`run`] reads the fuzz input twice: as a saved file (which must load, or fail with an
 //! error, and then survive a save/load round trip), and as an [`Input`]: limits and a
 //! sequence of [`Op`]s applied to a registry, checking after every step that the registry is
-//! consistent, that no answer outgrows [`Limits::max_answer_len`], and that save then load
-//! gives the same state.
+//! consistent, that no answer outgrows [`Limits::max_answer_len`], that
+//! [`Registry::execute`] says truly what changed, and that save then load gives the same
+//! state.
 //!
 //! ```
 //! contact_registry::fuzzing::run(b"1\nMe 10.0.0.1 22000\n1\nlist_1\n1\nMe 10.0.0.1 22000\n");
@@ -209,9 +210,48 @@ fn step(registry: &mut Registry, op: &Op) {
             }
         }
     };
-    match registry.apply(command) {
+    let before = Snapshot::of(registry);
+    let outcome = registry.execute(command, 0);
+    let after = Snapshot::of(registry);
+    assert_eq!(outcome.changed, before != after, "changed, for {op:?}");
+    let lists_changed = before.lists != after.lists;
+    assert_eq!(
+        outcome.lists_changed, lists_changed,
+        "lists_changed, for {op:?}"
+    );
+    match outcome.reply {
         Reply::Answer(answer) => check_size(registry, answer),
         Reply::Save(path) => assert_eq!(path, "config.txt"),
+    }
+}
+
+/// Everything a command may change, to check what [`Registry::execute`] says it changed.
+#[derive(PartialEq)]
+struct Snapshot {
+    lists: Vec<ListName>,
+    saved: Vec<u8>,
+    exts: Vec<u32>,
+    /// Per list, the ongoing count and each member's outstanding `im-start`s.
+    ims: Vec<(u32, Vec<u32>)>,
+}
+
+impl Snapshot {
+    fn of(registry: &Registry) -> Self {
+        let mut saved = Vec::new();
+        registry.save(&mut saved).expect("saving to memory");
+        Self {
+            lists: registry.lists().cloned().collect(),
+            saved,
+            exts: registry.contacts().map(|c| c.ext()).collect(),
+            ims: registry
+                .lists()
+                .map(|l| {
+                    let members = registry.members(l).into_iter().flatten();
+                    let pending = members.map(|m| registry.pending(l, m.name())).collect();
+                    (registry.ongoing(l).unwrap_or(0), pending)
+                })
+                .collect(),
+        }
     }
 }
 

@@ -3,12 +3,22 @@
 //!
 //! No sockets, threads, clock or global state: a server is a thin loop that decodes a
 //! request, calls [`Registry::apply`] and encodes the [`Answer`](contact_proto::Answer) it
-//! returns. The semantics are the reference's (`docs/protocol.md`, and
-//! `reference-behaviour.md`): the same checks in the same order with the same codes.
+//! returns. The semantics are the reference server's, as `docs/protocol.md` specifies them
+//! (section 5 and the table below): the same checks in the same order with the same codes.
+//!
+//! Our own server calls [`Registry::execute`] instead: it also takes the caller's extension
+//! level and returns an [`Outcome`] that says what the command did (the reply, whether the
+//! state changed, whether the list names changed), so that the server, the replay of its
+//! journal and a replicated state machine call one function and never read the command
+//! again to guess its effect.
 //!
 //! # Layout
-//! - [`Registry`]: the state, [`Registry::apply`], typed commands and read access
-//!   (`registry.rs`, which also explains the data layout).
+//! - [`Registry`]: the state, [`Registry::apply`] and [`Registry::execute`], read access and
+//!   the internals (`registry/mod.rs`, which also explains the data layout); the typed
+//!   commands and their checks (`registry/commands.rs`), [`Contact`] (`registry/contact.rs`),
+//!   the exact answer-size bounds (`registry/answer_len.rs`) and
+//!   [`Registry::assert_consistent`] (`registry/invariants.rs`).
+//! - [`Reply`] and [`Outcome`]: what a command gave back and what it did (`outcome.rs`).
 //! - [`Limits`]: how much it may hold and how large its answers may grow (`limits.rs`).
 //! - [`Registry::save`] / [`Registry::load`]: the saved-file format (`save.rs`).
 //! - [`fuzzing`]: the body of the fuzz target.
@@ -86,9 +96,11 @@
 pub mod fuzzing;
 mod limits;
 mod list_ids;
+mod outcome;
 mod registry;
 mod save;
 
 pub use limits::Limits;
-pub use registry::{Contact, Contacts, Registry, Reply};
+pub use outcome::{Outcome, Reply};
+pub use registry::{Contact, Contacts, Registry};
 pub use save::{LoadError, LoadErrorKind};

@@ -1,5 +1,7 @@
-//! The seed's final demo script (`original-README.md`, "FINAL DEMO"), replayed against the
-//! registry with the answers it documents, byte for byte on the wire.
+//! The demo scripts the project started from (its final demo and its milestone demo: three
+//! peers register, make two lists, join, send instant messages, leave and save), replayed
+//! against the registry with the answers the reference server gives, byte for byte on the
+//! wire (the commands and codes of `docs/protocol.md` sections 4, 5 and 7).
 
 use contact_proto::{Command, parse_line};
 use contact_registry::{Registry, Reply};

@@ -1,4 +1,6 @@
-//! `save FILE`: confined to a data directory, written atomically.
+//! [`DataDir`]: where the server's `save FILE` may write, and how: confined to a data
+//! directory, written atomically. (The file's contents, the registry's saved format, are
+//! `contact_registry`'s business; this is only the place and the manner of writing.)
 //!
 //! The reference writes any path on the server's host that a client names. Our server
 //! writes only inside its data directory: an absolute path, a path with a `..` component, or

@@ -1,5 +1,8 @@
 //! Durable registry state for `contact-cli server --state FILE`: an append-only journal of
 //! the mutations the server answered with success, compacted in place from time to time.
+//! It lives beside the server core because it stores exactly what the core executed: each
+//! [`Record`] is a command and the caller's extension level, replayed through the same
+//! [`Registry::execute`].
 //!
 //! Why one self-compacting journal rather than a snapshot plus a journal: the state file is
 //! then always a single file replaced by one atomic rename, so no crash can leave a snapshot
@@ -10,12 +13,14 @@
 //! journal = *record
 //! record  = crc SP ext SP command LF
 //! crc     = 8HEXDIG        ; CRC-32 (IEEE) of "ext SP command", lowercase hex
-//! ext     = 1*DIGIT        ; the extension level for `register`, 0 for every other command
+//! ext     = 1*DIGIT        ; the caller's extension level (0 for a reference peer): what a
+//!                          ; `register` records for the contact; compaction writes 0 for
+//!                          ; the other commands
 //! command = the request's wire form, without an id (`join-_-list_1-_-Me`)
 //! ```
 //!
-//! Replaying a record applies its command to the registry: `register` with its ext, every
-//! other command through [`Registry::apply`], which is deterministic, so the replayed state is
+//! Replaying a record executes its command with its ext through [`Registry::execute`], the
+//! function the server executed it with, which is deterministic, so the replayed state is
 //! the state that was acknowledged. A last record without its newline or with a bad CRC is
 //! the torn tail of a write the server never acknowledged (it answers only after the write is
 //! on disk): it is cut off. A bad record anywhere else is corruption, and opening fails with
@@ -30,9 +35,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use contact_proto::{Command, Request, Status};
-use contact_registry::{Limits, Registry, Reply};
+use contact_proto::{Command, Request};
+use contact_registry::{Limits, Registry};
 use thiserror::Error;
+
+use super::Record;
 
 /// Why a state file could not be opened.
 #[derive(Debug, Error)]
@@ -102,8 +109,8 @@ impl Store {
                     };
                     let at_end = reader.fill_buf().map_err(io_err)?.is_empty();
                     match parsed {
-                        Ok((ext, command)) => {
-                            replay(&mut registry, ext, command).map_err(|reason| {
+                        Ok(record) => {
+                            replay(&mut registry, record).map_err(|reason| {
                                 StoreError::Corrupt {
                                     path: path.clone(),
                                     line: records + 1,
@@ -157,8 +164,8 @@ impl Store {
 
     /// Buffers the record of a mutation that succeeded. Nothing is on disk until
     /// [`Store::commit`].
-    pub fn record(&mut self, ext: u32, command: &Command) {
-        push_record(&mut self.pending, ext, command);
+    pub fn record(&mut self, record: &Record) {
+        push_record(&mut self.pending, record.ext, &record.command);
         self.records += 1;
     }
 
@@ -225,7 +232,7 @@ fn push_record(out: &mut Vec<u8>, ext: u32, command: &Command) {
 }
 
 /// Parses one record (without its newline).
-fn parse_record(line: &[u8]) -> Result<(u32, Command), String> {
+fn parse_record(line: &[u8]) -> Result<Record, String> {
     let (crc, body) = line
         .split_at_checked(9)
         .filter(|(c, _)| c[8] == b' ')
@@ -246,25 +253,22 @@ fn parse_record(line: &[u8]) -> Result<(u32, Command), String> {
         .and_then(|e| e.parse().ok())
         .ok_or("bad ext field")?;
     let request = Request::decode(&body[space + 1..]).map_err(|e| e.to_string())?;
-    Ok((ext, request.command))
+    Ok(Record {
+        ext,
+        command: request.command,
+    })
 }
 
-/// Applies a replayed record; it succeeded when it was recorded, so it must succeed again.
-fn replay(registry: &mut Registry, ext: u32, command: Command) -> Result<(), String> {
-    let shown = command.to_string();
-    let status = match command {
-        Command::Register { name, ip, port } if ext != 0 => registry.register(name, ip, port, ext),
-        command => match registry.apply(command) {
-            Reply::Answer(answer) => answer.status,
-            Reply::Save(_) => return Err("save is not a mutation".into()),
-        },
-    };
-    if status == Status::Ok {
-        Ok(())
-    } else {
-        Err(format!(
+/// Executes a replayed record; it changed the state when it was recorded, so it must again.
+fn replay(registry: &mut Registry, record: Record) -> Result<(), String> {
+    let shown = record.command.to_string();
+    let outcome = registry.execute(record.command, record.ext);
+    match outcome.status() {
+        _ if outcome.changed => Ok(()),
+        Some(status) => Err(format!(
             "replaying `{shown}` gives {status} (were the limits lowered?)"
-        ))
+        )),
+        None => Err("save is not a mutation".into()),
     }
 }
 
@@ -334,6 +338,8 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use contact_proto::Status;
+
     use super::*;
 
     fn cmd(line: &str) -> Command {
@@ -344,7 +350,7 @@ mod tests {
         let command = cmd(line);
         let reply = registry.apply(command.clone());
         assert_eq!(reply.status(), Some(Status::Ok), "{line}");
-        store.record(0, &command);
+        store.record(&Record { ext: 0, command });
     }
 
     fn demo(store: &mut Store, registry: &mut Registry) {
@@ -353,14 +359,14 @@ mod tests {
             registry.register(name.clone(), "10.0.0.1".parse().unwrap(), 22000, 1),
             Status::Ok
         );
-        store.record(
-            1,
-            &Command::Register {
+        store.record(&Record {
+            ext: 1,
+            command: Command::Register {
                 name,
                 ip: "10.0.0.1".parse().unwrap(),
                 port: 22000,
             },
-        );
+        });
         for line in [
             "register Myself 10.0.0.1 22002",
             "register \"I am\" ::1 22004",

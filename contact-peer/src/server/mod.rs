@@ -1,0 +1,115 @@
+//! The server side of **contact**: [`ServerCore`], its sans-IO state machine, and
+//! [`Server`], the socket loop that drives it.
+//!
+//! For each datagram the core decodes a [`Request`](contact_proto::Request); a datagram that
+//! does not decode gets an error answer (466 malformed, 467 invalid argument, 468 too
+//! large), tagged with the request's id when one can be read, and never ends the server. A
+//! decoded command goes to the [`Registry`](contact_registry::Registry) once, through
+//! [`Registry::execute`](contact_registry::Registry::execute), which answers and says what
+//! the command changed. A tagged request is answered once: its answer is kept for a while in
+//! a bounded cache keyed by (source address, id), and a retransmission gets the same bytes
+//! again without being applied twice. `save FILE` is handed to the driver as a [`SaveJob`],
+//! since writing a file is I/O; the driver writes it through a [`DataDir`] and reports back
+//! with [`ServerCore::complete_save`], and only then does the answer go out.
+//!
+//! What decides an answer (the registry, the answer cache, the instant-message deadlines)
+//! is deterministic: time enters these parts as milliseconds since an epoch the core fixes
+//! at the first `now` it is given, nothing there reads a clock or depends on the iteration
+//! order of a hash table, so that they can be journaled and replicated.
+//!
+//! # Layout
+//! - `core.rs`: [`ServerCore`], datagrams in, answers out.
+//! - `cache.rs`: the answer cache that makes tagged requests at-most-once.
+//! - `im_timers.rs`: the deadlines of open instant messages (`--im-timeout`).
+//! - `error_budget.rs`: how many error answers a source may get (`--error-rate`).
+//! - `driver.rs`: [`Server`], the blocking socket loop, and its [`ServerHandle`] and
+//!   [`ShutdownHandle`].
+//! - [`store`]: the durable journal behind `--state`.
+//! - [`data_dir`]: [`DataDir`], where `save FILE` may write, atomically.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use contact_proto::{Command, RequestId, SavePath};
+use contact_registry::Limits;
+
+mod cache;
+mod core;
+pub mod data_dir;
+mod driver;
+mod error_budget;
+mod im_timers;
+pub mod store;
+
+pub use self::core::ServerCore;
+pub use data_dir::{DataDir, SaveError};
+pub use driver::{Server, ServerHandle, ShutdownHandle};
+pub use store::{Store, StoreError};
+
+/// How a server is run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The registry's limits.
+    pub limits: Limits,
+    /// The directory `save` writes into (default: the current directory).
+    pub data_dir: PathBuf,
+    /// How many answers to tagged requests are kept for retransmissions (default 4096).
+    pub dedup_capacity: usize,
+    /// How long such an answer is kept (default 30 s, longer than a client's retry window).
+    pub dedup_lifetime: Duration,
+    /// Accept `join`, `leave`, `exit`, `im-start` and `im-complete` only from the named
+    /// contact's registered address (472 otherwise). Off by default: the seed's demo types
+    /// commands for other contacts.
+    pub auth: bool,
+    /// Complete an instant message that its initiator has not completed after this long, so
+    /// that a crashed peer cannot block its list for good (default 10 minutes; `None`:
+    /// never, as the reference).
+    pub im_timeout: Option<Duration>,
+    /// Error answers per second that one source IP address may get (burst: as many); bad
+    /// requests beyond that are dropped unanswered, so that the server is no amplifier for
+    /// a flood of garbage. 0: no limit.
+    pub error_rate: u32,
+    /// The durable state file (`--state`): every acknowledged mutation survives a crash.
+    /// See [`store`].
+    pub state: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            data_dir: PathBuf::from("."),
+            dedup_capacity: 4096,
+            dedup_lifetime: Duration::from_secs(30),
+            auth: false,
+            im_timeout: Some(Duration::from_secs(600)),
+            error_rate: 100,
+            state: None,
+        }
+    }
+}
+
+/// A `save` the driver must carry out, then report with [`ServerCore::complete_save`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveJob {
+    /// Who asked.
+    pub from: SocketAddr,
+    /// The request's id, if tagged.
+    pub id: Option<RequestId>,
+    /// The file named.
+    pub file: SavePath,
+    digest: u64,
+}
+
+/// A command that changed the registry, for the durable store ([`ServerCore::poll_record`]):
+/// what [`Registry::execute`](contact_registry::Registry::execute) was given, so that
+/// executing the records again, in order, rebuilds the same state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The caller's extension level ([`EXT_VERSION`](contact_proto::EXT_VERSION) for a
+    /// tagged request, 0 otherwise): what a `register` records for the contact.
+    pub ext: u32,
+    /// The command, as applied.
+    pub command: Command,
+}

@@ -1,0 +1,88 @@
+//! What a command gave back ([`Reply`]) and what it did ([`Outcome`]).
+//!
+//! A server, the replay of its journal and (later) a replicated state machine each need to
+//! know more than the answer: whether the state changed (so the command is journaled),
+//! whether the list names changed (so a cached `query-lists` answer is stale). The registry
+//! is the only place that knows, so it says it, rather than each caller reading the command
+//! again to guess.
+
+use contact_proto::{Answer, Status};
+
+/// What [`Registry::apply`](crate::Registry::apply) gives back.
+///
+/// A `save` needs I/O, which the registry does not do: it hands the path back, and the
+/// caller writes [`Registry::save`](crate::Registry::save) wherever it decides and answers
+/// `200` or `462` itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The answer to send.
+    Answer(Answer),
+    /// A `save` to perform: write [`Registry::save`](crate::Registry::save) to this path,
+    /// then answer.
+    Save(contact_proto::SavePath),
+}
+impl Reply {
+    /// The answer, if this is one.
+    pub fn into_answer(self) -> Option<Answer> {
+        match self {
+            Self::Answer(answer) => Some(answer),
+            Self::Save(_) => None,
+        }
+    }
+
+    /// The answer, if this is one.
+    pub fn answer(&self) -> Option<&Answer> {
+        match self {
+            Self::Answer(answer) => Some(answer),
+            Self::Save(_) => None,
+        }
+    }
+
+    /// The status of the answer, if this is one.
+    pub fn status(&self) -> Option<Status> {
+        self.answer().map(|a| a.status)
+    }
+}
+/// What [`Registry::execute`](crate::Registry::execute) did: the reply, and what changed.
+///
+/// ```
+/// use contact_proto::{Command, Status};
+/// use contact_registry::Registry;
+///
+/// let mut registry = Registry::default();
+/// let create = Command::Create { list: "list_1".parse().unwrap() };
+/// let done = registry.execute(create.clone(), 0);
+/// assert!(done.changed && done.lists_changed);
+/// let again = registry.execute(create, 0);
+/// assert_eq!(again.reply.status(), Some(Status::ListExists));
+/// assert!(!again.changed && !again.lists_changed);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Outcome {
+    /// The answer, or the `save` to carry out.
+    pub reply: Reply,
+    /// Whether the registry's state changed: the command succeeded and was a mutation
+    /// (`register`, `create`, `join`, `leave`, `exit`, `im-start`, `im-complete`). Exactly
+    /// these commands, replayed in order with the same extension levels, rebuild the state.
+    pub changed: bool,
+    /// Whether the list names changed (a `create` succeeded): what a `query-lists` answers
+    /// is different from now on.
+    pub lists_changed: bool,
+}
+
+impl Outcome {
+    /// A reply that changed nothing.
+    pub(crate) fn unchanged(reply: Reply) -> Self {
+        Self {
+            reply,
+            changed: false,
+            lists_changed: false,
+        }
+    }
+
+    /// The status of the answer, if there is one.
+    pub fn status(&self) -> Option<Status> {
+        self.reply.status()
+    }
+}
