@@ -111,6 +111,8 @@ fn load(server: SocketAddr, script: Vec<String>, acked: Sender<String>, stop: Ar
             }
             match ask(&s, &tagged) {
                 Some(answer) if answer == expected => break,
+                // A late answer to a retransmission of an earlier request: not this one's.
+                Some(answer) if !answer.starts_with(&format!("#{id}-_-")) => continue,
                 Some(answer) => panic!("{request} answered {answer}"),
                 None => continue,
             }
