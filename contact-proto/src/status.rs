@@ -4,7 +4,7 @@
 //! status = 3DIGIT
 //! ```
 //!
-//! `200` and `455`-`465` are the reference's; `466`-`473` are ours, for failures the reference
+//! `200` and `455`-`465` are the reference's; `466`-`474` are ours, for failures the reference
 //! does not detect (it ends instead, see `docs/protocol.md`). A reference peer only ever sees
 //! them if it sends something the reference server would have crashed on.
 
@@ -95,6 +95,10 @@ statuses! {
     NotAuthorized = 472, "the request did not come from that contact's address";
     /// Ours: the server cannot take the request now (e.g. it is flooded); try again later.
     Busy = 473, "the server is busy";
+    /// Ours: the server could not make the change durable (its journal cannot be written:
+    /// disk full, read-only, removed) and did not apply it; nothing changed. Try again
+    /// later: the server accepts changes again as soon as it can write.
+    NotStored = 474, "the change could not be stored; try again later";
 }
 
 impl Status {

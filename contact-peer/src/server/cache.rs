@@ -9,11 +9,26 @@
 //! version), and the hash table is only looked up, never iterated: expiry and eviction follow
 //! the insertion queue. The same inputs give the same answers, which a journal or a replica
 //! can rely on.
+//!
+//! With a state file, the answers to tagged mutations are journaled with them and rebuilt
+//! when the journal is replayed ([`AnswerCache::insert_until`]), so that a retransmission
+//! after a crash and a restart gets the first copy's answer too; a compaction writes the
+//! entries still alive ([`AnswerCache::kept`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use contact_proto::RequestId;
+
+/// One kept answer.
+#[derive(Debug)]
+struct Entry {
+    digest: u64,
+    answer: Vec<u8>,
+    /// Whether the journal holds it (the answer to a mutation), so that a compaction must
+    /// keep it.
+    durable: bool,
+}
 
 /// Recent answers to tagged requests, bounded in count and age. Entries expire in insertion
 /// order (they all live equally long), so a queue gives both the oldest and the next expiry.
@@ -21,7 +36,7 @@ use contact_proto::RequestId;
 pub(crate) struct AnswerCache {
     capacity: usize,
     lifetime_ms: u64,
-    answers: HashMap<(SocketAddr, RequestId), (u64, Vec<u8>)>,
+    answers: HashMap<(SocketAddr, RequestId), Entry>,
     /// (expiry in ms, source, id), oldest first.
     order: VecDeque<(u64, SocketAddr, RequestId)>,
 }
@@ -40,12 +55,13 @@ impl AnswerCache {
     /// The answer given to the request with this digest from `from` under `id`, if kept.
     pub(crate) fn get(&self, from: SocketAddr, id: RequestId, digest: u64) -> Option<&[u8]> {
         match self.answers.get(&(from, id)) {
-            Some((d, answer)) if *d == digest => Some(answer),
+            Some(e) if e.digest == digest => Some(&e.answer),
             _ => None,
         }
     }
 
     /// Keeps an answer until `now_ms` plus the lifetime, evicting the oldest when full.
+    /// `durable`: the journal holds it ([`AnswerCache::kept`]).
     pub(crate) fn insert(
         &mut self,
         now_ms: u64,
@@ -53,20 +69,62 @@ impl AnswerCache {
         id: RequestId,
         digest: u64,
         answer: Vec<u8>,
+        durable: bool,
+    ) {
+        let expiry = now_ms.saturating_add(self.lifetime_ms);
+        self.insert_until(expiry, from, id, digest, answer, durable);
+    }
+
+    /// Keeps an answer until `expiry_ms` (an answer restored from the journal keeps the
+    /// time it has left). Expiries must come in order; an earlier one counts as the last.
+    pub(crate) fn insert_until(
+        &mut self,
+        expiry_ms: u64,
+        from: SocketAddr,
+        id: RequestId,
+        digest: u64,
+        answer: Vec<u8>,
+        durable: bool,
     ) {
         if self.capacity == 0 {
             return;
         }
+        let expiry = self
+            .order
+            .back()
+            .map_or(expiry_ms, |&(last, ..)| last.max(expiry_ms));
         while self.answers.len() >= self.capacity {
             let Some((_, f, i)) = self.order.pop_front() else {
                 break;
             };
             self.answers.remove(&(f, i));
         }
-        if self.answers.insert((from, id), (digest, answer)).is_none() {
-            self.order
-                .push_back((now_ms.saturating_add(self.lifetime_ms), from, id));
+        let entry = Entry {
+            digest,
+            answer,
+            durable,
+        };
+        if self.answers.insert((from, id), entry).is_none() {
+            self.order.push_back((expiry, from, id));
         }
+    }
+
+    /// The answers the journal holds that are still kept, oldest first: (the time each
+    /// was given in ms, source, id, digest, bytes). A compaction writes them, so that they
+    /// outlive the records they came with.
+    pub(crate) fn kept(
+        &self,
+    ) -> impl Iterator<Item = (u64, SocketAddr, RequestId, u64, &[u8])> + '_ {
+        self.order.iter().filter_map(|&(expiry, from, id)| {
+            let e = self.answers.get(&(from, id)).filter(|e| e.durable)?;
+            let at = expiry.saturating_sub(self.lifetime_ms);
+            Some((at, from, id, e.digest, &e.answer[..]))
+        })
+    }
+
+    /// How long an answer is kept, in ms.
+    pub(crate) fn lifetime_ms(&self) -> u64 {
+        self.lifetime_ms
     }
 
     /// Forgets the answers whose time is up at `now_ms`.
@@ -132,7 +190,7 @@ mod tests {
     #[test]
     fn answers_live_their_lifetime_in_milliseconds() {
         let mut cache = AnswerCache::new(2, 1000);
-        cache.insert(5, a(), 1, 7, b"one".to_vec());
+        cache.insert(5, a(), 1, 7, b"one".to_vec(), false);
         assert_eq!(cache.get(a(), 1, 7), Some(&b"one"[..]));
         assert_eq!(
             cache.get(a(), 1, 8),

@@ -20,7 +20,7 @@ use contact_registry::{Registry, Reply};
 use super::cache::{AnswerCache, digest};
 use super::error_budget::ErrorBudget;
 use super::im_timers::ImTimers;
-use super::{Record, SaveJob, ServerConfig};
+use super::{KeptAnswer, Record, SaveJob, ServerConfig};
 use crate::Transmit;
 
 /// The server's state machine: datagrams in, answers out.
@@ -63,6 +63,13 @@ pub struct ServerCore {
     lists_body: Option<Vec<u8>>,
     /// Spent answer buffers, reused so that answering allocates nothing in the steady state.
     spare: Vec<Vec<u8>>,
+    /// The journal cannot be written: changes are refused with 474 and nothing expires.
+    degraded: bool,
+    /// Changes refused with 474 so far.
+    unstored: u64,
+    /// The wall clock (Unix ms) at the core's epoch, given by the driver
+    /// ([`ServerCore::set_clock`]); 0 until then. Journaled answer times are on this clock.
+    unix_epoch: u64,
 }
 
 impl ServerCore {
@@ -80,7 +87,69 @@ impl ServerCore {
             errors: ErrorBudget::new(config.error_rate),
             lists_body: None,
             spare: Vec::new(),
+            degraded: false,
+            unstored: 0,
+            unix_epoch: 0,
         }
+    }
+
+    /// Ties the core's clock to the wall clock: `now` is `unix_ms` milliseconds since the
+    /// Unix epoch. The times of journaled answers ([`KeptAnswer::at`]) are on that clock, so
+    /// that a restarted server knows how long each has left. Without it they count from the
+    /// core's first `now`.
+    pub fn set_clock(&mut self, now: Instant, unix_ms: u64) {
+        let at = self.millis(now);
+        self.unix_epoch = unix_ms.saturating_sub(at);
+    }
+
+    /// Puts the core in or out of degraded mode, which the driver enters when the journal
+    /// cannot be written: requests that could change the registry are refused with
+    /// [`Status::NotStored`] (474) without reaching it, reads and retransmissions are
+    /// answered as usual, and no instant message times out (completing it is a change).
+    pub fn set_degraded(&mut self, degraded: bool) {
+        self.degraded = degraded;
+    }
+
+    /// Whether the core is in degraded mode ([`ServerCore::set_degraded`]).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// How many requests were refused with 474 so far.
+    pub fn unstored(&self) -> u64 {
+        self.unstored
+    }
+
+    /// Puts answers read back from the journal into the answer cache, each for the time it
+    /// has left at `now` (those whose time is up are skipped), oldest first.
+    pub fn restore_answers(&mut self, now: Instant, answers: impl IntoIterator<Item = KeptAnswer>) {
+        let now_ms = self.millis(now);
+        let lifetime = self.cache.lifetime_ms();
+        for a in answers {
+            let expiry = a
+                .at
+                .saturating_add(lifetime)
+                .saturating_sub(self.unix_epoch)
+                .min(now_ms.saturating_add(lifetime));
+            if expiry > now_ms && !a.bytes.is_empty() {
+                self.cache
+                    .insert_until(expiry, a.from, a.id, a.digest, a.bytes, true);
+            }
+        }
+    }
+
+    /// The journaled answers still in the answer cache, oldest first, for a compaction to
+    /// write.
+    pub fn kept_answers(&self) -> impl Iterator<Item = KeptAnswer> + '_ {
+        self.cache
+            .kept()
+            .map(|(at, from, id, digest, bytes)| KeptAnswer {
+                from,
+                id,
+                digest,
+                at: self.unix_epoch.saturating_add(at),
+                bytes: bytes.to_vec(),
+            })
     }
 
     /// The next mutation to make durable. Records are kept only when the config names a
@@ -122,10 +191,11 @@ impl ServerCore {
                 let id = Request::peek_id(bytes);
                 tracing::info!(%from, ?id, len = bytes.len(), status = status.code(), error = %e, "bad request");
                 let answer = Answer::error(status, e.to_string()).with_id(id);
-                return self.answer(at, from, answer, digest(bytes));
+                return self.answer(at, from, answer, digest(bytes), false);
             }
         };
         // Only tagged requests are cached, so only they need a digest.
+        // (A degraded core answers retransmissions too: they change nothing.)
         let digest = request.id.map_or(0, |_| digest(bytes));
         if let Some(id) = request.id {
             if let Some(bytes) = self.cache.get(from, id, digest) {
@@ -140,7 +210,23 @@ impl ServerCore {
         // Checks before the registry sees the command.
         if let Some(answer) = self.refuse(from, &command) {
             tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
-            return self.answer(at, from, answer.with_id(id), digest);
+            return self.answer(at, from, answer.with_id(id), digest, false);
+        }
+        let mutation = !matches!(command, Command::QueryLists | Command::Save { .. });
+        if self.degraded && mutation {
+            // Refused before the registry sees it, so that memory never holds a change the
+            // journal does not; not cached, so that its retransmission is tried afresh.
+            self.unstored += 1;
+            tracing::debug!(%from, ?id, request = text.as_deref(), status = 474, "request");
+            let answer = Answer::error(
+                Status::NotStored,
+                "the server cannot write its journal: nothing was changed; try again later",
+            );
+            let mut bytes = self.spare.pop().unwrap_or_default();
+            bytes.clear();
+            answer.with_id(id).encode(&mut bytes);
+            self.transmits.push_back((from, bytes));
+            return;
         }
         if command == Command::QueryLists {
             if let Some(body) = self.lists_body.take() {
@@ -160,13 +246,44 @@ impl ServerCore {
         if outcome.lists_changed {
             self.lists_body = None;
         }
+        // A tagged mutation's answer is journaled with it, so that its retransmission after
+        // a restart is answered, not applied again: a change rebuilds its answer on replay,
+        // a refusal is kept as its bytes.
+        let tag = id
+            .filter(|_| mutation && self.records.is_some())
+            .map(|id| KeptAnswer {
+                from,
+                id,
+                digest,
+                at: self.unix_epoch.saturating_add(at),
+                bytes: Vec::new(),
+            });
         if let Some(command) = kept.filter(|_| outcome.changed) {
-            self.changed(at, Record { ext, command });
+            self.changed(
+                at,
+                Record {
+                    ext,
+                    command: Some(command),
+                    answer: tag.clone(),
+                },
+            );
         }
         match outcome.reply {
             Reply::Answer(answer) => {
                 tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
-                self.answer(at, from, answer.with_id(id), digest);
+                self.answer(at, from, answer.with_id(id), digest, tag.is_some());
+                if let Some(mut tag) = tag.filter(|_| !outcome.changed) {
+                    if let (Some(records), Some(bytes)) =
+                        (&mut self.records, self.cache.get(from, tag.id, digest))
+                    {
+                        tag.bytes = bytes.to_vec();
+                        records.push_back(Record {
+                            ext,
+                            command: None,
+                            answer: Some(tag),
+                        });
+                    }
+                }
             }
             Reply::Save(file) => self.saves.push_back(SaveJob {
                 from,
@@ -200,8 +317,8 @@ impl ServerCore {
     /// What follows a command that changed the registry: the instant-message timers, and
     /// the durable record.
     fn changed(&mut self, at: u64, record: Record) {
-        if let Some(ims) = &mut self.ims {
-            ims.applied(at, &record.command);
+        if let (Some(ims), Some(command)) = (&mut self.ims, &record.command) {
+            ims.applied(at, command);
         }
         if let Some(records) = &mut self.records {
             records.push_back(record);
@@ -227,7 +344,7 @@ impl ServerCore {
             Err((status, text)) => Answer::error(status, text),
         };
         tracing::info!(from = %job.from, id = ?job.id, request = %Command::Save { file: job.file }, status = answer.status.code(), "request");
-        self.answer(at, job.from, answer.with_id(job.id), job.digest);
+        self.answer(at, job.from, answer.with_id(job.id), job.digest, false);
     }
 
     /// Forgets cached answers whose time is up, and completes instant messages whose
@@ -235,7 +352,7 @@ impl ServerCore {
     pub fn handle_timeout(&mut self, now: Instant) {
         let at = self.millis(now);
         self.cache.expire(at);
-        let Some(ims) = &mut self.ims else {
+        let Some(ims) = self.ims.as_mut().filter(|_| !self.degraded) else {
             return;
         };
         // Open instant messages restored from a state file count from now.
@@ -251,7 +368,11 @@ impl ServerCore {
             let status = outcome.status().map_or(0, Status::code);
             tracing::warn!(%list, %name, status, "instant message timed out: completed by the server");
             if let Some(records) = self.records.as_mut().filter(|_| outcome.changed) {
-                records.push_back(Record { ext: 0, command });
+                records.push_back(Record {
+                    ext: 0,
+                    command: Some(command),
+                    answer: None,
+                });
             }
         }
     }
@@ -259,7 +380,9 @@ impl ServerCore {
     /// When the core next needs [`ServerCore::handle_timeout`]: an instant message's
     /// deadline, or the next cached answer's expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let im = self.ims.as_ref().and_then(ImTimers::next_deadline);
+        let im = (self.ims.as_ref())
+            .filter(|_| !self.degraded)
+            .and_then(ImTimers::next_deadline);
         let at = match (im, self.cache.next_expiry()) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -288,7 +411,7 @@ impl ServerCore {
         millis(now.saturating_duration_since(epoch))
     }
 
-    fn answer(&mut self, at: u64, to: SocketAddr, answer: Answer, digest: u64) {
+    fn answer(&mut self, at: u64, to: SocketAddr, answer: Answer, digest: u64, durable: bool) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         answer.encode(&mut bytes);
@@ -298,7 +421,7 @@ impl ServerCore {
             answer.encode_head(&mut head);
             self.lists_body = Some(bytes[head.len()..].to_vec());
         }
-        self.queue(at, to, answer.id, bytes, digest);
+        self.queue(at, to, answer.id, bytes, digest, durable);
     }
 
     /// Answers `query-lists` with its body as the registry last gave it.
@@ -314,7 +437,7 @@ impl ServerCore {
         bytes.clear();
         Answer::ok().with_id(id).encode_head(&mut bytes);
         bytes.extend_from_slice(body);
-        self.queue(at, to, id, bytes, digest);
+        self.queue(at, to, id, bytes, digest, false);
     }
 
     fn queue(
@@ -324,6 +447,7 @@ impl ServerCore {
         id: Option<RequestId>,
         mut bytes: Vec<u8>,
         digest: u64,
+        durable: bool,
     ) {
         if bytes.len() > MAX_DATAGRAM_LEN {
             // The registry keeps answers within a datagram; this is the last line of defence.
@@ -337,7 +461,7 @@ impl ServerCore {
             .encode(&mut bytes);
         }
         if let Some(id) = id {
-            self.cache.insert(at, to, id, digest, bytes.clone());
+            self.cache.insert(at, to, id, digest, bytes.clone(), durable);
         }
         self.transmits.push_back((to, bytes));
     }
@@ -622,7 +746,7 @@ mod tests {
         ask(&mut c, now, a(), b"create-_-l");
         ask(&mut c, now, a(), b"join-_-l-_-A");
         let records: Vec<(u32, String)> = std::iter::from_fn(|| c.poll_record())
-            .map(|r| (r.ext, r.command.to_string()))
+            .map(|r| (r.ext, r.command.unwrap().to_string()))
             .collect();
         assert_eq!(
             records,

@@ -6,8 +6,9 @@
 //! writes only inside its data directory: an absolute path, a path with a `..` component, or
 //! one that resolves (through a symbolic link) outside the directory is refused with
 //! [`Status::PathRefused`] (471). The file is written to
-//! a temporary file in the same directory, flushed to disk, then renamed over the target, and
-//! the directory is flushed: a crash mid-save leaves the old file or the new one, never half
+//! a temporary file in the same directory (created exclusively, with an unpredictable name,
+//! so that nobody can plant a symbolic link where it will be written), flushed to disk, then
+//! renamed over the target, and the directory is flushed: a crash mid-save leaves the old file or the new one, never half
 //! of one.
 
 use std::fs::{self, File};
@@ -120,25 +121,26 @@ impl DataDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = real_parent.join(format!(".{name}.{}.tmp", std::process::id()));
+        // An exclusive temporary file with an unpredictable name (`O_EXCL`, so a symbolic
+        // link planted in the directory is never followed), renamed over the target.
         let result = (|| {
-            let f = File::create(&temp)?;
-            let mut out = BufWriter::new(f);
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".tmp")
+                .tempfile_in(&real_parent)?;
+            let mut out = BufWriter::new(temp);
             write(&mut out)?;
-            let f = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&temp, real_parent.join(&name))?;
+            let temp = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            temp.as_file().sync_all()?;
+            // On failure the temporary file is removed when dropped.
+            temp.persist(real_parent.join(&name)).map_err(|e| e.error)?;
             // The rename is durable once the directory is.
             if let Ok(dir) = File::open(&real_parent) {
                 let _ = dir.sync_all();
             }
             Ok(())
         })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&temp);
-            return Err(io_err(e));
-        }
+        result.map_err(io_err)?;
         Ok(target)
     }
 }

@@ -5,13 +5,26 @@
 //! turn, receives, feeds the core, makes the core's journal records durable through the
 //! [`Store`] before any answer that depends on them goes out, carries out `save` jobs through
 //! the [`DataDir`], and sends what the core wants sent.
+//!
+//! # When the journal cannot be written
+//! The server degrades rather than dies. A failed commit (disk full, read-only, I/O error,
+//! the journal removed or replaced) means the batch's changes are in memory but not on
+//! disk: the driver reads the committed journal back ([`Store::reload`], from the open file,
+//! which a removed journal still is), builds a new core from it, in degraded mode, and hands
+//! it the batch's requests again, so that their mutations are answered 474 and their reads
+//! from the state that is on disk; nothing of the failed batch is sent before that. Then,
+//! every [`ServerConfig::store_retry`], it tries to write a fresh journal of that state
+//! ([`Store::rewrite`]); once that works, changes are accepted again. One error line when an
+//! episode starts, one info line when it ends (with how many changes were refused). A failed
+//! compaction leaves the journal as it was and is tried again 30 retry intervals later.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use contact_registry::Registry;
 
@@ -35,6 +48,36 @@ pub struct Server {
     data: DataDir,
     store: Option<Store>,
     stop: Arc<AtomicBool>,
+    config: ServerConfig,
+    /// The datagrams of the turn, kept (with a state file) to be handled again should the
+    /// commit fail.
+    batch: Batch,
+    /// The journal cannot be written: since when, and when to try again.
+    degraded: Option<Episode>,
+    /// After a failed compaction, not before this.
+    compact_retry_at: Option<Instant>,
+}
+
+/// The requests of one turn.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    items: Vec<(SocketAddr, Range<usize>)>,
+}
+
+/// A time when the journal cannot be written.
+#[derive(Debug)]
+struct Episode {
+    since: Instant,
+    retry_at: Instant,
+    unstored_before: u64,
+}
+
+/// The wall clock, in milliseconds since the Unix epoch (0 before it).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How many datagrams the loop takes before it syncs the journal and sends the answers:
@@ -60,11 +103,26 @@ impl Server {
         config: ServerConfig,
         registry: Registry,
     ) -> io::Result<Self> {
-        let (store, registry) = match &config.state {
-            None => (None, registry),
+        let now = Instant::now();
+        let (store, registry, answers) = match &config.state {
+            None => (None, registry, Vec::new()),
             Some(path) => {
-                let (mut store, stored) =
-                    Store::open(path, config.limits).map_err(io::Error::other)?;
+                let (mut store, restored) =
+                    Store::restore(path, config.limits).map_err(io::Error::other)?;
+                store.set_compact_after(config.compact_after);
+                let stored = &restored.registry;
+                tracing::info!(
+                    path = %path.display(),
+                    records = restored.records,
+                    last_seq = restored.last_seq,
+                    contacts = stored.num_contacts(),
+                    lists = stored.num_lists(),
+                    open_ims = restored.open_ims(),
+                    answers = restored.answers.len(),
+                    torn_bytes = restored.torn_bytes,
+                    ms = restored.elapsed.as_millis() as u64,
+                    "state restored"
+                );
                 let given = registry.num_contacts() + registry.num_lists() > 0;
                 let held = stored.num_contacts() + stored.num_lists() > 0;
                 if given && held {
@@ -73,24 +131,42 @@ impl Server {
                         path.display()
                     )));
                 }
-                let registry = if given {
-                    store.compact(&registry)?;
-                    registry
+                if given {
+                    store.rewrite(&registry, [])?;
+                    (Some(store), registry, Vec::new())
                 } else {
-                    stored
-                };
-                (Some(store), registry)
+                    (Some(store), restored.registry, restored.answers)
+                }
             }
         };
         let socket = net::bind_udp(addr)?;
         let local = socket.local_addr()?;
+        let mut core = ServerCore::new(registry, &config);
+        core.set_clock(now, unix_ms());
+        core.restore_answers(now, answers);
+        let degraded = match &store {
+            Some(store) if !store.is_writable() => {
+                tracing::error!(path = %store.path().display(), "journal: the file cannot be written: refusing changes (474) until it can");
+                core.set_degraded(true);
+                Some(Episode {
+                    since: now,
+                    retry_at: now,
+                    unstored_before: 0,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             socket,
             local,
-            core: ServerCore::new(registry, &config),
-            data: DataDir::new(config.data_dir),
+            core,
+            data: DataDir::new(config.data_dir.clone()),
             store,
             stop: Arc::new(AtomicBool::new(false)),
+            config,
+            batch: Batch::default(),
+            degraded,
+            compact_retry_at: None,
         })
     }
 
@@ -121,47 +197,148 @@ impl Server {
         tracing::info!(addr = %self.local, "server listening");
         self.core.handle_timeout(Instant::now());
         loop {
-            timeout.set(&self.socket, self.core.poll_timeout())?;
+            let wake = match (self.core.poll_timeout(), &self.degraded) {
+                (Some(a), Some(e)) => Some(a.min(e.retry_at)),
+                (a, e) => a.or(e.as_ref().map(|e| e.retry_at)),
+            };
+            timeout.set(&self.socket, wake)?;
             let received = net::recv(&self.socket, &mut recv)?;
             if self.stop.load(Ordering::SeqCst) {
-                tracing::info!(addr = %self.local, "server stopped");
+                // Every earlier batch was synced and answered before this receive.
+                let last_seq = self.store.as_ref().map(Store::last_seq);
+                tracing::info!(addr = %self.local, ?last_seq, "server stopped");
                 return Ok(self.core.into_registry());
             }
             let now = Instant::now();
+            if self.degraded.as_ref().is_some_and(|e| now >= e.retry_at) {
+                self.try_recover(now);
+            }
+            self.batch.bytes.clear();
+            self.batch.items.clear();
             match received {
-                Received::Datagram(n, from) => self.core.handle_datagram(now, from, &recv[..n]),
+                Received::Datagram(n, from) => self.take(now, from, &recv[..n]),
                 Received::Nothing => self.core.handle_timeout(now),
             }
             if self.store.is_some() {
                 self.socket.set_nonblocking(true)?;
                 for _ in 1..BATCH {
                     match net::try_recv(&self.socket, &mut recv)? {
-                        Some(Received::Datagram(n, from)) => {
-                            self.core.handle_datagram(now, from, &recv[..n]);
-                        }
+                        Some(Received::Datagram(n, from)) => self.take(now, from, &recv[..n]),
                         Some(Received::Nothing) => {}
                         None => break,
                     }
                 }
                 self.socket.set_nonblocking(false)?;
+                self.sync(now);
             }
             self.carry_out_saves(now);
-            if let Some(store) = &mut self.store {
-                while let Some(record) = self.core.poll_record() {
-                    store.record(&record);
-                }
-                // Without the sync the answers would promise what a crash could undo: a
-                // server that cannot write its journal stops rather than lie.
-                store.commit().map_err(|e| {
-                    tracing::error!(path = %store.path().display(), error = %e, "journal write failed: stopping");
-                    e
-                })?;
-                if store.should_compact() {
-                    store.compact(self.core.registry())?;
-                }
-            }
             while let Some(t) = self.core.poll_transmit(&mut send) {
                 net::send_to(&self.socket, &send[..t.size], t.destination);
+            }
+        }
+    }
+
+    /// Hands a datagram to the core, and keeps a copy (with a state file) in case the
+    /// batch must be handled again.
+    fn take(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if self.store.is_some() {
+            let start = self.batch.bytes.len();
+            self.batch.bytes.extend_from_slice(bytes);
+            self.batch.items.push((from, start..self.batch.bytes.len()));
+        }
+        self.core.handle_datagram(now, from, bytes);
+    }
+
+    /// Makes the batch's records durable (or, failing that, forgets the batch's changes
+    /// and degrades), and compacts the journal when that pays.
+    fn sync(&mut self, now: Instant) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        while let Some(record) = self.core.poll_record() {
+            store.record(&record);
+        }
+        // Without the sync the answers would promise what a crash could undo.
+        if let Err(e) = store.commit() {
+            return self.degrade(now, &e);
+        }
+        if store.should_compact() && self.compact_retry_at.is_none_or(|t| now >= t) {
+            let started = Instant::now();
+            match store.compact(self.core.registry(), self.core.kept_answers()) {
+                Ok(()) => {
+                    self.compact_retry_at = None;
+                    tracing::info!(path = %store.path().display(), ms = started.elapsed().as_millis() as u64, "journal compacted");
+                }
+                Err(e) => {
+                    let later = self.config.store_retry * 30;
+                    self.compact_retry_at = Some(now + later);
+                    tracing::warn!(path = %store.path().display(), error = %e, retry_secs = later.as_secs_f64(), "journal compaction failed: the journal is unchanged and still appended to");
+                }
+            }
+        }
+    }
+
+    /// The commit failed: forget the batch's changes (the journal as committed is read back
+    /// into a new core), refuse changes from now on, and handle the batch again.
+    fn degrade(&mut self, now: Instant, error: &io::Error) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        tracing::error!(path = %store.path().display(), %error, retry_secs = self.config.store_retry.as_secs_f64(), "journal cannot be written: refusing changes (474) and serving reads until it can");
+        let (registry, answers) = match store.reload(self.config.limits) {
+            Ok(restored) => (restored.registry, restored.answers),
+            Err(e) => {
+                // Unreadable as well: keep the state in memory, changes of this batch
+                // included (answered 474 all the same); the next rewrite stores it.
+                tracing::error!(path = %store.path().display(), error = %e, "journal cannot be read back either: the failed batch's changes stay in memory");
+                let old = std::mem::replace(
+                    &mut self.core,
+                    ServerCore::new(Registry::new(self.config.limits), &self.config),
+                );
+                (old.into_registry(), Vec::new())
+            }
+        };
+        let mut core = ServerCore::new(registry, &self.config);
+        core.set_clock(now, unix_ms());
+        core.restore_answers(now, answers);
+        core.set_degraded(true);
+        self.core = core;
+        self.degraded = Some(Episode {
+            since: now,
+            retry_at: now + self.config.store_retry,
+            // The new core counts from 0.
+            unstored_before: 0,
+        });
+        let batch = std::mem::take(&mut self.batch);
+        for (from, range) in &batch.items {
+            self.core.handle_datagram(now, *from, &batch.bytes[range.clone()]);
+        }
+        self.batch = batch;
+        // A degraded core records nothing.
+        while self.core.poll_record().is_some() {}
+    }
+
+    /// Tries to write a fresh journal of the state in memory; on success, changes are
+    /// accepted again.
+    fn try_recover(&mut self, now: Instant) {
+        let (Some(store), Some(episode)) = (&mut self.store, &mut self.degraded) else {
+            return;
+        };
+        match store.rewrite(self.core.registry(), self.core.kept_answers()) {
+            Ok(()) => {
+                let refused = self.core.unstored().saturating_sub(episode.unstored_before);
+                tracing::info!(
+                    path = %store.path().display(),
+                    refused,
+                    degraded_ms = now.duration_since(episode.since).as_millis() as u64,
+                    "journal written again: accepting changes"
+                );
+                self.core.set_degraded(false);
+                self.degraded = None;
+            }
+            Err(e) => {
+                tracing::debug!(path = %store.path().display(), error = %e, "journal still cannot be written");
+                episode.retry_at = now + self.config.store_retry;
             }
         }
     }

@@ -45,7 +45,7 @@ pub mod store;
 pub use self::core::ServerCore;
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
-pub use store::{Store, StoreError};
+pub use store::{Restored, Store, StoreError};
 
 /// How a server is run.
 #[derive(Debug, Clone)]
@@ -73,6 +73,13 @@ pub struct ServerConfig {
     /// The durable state file (`--state`): every acknowledged mutation survives a crash.
     /// See [`store`].
     pub state: Option<PathBuf>,
+    /// While the state file cannot be written, how often the server tries again (default
+    /// 1 s); meanwhile it refuses changes with 474. A failed compaction is tried again after
+    /// 30 times this.
+    pub store_retry: Duration,
+    /// How many records the journal holds before compaction is considered (default
+    /// 10,000; it runs once the journal is also four times what the live state needs).
+    pub compact_after: u64,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +93,8 @@ impl Default for ServerConfig {
             im_timeout: Some(Duration::from_secs(600)),
             error_rate: 100,
             state: None,
+            store_retry: Duration::from_secs(1),
+            compact_after: 10_000,
         }
     }
 }
@@ -102,14 +111,35 @@ pub struct SaveJob {
     digest: u64,
 }
 
-/// A command that changed the registry, for the durable store ([`ServerCore::poll_record`]):
-/// what [`Registry::execute`](contact_registry::Registry::execute) was given, so that
-/// executing the records again, in order, rebuilds the same state.
+/// What the durable store must hold ([`ServerCore::poll_record`]): a command that changed
+/// the registry, as [`Registry::execute`](contact_registry::Registry::execute) was given it,
+/// so that executing the records again, in order, rebuilds the same state; and, for a
+/// tagged request, what the answer cache needs to answer its retransmission the same way
+/// after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The caller's extension level ([`EXT_VERSION`](contact_proto::EXT_VERSION) for a
     /// tagged request, 0 otherwise): what a `register` records for the contact.
     pub ext: u32,
-    /// The command, as applied.
-    pub command: Command,
+    /// The command, as applied; `None` for a tagged mutation that was refused (it changed
+    /// nothing) and is recorded for its answer only.
+    pub command: Option<Command>,
+    /// The tagged request's cache entry.
+    pub answer: Option<KeptAnswer>,
+}
+
+/// An answer to a tagged request, kept for its retransmissions across a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAnswer {
+    /// Who asked.
+    pub from: SocketAddr,
+    /// The request's id.
+    pub id: RequestId,
+    /// The request's digest (64-bit FNV-1a of its bytes).
+    pub digest: u64,
+    /// When it was answered, in milliseconds of the wall clock the driver gives the core
+    /// ([`ServerCore::set_clock`]: Unix time), so that it means the same after a restart.
+    pub at: u64,
+    /// The answer's bytes; empty in the record of a mutation, whose replay gives them again.
+    pub bytes: Vec<u8>,
 }

@@ -1,8 +1,9 @@
 //! Durable registry state for `contact-cli server --state FILE`: an append-only journal of
-//! the mutations the server answered with success, compacted in place from time to time.
-//! It lives beside the server core because it stores exactly what the core executed: each
-//! [`Record`] is a command and the caller's extension level, replayed through the same
-//! [`Registry::execute`].
+//! the mutations the server answered, compacted in place from time to time. It lives beside
+//! the server core because it stores exactly what the core executed: each [`Record`] is a
+//! command and the caller's extension level, replayed through the same
+//! [`Registry::execute`], with what the answer cache needs to answer a retransmission the
+//! same way after a restart.
 //!
 //! Why one self-compacting journal rather than a snapshot plus a journal: the state file is
 //! then always a single file replaced by one atomic rename, so no crash can leave a snapshot
@@ -10,36 +11,61 @@
 //! compacted journal is itself the snapshot: the records that rebuild the state from nothing.
 //!
 //! ```text
-//! journal = *record
-//! record  = crc SP ext SP command LF
-//! crc     = 8HEXDIG        ; CRC-32 (IEEE) of "ext SP command", lowercase hex
-//! ext     = 1*DIGIT        ; the caller's extension level (0 for a reference peer): what a
+//! journal  = *record
+//! record   = crc SP seq SP entry LF
+//! crc      = 8HEXDIG       ; CRC-32 (IEEE) of "seq SP entry", lowercase hex
+//! seq      = 1*DIGIT       ; 1 for the first record of the file, then one more each
+//! entry    = mutation / answer
+//! mutation = "m" SP ext SP tag SP command
+//! answer   = "a" SP tag SP bytes     ; a tagged request's answer, kept without a mutation
+//! ext      = 1*DIGIT       ; the caller's extension level (0 for a reference peer): what a
 //!                          ; `register` records for the contact; compaction writes 0 for
 //!                          ; the other commands
-//! command = the request's wire form, without an id (`join-_-list_1-_-Me`)
+//! tag      = "-" / from "," id "," digest "," at   ; "-": not a tagged request
+//! from     = the source address (`127.0.0.1:5000`, `[::1]:5000`)
+//! id       = 1*DIGIT       ; the request id
+//! digest   = 16HEXDIG      ; FNV-1a of the request's bytes
+//! at       = 1*DIGIT       ; when it was answered, Unix time in milliseconds
+//! command  = the request's wire form, without an id (`join-_-list_1-_-Me`)
+//! bytes    = the answer as sent (a refusal, or a compaction's copy of a live answer)
 //! ```
 //!
 //! Replaying a record executes its command with its ext through [`Registry::execute`], the
 //! function the server executed it with, which is deterministic, so the replayed state is
-//! the state that was acknowledged. A last record without its newline or with a bad CRC is
-//! the torn tail of a write the server never acknowledged (it answers only after the write is
-//! on disk): it is cut off. A bad record anywhere else is corruption, and opening fails with
-//! its line number rather than silently losing what follows it.
+//! the state that was acknowledged, and a tagged mutation's answer is the answer that was
+//! sent: both go back into the answer cache ([`Restored::answers`]) for the time they have
+//! left.
+//!
+//! What the journal detects: a last record without its newline or with a bad CRC is the torn
+//! tail of a write the server never acknowledged (it answers only after the write is on
+//! disk): it is cut off, with a warning saying how many bytes. A bad record anywhere else,
+//! or a sequence number that is not the one expected (a record lost or moved), is
+//! corruption: opening fails with its line number rather than silently losing what follows,
+//! and [`repair`] keeps the longest valid prefix. The file is locked (an advisory `flock` on
+//! `FILE.lock`, held for the store's life), so that two servers never share one journal. A
+//! running store compares the path's device and inode with its open file before each
+//! commit (one `stat` per batch that changes something): a journal removed or replaced
+//! under it is a write failure, not a silent loss.
 //!
 //! Group commit: [`Store::record`] only buffers; [`Store::commit`] writes everything buffered
 //! with one `write` and one `fdatasync`. The server applies a batch of requests, commits once,
 //! then sends the batch's answers, so durability costs one disk sync per batch, not per
-//! request.
+//! request. When a commit fails, the store cuts the file back to what was committed, and
+//! [`Store::reload`] reads the committed state back, so that the server can forget the
+//! batch's changes; [`Store::rewrite`] later writes a fresh journal from the state in memory.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use contact_proto::{Command, Request};
-use contact_registry::{Limits, Registry};
+use contact_registry::{Limits, Registry, Reply};
 use thiserror::Error;
 
-use super::Record;
+use super::{KeptAnswer, Record};
 
 /// Why a state file could not be opened.
 #[derive(Debug, Error)]
@@ -54,8 +80,10 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// A record before the last one is damaged.
-    #[error("{path}: line {line}: {reason}")]
+    /// A record before the last one is damaged, missing or out of order.
+    #[error(
+        "{path}: line {line}: {reason} (`contact-cli state repair` keeps the records before it)"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -64,96 +92,144 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process holds the state file.
+    #[error("{path} is in use by another server (its lock {lock} is held): one server per state file")]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
 }
+
+/// What a journal holds, read back.
+#[derive(Debug)]
+pub struct Restored {
+    /// The registry the records rebuild.
+    pub registry: Registry,
+    /// The answers to tagged requests, oldest first (at most the newest 65,536).
+    pub answers: Vec<KeptAnswer>,
+    /// How many valid records were read.
+    pub records: u64,
+    /// The sequence number of the last valid record (0: none).
+    pub last_seq: u64,
+    /// The bytes of the valid records.
+    pub valid_len: u64,
+    /// The bytes of a torn last record cut off (0: none).
+    pub torn_bytes: u64,
+    /// How long reading and replaying took.
+    pub elapsed: Duration,
+}
+
+impl Restored {
+    /// How many instant messages are open, over every list.
+    pub fn open_ims(&self) -> u64 {
+        self.registry
+            .lists()
+            .map(|l| u64::from(self.registry.ongoing(l).unwrap_or(0)))
+            .sum()
+    }
+}
+
+/// How many restored answers are kept at most; an answer cache holds fewer by default.
+const MAX_RESTORED_ANSWERS: usize = 65_536;
 
 /// The durable state of a server: the journal file and the records not yet synced.
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
     file: File,
+    /// Whether `file` was opened for appending (a read-only file system opens it read-only:
+    /// the server starts degraded and rewrites it once it can).
+    writable: bool,
+    #[cfg(unix)]
+    _lock: nix::fcntl::Flock<File>,
     pending: Vec<u8>,
-    /// Records in the file, to decide when compaction pays.
+    /// The last sequence number given, and the last one on disk.
+    seq: u64,
+    committed_seq: u64,
+    /// The bytes of the file that are committed records.
+    committed_len: u64,
+    /// Records in the file (committed), to decide when compaction pays.
     records: u64,
-    /// Records that the live state needs (contacts + lists + members + open IMs) at the last
-    /// compaction or open; compaction runs when the file has grown well past it.
+    /// Records that the live state needs (contacts + lists + members + open IMs + kept
+    /// answers) at the last compaction or open; compaction runs when the file has grown
+    /// well past it.
     live: u64,
+    compact_after: u64,
+    /// The file's (device, inode), to notice it replaced under us.
+    identity: (u64, u64),
 }
 
 impl Store {
     /// Opens (or creates) the state file at `path` and replays it into a registry with
     /// `limits`.
     pub fn open(path: impl Into<PathBuf>, limits: Limits) -> Result<(Self, Registry), StoreError> {
+        let (store, restored) = Self::restore(path, limits)?;
+        Ok((store, restored.registry))
+    }
+
+    /// Locks and opens (or creates) the state file at `path`, replays it into a registry
+    /// with `limits`, and cuts a torn last record off (with a warning). A journal the file
+    /// system will not let us write (read-only) is opened for reading:
+    /// [`Store::is_writable`] says so, and [`Store::rewrite`] makes it writable again.
+    pub fn restore(
+        path: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<(Self, Restored), StoreError> {
         let path = path.into();
         let io_err = |source| StoreError::Io {
             path: path.clone(),
             source,
         };
-        let mut registry = Registry::new(limits);
-        let mut records = 0u64;
-        let mut good_len = 0u64;
-        match File::open(&path) {
-            Ok(file) => {
-                let mut reader = BufReader::new(file);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    let n = reader.read_until(b'\n', &mut line).map_err(io_err)?;
-                    if n == 0 {
-                        break;
-                    }
-                    let complete = line.last() == Some(&b'\n');
-                    let parsed = if complete {
-                        parse_record(&line[..line.len() - 1])
-                    } else {
-                        Err("record without its newline".into())
-                    };
-                    let at_end = reader.fill_buf().map_err(io_err)?.is_empty();
-                    match parsed {
-                        Ok(record) => {
-                            replay(&mut registry, record).map_err(|reason| {
-                                StoreError::Corrupt {
-                                    path: path.clone(),
-                                    line: records + 1,
-                                    reason,
-                                }
-                            })?;
-                            records += 1;
-                            good_len += n as u64;
-                        }
-                        // The torn tail of an unacknowledged write: cut it off below.
-                        Err(_) if at_end => break,
-                        Err(reason) => {
-                            return Err(StoreError::Corrupt {
-                                path,
-                                line: records + 1,
-                                reason,
-                            });
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(e)),
-        }
-        let file = OpenOptions::new()
-            .create(true)
+        #[cfg(unix)]
+        let lock = lock(&path)?;
+        let (file, writable) = match OpenOptions::new()
+            .read(true)
             .append(true)
+            .create(true)
             .open(&path)
-            .map_err(io_err)?;
-        if file.metadata().map_err(io_err)?.len() != good_len {
-            file.set_len(good_len).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
+        {
+            Ok(f) => (f, true),
+            Err(e) if path.exists() && is_refusal(&e) => (File::open(&path).map_err(io_err)?, false),
+            Err(e) => return Err(io_err(e)),
+        };
+        let len = file.metadata().map_err(io_err)?.len();
+        let restored = read_journal(BufReader::new(&file), limits).map_err(|e| match e {
+            ReadError::Io(source) => io_err(source),
+            ReadError::Corrupt { line, reason, .. } => StoreError::Corrupt {
+                path: path.clone(),
+                line,
+                reason,
+            },
+        })?;
+        if restored.torn_bytes > 0 {
+            tracing::warn!(path = %path.display(), bytes = restored.torn_bytes, "journal: a torn last record (never acknowledged) is cut off");
+            if writable {
+                file.set_len(restored.valid_len).map_err(io_err)?;
+                file.sync_all().map_err(io_err)?;
+            }
         }
-        let live = live_records(&registry);
+        debug_assert!(restored.valid_len + restored.torn_bytes == len);
+        let identity = identity(&file.metadata().map_err(io_err)?);
+        let live = live_records(&restored.registry) + restored.answers.len() as u64;
         Ok((
             Self {
                 path,
                 file,
+                writable,
+                #[cfg(unix)]
+                _lock: lock,
                 pending: Vec::new(),
-                records,
+                seq: restored.last_seq,
+                committed_seq: restored.last_seq,
+                committed_len: restored.valid_len,
+                records: restored.records,
                 live,
+                compact_after: 10_000,
+                identity,
             },
-            registry,
+            restored,
         ))
     }
 
@@ -162,11 +238,25 @@ impl Store {
         &self.path
     }
 
-    /// Buffers the record of a mutation that succeeded. Nothing is on disk until
-    /// [`Store::commit`].
+    /// Whether the journal can be appended to (see [`Store::restore`]).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// How many records the journal holds before compaction is considered (default 10,000).
+    pub fn set_compact_after(&mut self, records: u64) {
+        self.compact_after = records;
+    }
+
+    /// The sequence number of the last record on disk.
+    pub fn last_seq(&self) -> u64 {
+        self.committed_seq
+    }
+
+    /// Buffers a record. Nothing is on disk until [`Store::commit`].
     pub fn record(&mut self, record: &Record) {
-        push_record(&mut self.pending, record.ext, &record.command);
-        self.records += 1;
+        self.seq += 1;
+        push_record(&mut self.pending, self.seq, record);
     }
 
     /// Whether records are waiting for [`Store::commit`].
@@ -175,64 +265,442 @@ impl Store {
     }
 
     /// Writes every buffered record and syncs it to disk. Answers to the requests recorded
-    /// since the last commit may be sent once this returns `Ok`.
+    /// since the last commit may be sent once this returns `Ok`. First checks that the path
+    /// still names the open file (a journal removed or replaced fails the commit). On
+    /// failure the buffered records are dropped and the file is cut back to its committed
+    /// records: the caller must forget their changes ([`Store::reload`]).
     pub fn commit(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.pending)?;
-        self.file.sync_data()?;
-        self.pending.clear();
-        Ok(())
+        let result = self.check_identity().and_then(|()| {
+            if !self.writable {
+                return Err(io::Error::other("the journal is open read-only"));
+            }
+            self.file.write_all(&self.pending)?;
+            self.file.sync_data()
+        });
+        let n = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
+        match result {
+            Ok(()) => {
+                self.committed_len += self.pending.len() as u64;
+                self.committed_seq = self.seq;
+                self.records += n;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.pending.clear();
+                self.seq = self.committed_seq;
+                // A write cut short may have left whole records that were never
+                // acknowledged: they must not come back at a restart.
+                if self.writable {
+                    if let Err(cut) = self.file.set_len(self.committed_len) {
+                        tracing::error!(path = %self.path.display(), error = %cut, "journal: cannot cut an unacknowledged write off");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Errs if the path no longer names the open journal (removed, or replaced by another
+    /// file): one `stat`.
+    pub fn check_identity(&self) -> io::Result<()> {
+        match fs::metadata(&self.path) {
+            Ok(m) if identity(&m) == self.identity => Ok(()),
+            Ok(_) => Err(io::Error::other(
+                "the journal was replaced by another file",
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(io::Error::other("the journal was removed"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the committed records back from the open file (which a removed or replaced
+    /// journal still is), for a server that must forget changes it could not store.
+    pub fn reload(&mut self, limits: Limits) -> io::Result<Restored> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))?;
+        let input = BufReader::new(file.take(self.committed_len));
+        read_journal(input, limits).map_err(|e| match e {
+            ReadError::Io(e) => e,
+            ReadError::Corrupt { line, reason, .. } => {
+                io::Error::other(format!("line {line}: {reason}"))
+            }
+        })
     }
 
     /// Whether the journal has grown enough past the live state that compacting it pays.
     pub fn should_compact(&self) -> bool {
-        self.records > 10_000 && self.records > 4 * self.live.max(1)
+        self.records > self.compact_after && self.records > 4 * self.live.max(1)
     }
 
-    /// Rewrites the journal as the fewest records that rebuild `registry`, atomically
-    /// (write a temporary file, sync, rename over the journal, sync the directory).
-    /// Buffered records are committed first.
-    pub fn compact(&mut self, registry: &Registry) -> io::Result<()> {
+    /// Rewrites the journal as the fewest records that rebuild `registry`, followed by the
+    /// `answers` still kept, atomically (buffered records are committed first). On failure
+    /// the journal is as it was.
+    pub fn compact(
+        &mut self,
+        registry: &Registry,
+        answers: impl IntoIterator<Item = KeptAnswer>,
+    ) -> io::Result<()> {
         self.commit()?;
-        let tmp = self.path.with_extension("compact.tmp");
-        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        self.rewrite(registry, answers)
+    }
+
+    /// Writes a fresh journal of `registry` and `answers` at the path, whatever is there
+    /// now: into an exclusive temporary file with an unpredictable name in the same
+    /// directory, synced, renamed over the path, the directory synced; then appends go to
+    /// it. Buffered records are dropped (they are in `registry` or forgotten). On failure
+    /// the old journal, if any, is as it was.
+    pub fn rewrite(
+        &mut self,
+        registry: &Registry,
+        answers: impl IntoIterator<Item = KeptAnswer>,
+    ) -> io::Result<()> {
+        let dir = parent(&self.path);
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        let mut out = io::BufWriter::new(tmp);
         let mut buf = Vec::new();
-        let mut records = 0u64;
-        for_each_rebuild_record(registry, |ext, command| {
+        let mut seq = 0u64;
+        let mut write = |record: &Record, out: &mut io::BufWriter<_>| {
             buf.clear();
-            push_record(&mut buf, ext, &command);
-            records += 1;
+            seq += 1;
+            push_record(&mut buf, seq, record);
             out.write_all(&buf)
+        };
+        for_each_rebuild_record(registry, |ext, command| {
+            let record = Record {
+                ext,
+                command: Some(command),
+                answer: None,
+            };
+            write(&record, &mut out)
         })?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, &self.path)?;
+        for answer in answers {
+            let record = Record {
+                ext: 0,
+                command: None,
+                answer: Some(answer),
+            };
+            write(&record, &mut out)?;
+        }
+        let tmp = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        tmp.as_file().sync_all()?;
+        let len = tmp.as_file().metadata()?.len();
+        tmp.persist(&self.path).map_err(|e| e.error)?;
         sync_dir(&self.path)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.records = records;
-        self.live = records;
+        let file = OpenOptions::new().read(true).append(true).open(&self.path)?;
+        self.identity = identity(&file.metadata()?);
+        self.file = file;
+        self.writable = true;
+        self.pending.clear();
+        self.seq = seq;
+        self.committed_seq = seq;
+        self.committed_len = len;
+        self.records = seq;
+        self.live = seq;
         Ok(())
     }
 }
 
+/// Whether opening for writing failed because the file system or its permissions refuse
+/// it (then the journal is opened for reading).
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// Takes the advisory lock of the state file at `path` (on `path.lock`), or says who holds it.
+#[cfg(unix)]
+fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let io_err = |source| StoreError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    // A read-only file system cannot create the lock file, but can lock one that exists.
+    let file = match OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+    {
+        Ok(f) => f,
+        Err(e) if is_refusal(&e) => File::open(&lock_path).map_err(io_err)?,
+        Err(e) => return Err(io_err(e)),
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            StoreError::Locked {
+                path: path.to_path_buf(),
+                lock: lock_path.clone(),
+            }
+        } else {
+            io_err(io::Error::from(errno))
+        }
+    })
+}
+
+#[cfg(unix)]
+fn identity(m: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(m: &fs::Metadata) -> (u64, u64) {
+    (m.len(), 0)
+}
+
+/// Why a journal could not be read.
+#[derive(Debug)]
+enum ReadError {
+    Io(io::Error),
+    Corrupt { line: u64, reason: String },
+}
+
+/// A journal read as far as it is valid, and what stopped the reading if anything did.
+#[derive(Debug)]
+pub struct Verified {
+    /// The state of the longest valid prefix.
+    pub restored: Restored,
+    /// The file's size.
+    pub file_len: u64,
+    /// The first bad record: its 1-based line and what is wrong. A torn last record is not
+    /// reported here but in [`Restored::torn_bytes`].
+    pub problem: Option<(u64, String)>,
+}
+
+/// Reads and checks the journal at `path` without opening it for writing or locking it:
+/// what `contact-cli state check` prints. The registry is rebuilt with `limits`.
+pub fn verify(path: &Path, limits: Limits) -> Result<Verified, StoreError> {
+    let io_err = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let mut problem = None;
+    let restored = scan(BufReader::new(file), limits, &mut problem).map_err(io_err)?;
+    Ok(Verified {
+        restored,
+        file_len,
+        problem,
+    })
+}
+
+/// Where [`repair`] writes, and what it kept.
+#[derive(Debug)]
+pub struct Repaired {
+    /// The file written: `FILE.repaired` beside the original, or the original itself.
+    pub written: PathBuf,
+    /// What the kept records hold.
+    pub verified: Verified,
+    /// The bytes dropped from the end of the original.
+    pub dropped_bytes: u64,
+}
+
+/// Keeps the longest valid prefix of the journal at `path` and writes it atomically (an
+/// exclusive temporary file, synced, renamed): to `FILE.repaired` beside it, or over `FILE`
+/// itself when `in_place` (then the state file's lock is taken first, so that no server is
+/// using it).
+pub fn repair(path: &Path, limits: Limits, in_place: bool) -> Result<Repaired, StoreError> {
+    let verified = verify(path, limits)?;
+    let io_err = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    let _lock = if in_place { Some(lock(path)?) } else { None };
+    let written = if in_place {
+        path.to_path_buf()
+    } else {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".repaired");
+        PathBuf::from(name)
+    };
+    let keep = verified.restored.valid_len;
+    let mut input = File::open(path).map_err(io_err)?.take(keep);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".repair.")
+        .suffix(".tmp")
+        .tempfile_in(parent(path))
+        .map_err(io_err)?;
+    io::copy(&mut input, &mut tmp).map_err(io_err)?;
+    tmp.as_file().sync_all().map_err(io_err)?;
+    tmp.persist(&written).map_err(|e| io_err(e.error))?;
+    sync_dir(&written).map_err(io_err)?;
+    let dropped_bytes = verified.file_len - keep;
+    Ok(Repaired {
+        written,
+        verified,
+        dropped_bytes,
+    })
+}
+
+/// Reads a whole journal: an error for a bad record before the last one.
+fn read_journal(input: impl BufRead, limits: Limits) -> Result<Restored, ReadError> {
+    let mut problem = None;
+    let restored = scan(input, limits, &mut problem).map_err(ReadError::Io)?;
+    match problem {
+        None => Ok(restored),
+        Some((line, reason)) => Err(ReadError::Corrupt { line, reason }),
+    }
+}
+
+/// Reads records while they are valid and in sequence. A last record that does not parse
+/// (no newline, bad CRC) is torn ([`Restored::torn_bytes`]); any other bad record stops the
+/// scan and is reported in `problem`.
+fn scan(
+    mut reader: impl BufRead,
+    limits: Limits,
+    problem: &mut Option<(u64, String)>,
+) -> io::Result<Restored> {
+    let started = Instant::now();
+    let mut registry = Registry::new(limits);
+    let mut answers = VecDeque::new();
+    let mut records = 0u64;
+    let mut valid_len = 0u64;
+    let mut torn_bytes = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        let complete = line.last() == Some(&b'\n');
+        let parsed = if complete {
+            parse_record(&line[..line.len() - 1])
+        } else {
+            Err("record without its newline".into())
+        };
+        let at_end = !complete || reader.fill_buf()?.is_empty();
+        let number = records + 1;
+        let result = parsed.and_then(|(seq, record)| {
+            if seq != number {
+                return Err(format!(
+                    "sequence number {seq} where {number} was expected (a record is missing or out of order)"
+                ));
+            }
+            replay(&mut registry, record, &mut answers)
+        });
+        match result {
+            Ok(()) => {
+                records += 1;
+                valid_len += n as u64;
+            }
+            // The torn tail of an unacknowledged write.
+            Err(_) if at_end && parse_record(line.strip_suffix(b"\n").unwrap_or(&line)).is_err() => {
+                torn_bytes = n as u64;
+                break;
+            }
+            Err(reason) => {
+                *problem = Some((number, reason));
+                break;
+            }
+        }
+    }
+    Ok(Restored {
+        registry,
+        answers: answers.into(),
+        records,
+        last_seq: records,
+        valid_len,
+        torn_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
 /// Appends one record to `out`.
-fn push_record(out: &mut Vec<u8>, ext: u32, command: &Command) {
+fn push_record(out: &mut Vec<u8>, seq: u64, record: &Record) {
     let start = out.len();
     out.extend_from_slice(b"00000000 ");
     let body = out.len();
-    out.extend_from_slice(ext.to_string().as_bytes());
-    out.push(b' ');
-    command.encode(out);
+    out.extend_from_slice(seq.to_string().as_bytes());
+    match &record.command {
+        Some(command) => {
+            out.extend_from_slice(format!(" m {} ", record.ext).as_bytes());
+            push_tag(out, record.answer.as_ref());
+            out.push(b' ');
+            command.encode(out);
+        }
+        None => {
+            out.extend_from_slice(b" a ");
+            push_tag(out, record.answer.as_ref());
+            out.push(b' ');
+            let bytes = record.answer.as_ref().map_or(&[][..], |a| &a.bytes[..]);
+            // Answers are JSON-escaped: they hold no line feed. Should one, it is cut there
+            // rather than corrupt the journal.
+            let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+            out.extend_from_slice(&bytes[..end]);
+        }
+    }
     let crc = crc32fast::hash(&out[body..]);
     out[start..start + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
     out.push(b'\n');
 }
 
-/// Parses one record (without its newline).
-fn parse_record(line: &[u8]) -> Result<Record, String> {
+fn push_tag(out: &mut Vec<u8>, tag: Option<&KeptAnswer>) {
+    match tag {
+        None => out.push(b'-'),
+        Some(a) => out.extend_from_slice(
+            format!("{},{},{:016x},{}", a.from, a.id, a.digest, a.at).as_bytes(),
+        ),
+    }
+}
+
+/// Splits the next space-separated field off `rest`.
+fn field<'a>(rest: &mut &'a [u8], what: &str) -> Result<&'a str, String> {
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or_else(|| format!("record without its {what} field"))?;
+    let f = std::str::from_utf8(&rest[..end]).map_err(|_| format!("bad {what} field"))?;
+    *rest = &rest[end + 1..];
+    Ok(f)
+}
+
+fn parse_tag(tag: &str) -> Result<Option<KeptAnswer>, String> {
+    if tag == "-" {
+        return Ok(None);
+    }
+    let bad = || format!("bad tag field {tag:?}");
+    let mut parts = tag.rsplitn(4, ',');
+    let at = parts.next().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+    let digest = parts
+        .next()
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        .ok_or_else(bad)?;
+    let id = parts.next().and_then(|i| i.parse().ok()).ok_or_else(bad)?;
+    let from: SocketAddr = parts.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+    Ok(Some(KeptAnswer {
+        from,
+        id,
+        digest,
+        at,
+        bytes: Vec::new(),
+    }))
+}
+
+/// Parses one record (without its newline): its sequence number and contents.
+fn parse_record(line: &[u8]) -> Result<(u64, Record), String> {
     let (crc, body) = line
         .split_at_checked(9)
         .filter(|(c, _)| c[8] == b' ')
@@ -244,32 +712,69 @@ fn parse_record(line: &[u8]) -> Result<Record, String> {
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch".into());
     }
-    let space = body
-        .iter()
-        .position(|&b| b == b' ')
-        .ok_or("record without its ext field")?;
-    let ext = std::str::from_utf8(&body[..space])
-        .ok()
-        .and_then(|e| e.parse().ok())
-        .ok_or("bad ext field")?;
-    let request = Request::decode(&body[space + 1..]).map_err(|e| e.to_string())?;
-    Ok(Record {
-        ext,
-        command: request.command,
-    })
+    let mut rest = body;
+    let seq = field(&mut rest, "sequence")?
+        .parse()
+        .map_err(|_| "bad sequence field")?;
+    let record = match field(&mut rest, "kind")? {
+        "m" => {
+            let ext = field(&mut rest, "ext")?
+                .parse()
+                .map_err(|_| "bad ext field")?;
+            let answer = parse_tag(field(&mut rest, "tag")?)?;
+            let request = Request::decode(rest).map_err(|e| e.to_string())?;
+            Record {
+                ext,
+                command: Some(request.command),
+                answer,
+            }
+        }
+        "a" => {
+            let mut answer = parse_tag(field(&mut rest, "tag")?)?.ok_or("answer without its tag")?;
+            answer.bytes = rest.to_vec();
+            Record {
+                ext: 0,
+                command: None,
+                answer: Some(answer),
+            }
+        }
+        other => return Err(format!("unknown record kind {other:?}")),
+    };
+    Ok((seq, record))
 }
 
 /// Executes a replayed record; it changed the state when it was recorded, so it must again.
-fn replay(registry: &mut Registry, record: Record) -> Result<(), String> {
-    let shown = record.command.to_string();
-    let outcome = registry.execute(record.command, record.ext);
-    match outcome.status() {
-        _ if outcome.changed => Ok(()),
-        Some(status) => Err(format!(
-            "replaying `{shown}` gives {status} (were the limits lowered?)"
-        )),
-        None => Err("save is not a mutation".into()),
+/// A tagged mutation's answer, rebuilt, and a kept answer go to `answers`.
+fn replay(
+    registry: &mut Registry,
+    record: Record,
+    answers: &mut VecDeque<KeptAnswer>,
+) -> Result<(), String> {
+    let mut keep = |answer: KeptAnswer| {
+        if answers.len() == MAX_RESTORED_ANSWERS {
+            answers.pop_front();
+        }
+        answers.push_back(answer);
+    };
+    let Some(command) = record.command else {
+        if let Some(answer) = record.answer {
+            keep(answer);
+        }
+        return Ok(());
+    };
+    let shown = command.to_string();
+    let outcome = registry.execute(command, record.ext);
+    if !outcome.changed {
+        return Err(match outcome.status() {
+            Some(status) => format!("replaying `{shown}` gives {status} (were the limits lowered?)"),
+            None => "save is not a mutation".into(),
+        });
     }
+    if let (Some(mut answer), Reply::Answer(reply)) = (record.answer, outcome.reply) {
+        reply.with_id(Some(answer.id)).encode(&mut answer.bytes);
+        keep(answer);
+    }
+    Ok(())
 }
 
 /// How many records rebuild `registry`.
@@ -281,7 +786,6 @@ fn live_records(registry: &Registry) -> u64 {
     });
     n
 }
-
 /// Calls `f` with the records that rebuild `registry` from nothing: every contact in
 /// registration order, every list in creation order, its members in list order, then the
 /// open instant messages (after the joins, which they would block).
@@ -327,13 +831,17 @@ fn for_each_rebuild_record(
     Ok(())
 }
 
-/// Syncs the directory holding `path`, so that a rename in it survives a crash.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
+/// The directory holding `path`.
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
+    }
+}
+
+/// Syncs the directory holding `path`, so that a rename in it survives a crash.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(parent(path))?.sync_all()
 }
 
 #[cfg(test)]
@@ -350,7 +858,11 @@ mod tests {
         let command = cmd(line);
         let reply = registry.apply(command.clone());
         assert_eq!(reply.status(), Some(Status::Ok), "{line}");
-        store.record(&Record { ext: 0, command });
+        store.record(&Record {
+            ext: 0,
+            command: Some(command),
+            answer: None,
+        });
     }
 
     fn demo(store: &mut Store, registry: &mut Registry) {
@@ -361,11 +873,12 @@ mod tests {
         );
         store.record(&Record {
             ext: 1,
-            command: Command::Register {
+            command: Some(Command::Register {
                 name,
                 ip: "10.0.0.1".parse().unwrap(),
                 port: 22000,
-            },
+            }),
+            answer: None,
         });
         for line in [
             "register Myself 10.0.0.1 22002",
@@ -450,6 +963,7 @@ mod tests {
             // Appending after the cut gives a clean journal.
             apply(&mut store, &mut registry, "create c");
             store.commit().unwrap();
+            drop(store); // one store per file at a time
             let (_, again) = Store::open(&path, Limits::default()).unwrap();
             assert_eq!(again.lists().count(), 2);
             fs::write(&path, &good).unwrap();
@@ -485,6 +999,7 @@ mod tests {
         apply(&mut store, &mut registry, "create a");
         apply(&mut store, &mut registry, "create b");
         store.commit().unwrap();
+        drop(store);
         let limits = Limits {
             max_lists: 1,
             ..Limits::default()
@@ -505,12 +1020,13 @@ mod tests {
         }
         store.commit().unwrap();
         let before = fs::metadata(&path).unwrap().len();
-        store.compact(&registry).unwrap();
+        store.compact(&registry, []).unwrap();
         let after = fs::metadata(&path).unwrap().len();
         assert!(after < before / 4, "{after} < {before} / 4");
         // Records after a compaction go to the new file.
         apply(&mut store, &mut registry, "create more");
         store.commit().unwrap();
+        drop(store);
         let (_, again) = Store::open(&path, Limits::default()).unwrap();
         assert_same(&registry, &again);
     }
