@@ -5,6 +5,7 @@
 //! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
+//! contact-cli state check FILE | state repair FILE [--in-place]
 //! ```
 //!
 //! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
@@ -17,6 +18,7 @@
 //!   printed.
 //! - `bench.rs`: the `bench` subcommand, a load generator.
 //! - `demo.rs`: the `demo` subcommand, the seed's final demo played and checked.
+//! - `state.rs`: the `state` subcommand, the operator's tools for a server's journal.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ mod bench;
 mod demo;
 mod peer;
 mod server;
+mod state;
 
 /// Group instant messaging over UDP: a contact server and its peers, compatible with the
 /// reference Python implementation.
@@ -55,6 +58,8 @@ enum Cmd {
     /// Play the seed's final demo: a server and five peers (Me, Myself, I, Foo, Bar), every
     /// outcome checked; exit 0 only if all held.
     Demo(demo::DemoArgs),
+    /// Check or repair a server's journal (`server --state FILE`).
+    State(state::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
+        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_) | Cmd::State(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::Server(args) => server::run(args),
         Cmd::Peer(args) => peer::run(args),
         Cmd::Demo(args) => demo::main(args),
+        Cmd::State(args) => state::run(args),
         Cmd::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

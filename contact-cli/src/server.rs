@@ -1,11 +1,12 @@
-//! `contact-cli server`: a [`contact_peer::Server`] configured from the command line.
+//! `contact-cli server`: a [`contact_peer::Server`] configured from the command line, and
+//! stopped cleanly by SIGTERM or SIGINT (the batch in hand is finished and synced).
 
 use std::fs::File;
 use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use contact_peer::{Server, ServerConfig};
 use contact_registry::{Limits, Registry};
@@ -22,13 +23,23 @@ pub(crate) struct Args {
     /// The directory `save FILE` writes into; paths that leave it are refused (471).
     #[arg(long, default_value = ".")]
     data_dir: PathBuf,
-    /// Start from a file written by `save` (or by the reference server).
+    /// Start from a file written by `save` (or by the reference server); a relative path is
+    /// taken in --data-dir, where `save` writes.
     #[arg(long, value_name = "FILE")]
     load: Option<PathBuf>,
     /// Keep the registry in this journal file: every mutation the server answered with
-    /// success survives a crash (`kill -9`) and a restart with the same file.
+    /// success survives a crash (`kill -9`) and a restart with the same file. One server
+    /// per file (it is locked). Should the file become unwritable, changes are refused with
+    /// 474 and reads still served until it is writable again.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// With --state: while the journal cannot be written, try again every MS milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    store_retry_ms: u64,
+    /// With --state: compact the journal once it holds this many records (and four times
+    /// what the state needs).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    compact_after: u64,
     /// Accept join, leave, exit, im-start and im-complete for a contact only from that
     /// contact's registered address (472 otherwise).
     #[arg(long)]
@@ -68,16 +79,30 @@ pub(crate) fn run(args: Args) -> ExitCode {
         im_timeout: (args.im_timeout > 0).then(|| Duration::from_secs(args.im_timeout)),
         error_rate: args.error_rate,
         state: args.state,
+        store_retry: Duration::from_millis(args.store_retry_ms.max(1)),
+        compact_after: args.compact_after,
         ..ServerConfig::default()
     };
     let registry = match &args.load {
         None => Registry::new(config.limits),
         Some(path) => {
-            let loaded = File::open(path).map_err(|e| e.to_string()).and_then(|f| {
+            // Where `save FILE` wrote it.
+            let path = config.data_dir.join(path);
+            let started = Instant::now();
+            let loaded = File::open(&path).map_err(|e| e.to_string()).and_then(|f| {
                 Registry::load_with(BufReader::new(f), config.limits).map_err(|e| e.to_string())
             });
             match loaded {
-                Ok(r) => r,
+                Ok(r) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        contacts = r.num_contacts(),
+                        lists = r.num_lists(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "registry loaded"
+                    );
+                    r
+                }
                 Err(e) => {
                     eprintln!("error: cannot load {}: {e}", path.display());
                     return ExitCode::from(1);
@@ -94,6 +119,10 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
     };
     println!("contact server listening on {}", server.local_addr());
+    #[cfg(unix)]
+    if let Err(e) = stop_on_signals(server.shutdown_handle()) {
+        tracing::warn!(error = %e, "cannot handle SIGTERM and SIGINT: they will kill the server at once");
+    }
     match server.run() {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -101,4 +130,21 @@ pub(crate) fn run(args: Args) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGTERM and SIGINT stop the server as its shutdown handle does: it finishes the batch in
+/// hand (synced and answered), logs a line and returns, and the process exits 0.
+#[cfg(unix)]
+fn stop_on_signals(shutdown: contact_peer::ShutdownHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "stopping on signal");
+                shutdown.shutdown();
+            }
+        })?;
+    Ok(())
 }
