@@ -198,4 +198,41 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status(), Status::SaveFailed);
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn temporary_files_are_not_predictable_and_follow_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        // A link planted at the name the old code used.
+        let planted = dir.path().join(format!(".a.txt.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        // Record the temporary names the writes see (their own file, through /proc).
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            data.save(&path("a.txt"), |w| {
+                w.write_all(b"saved")?;
+                let names: Vec<_> = fs::read_dir(dir.path())?
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<_, _>>()?;
+                seen.extend(
+                    names
+                        .into_iter()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with(".a.txt.") && n.ends_with(".tmp"))
+                        .filter(|n| *n != planted.file_name().unwrap().to_string_lossy()),
+                );
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"saved");
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 3, "three saves, three different names: {seen:?}");
+    }
 }
