@@ -39,6 +39,8 @@ pub(crate) struct AnswerCache {
     answers: HashMap<(SocketAddr, RequestId), Entry>,
     /// (expiry in ms, source, id), oldest first.
     order: VecDeque<(u64, SocketAddr, RequestId)>,
+    /// How many entries are durable.
+    durable: usize,
 }
 
 impl AnswerCache {
@@ -48,6 +50,7 @@ impl AnswerCache {
             capacity,
             lifetime_ms,
             answers: HashMap::new(),
+            durable: 0,
             order: VecDeque::new(),
         }
     }
@@ -97,16 +100,29 @@ impl AnswerCache {
             let Some((_, f, i)) = self.order.pop_front() else {
                 break;
             };
-            self.answers.remove(&(f, i));
+            self.remove(f, i);
         }
         let entry = Entry {
             digest,
             answer,
             durable,
         };
-        if self.answers.insert((from, id), entry).is_none() {
-            self.order.push_back((expiry, from, id));
+        self.durable += usize::from(durable);
+        match self.answers.insert((from, id), entry) {
+            None => self.order.push_back((expiry, from, id)),
+            Some(old) => self.durable -= usize::from(old.durable),
         }
+    }
+
+    fn remove(&mut self, from: SocketAddr, id: RequestId) {
+        if let Some(old) = self.answers.remove(&(from, id)) {
+            self.durable -= usize::from(old.durable);
+        }
+    }
+
+    /// How many of the kept answers the journal holds ([`AnswerCache::kept`]).
+    pub(crate) fn durable(&self) -> usize {
+        self.durable
     }
 
     /// The answers the journal holds that are still kept, oldest first: (the time each
@@ -134,7 +150,7 @@ impl AnswerCache {
                 break;
             }
             self.order.pop_front();
-            self.answers.remove(&(f, i));
+            self.remove(f, i);
         }
     }
 

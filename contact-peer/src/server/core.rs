@@ -138,6 +138,12 @@ impl ServerCore {
         }
     }
 
+    /// How many journaled answers the answer cache holds: what a compaction must keep
+    /// beside the state.
+    pub fn kept_answer_count(&self) -> usize {
+        self.cache.durable()
+    }
+
     /// The journaled answers still in the answer cache, oldest first, for a compaction to
     /// write.
     pub fn kept_answers(&self) -> impl Iterator<Item = KeptAnswer> + '_ {

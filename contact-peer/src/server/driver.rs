@@ -197,9 +197,12 @@ impl Server {
         tracing::info!(addr = %self.local, "server listening");
         self.core.handle_timeout(Instant::now());
         loop {
-            let wake = match (self.core.poll_timeout(), &self.degraded) {
-                (Some(a), Some(e)) => Some(a.min(e.retry_at)),
-                (a, e) => a.or(e.as_ref().map(|e| e.retry_at)),
+            // The core's next deadline, and the store's: a retry of the journal or of a
+            // failed compaction.
+            let retry = (self.degraded.as_ref().map(|e| e.retry_at)).or(self.compact_retry_at);
+            let wake = match (self.core.poll_timeout(), retry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             timeout.set(&self.socket, wake)?;
             let received = net::recv(&self.socket, &mut recv)?;
@@ -262,7 +265,11 @@ impl Server {
         if let Err(e) = store.commit() {
             return self.degrade(now, &e);
         }
-        if store.should_compact() && self.compact_retry_at.is_none_or(|t| now >= t) {
+        let due = self.compact_retry_at.is_none_or(|t| now >= t);
+        if due {
+            self.compact_retry_at = None;
+        }
+        if due && self.degraded.is_none() && store.should_compact(self.core.kept_answer_count()) {
             let started = Instant::now();
             match store.compact(self.core.registry(), self.core.kept_answers()) {
                 Ok(()) => {

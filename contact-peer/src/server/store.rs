@@ -152,9 +152,9 @@ pub struct Store {
     committed_len: u64,
     /// Records in the file (committed), to decide when compaction pays.
     records: u64,
-    /// Records that the live state needs (contacts + lists + members + open IMs + kept
-    /// answers) at the last compaction or open; compaction runs when the file has grown
-    /// well past it.
+    /// Records that the live state needs (contacts + lists + members + open IMs) at the
+    /// last compaction or open; compaction runs when the file has grown well past it and
+    /// the answers still kept.
     live: u64,
     compact_after: u64,
     /// The file's (device, inode), to notice it replaced under us.
@@ -212,7 +212,7 @@ impl Store {
         }
         debug_assert!(restored.valid_len + restored.torn_bytes == len);
         let identity = identity(&file.metadata().map_err(io_err)?);
-        let live = live_records(&restored.registry) + restored.answers.len() as u64;
+        let live = live_records(&restored.registry);
         Ok((
             Self {
                 path,
@@ -333,9 +333,11 @@ impl Store {
         })
     }
 
-    /// Whether the journal has grown enough past the live state that compacting it pays.
-    pub fn should_compact(&self) -> bool {
-        self.records > self.compact_after && self.records > 4 * self.live.max(1)
+    /// Whether the journal has grown enough past the live state and the `kept` answers (a
+    /// compaction writes both) that compacting it pays.
+    pub fn should_compact(&self, kept: usize) -> bool {
+        let live = self.live.saturating_add(kept as u64).max(1);
+        self.records > self.compact_after && self.records > live.saturating_mul(4)
     }
 
     /// Rewrites the journal as the fewest records that rebuild `registry`, followed by the
@@ -379,12 +381,14 @@ impl Store {
             push_record(&mut buf, seq, record);
             out.write_all(&buf)
         };
+        let mut state_records = 0u64;
         for_each_rebuild_record(registry, |ext, command| {
             let record = Record {
                 ext,
                 command: Some(command),
                 answer: None,
             };
+            state_records += 1;
             write(&record, &mut out)
         })?;
         for answer in answers {
@@ -409,7 +413,7 @@ impl Store {
         self.committed_seq = seq;
         self.committed_len = len;
         self.records = seq;
-        self.live = seq;
+        self.live = state_records;
         Ok(())
     }
 }
