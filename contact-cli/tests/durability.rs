@@ -257,3 +257,59 @@ fn check(
         "round {round}: acknowledged mutations lost"
     );
 }
+
+/// Sends `request` from `s` to `server` and returns the answer.
+fn ask_at(s: &UdpSocket, server: SocketAddr, request: &str) -> String {
+    s.send_to(request.as_bytes(), server).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = s
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer to {request}: {e}"));
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The answer cache is durable: a tagged `im-start` answered, its answer lost, the server
+/// killed and restarted, the peer's retransmission (same source, same id, same bytes) gets
+/// the first answer again and is not applied a second time (which would leave the list
+/// blocked by an instant message nobody completes). A refusal is answered the same way.
+#[test]
+fn a_retransmission_after_kill_and_restart_gets_the_first_answer_not_a_second_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.journal");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let server = Server::start(&state, dir.path());
+    let port = s.local_addr().unwrap().port();
+    for (i, request) in [
+        format!("register-_-A-_-127.0.0.1-_-{port}"),
+        "create-_-l".into(),
+        "join-_-l-_-A".into(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let answer = ask_at(&s, server.addr, &format!("#{}-_-{request}", i + 1));
+        assert_eq!(answer, format!("#{}-_-200-_-null", i + 1));
+    }
+    let started = ask_at(&s, server.addr, "#4-_-im-start-_-l-_-A");
+    assert!(started.starts_with("#4-_-200-_-{"), "{started}");
+    let refused = ask_at(&s, server.addr, "#5-_-create-_-l");
+    assert_eq!(refused, "#5-_-457-_-null");
+    server.kill();
+    let server = Server::start(&state, dir.path());
+    assert_eq!(ask_at(&s, server.addr, "#4-_-im-start-_-l-_-A"), started);
+    assert_eq!(ask_at(&s, server.addr, "#5-_-create-_-l"), refused);
+    // Applied once: one completion, then nothing left to complete, and the list is free.
+    assert_eq!(
+        ask_at(&s, server.addr, "#6-_-im-complete-_-l-_-A"),
+        "#6-_-200-_-null"
+    );
+    assert_eq!(
+        ask_at(&s, server.addr, "#7-_-im-complete-_-l-_-A"),
+        "#7-_-465-_-null"
+    );
+    assert_eq!(
+        ask_at(&s, server.addr, "#8-_-leave-_-l-_-A"),
+        "#8-_-200-_-null"
+    );
+}
