@@ -241,7 +241,10 @@ fn a_full_disk_refuses_changes_serves_reads_and_recovers() {
     let mut refused = 1;
     for i in 0..50 {
         let answer = c.ask(&server, &format!("#{}-_-create-_-x{i}", 10_000 + i));
-        assert!(answer.starts_with(&format!("#{}-_-474-_-", 10_000 + i)), "{answer}");
+        assert!(
+            answer.starts_with(&format!("#{}-_-474-_-", 10_000 + i)),
+            "{answer}"
+        );
         refused += 1;
     }
     assert_eq!(c.ask(&server, "#1-_-create-_-before"), "#1-_-200-_-null");
@@ -252,7 +255,10 @@ fn a_full_disk_refuses_changes_serves_reads_and_recovers() {
     let line = server.wait_log("journal written again");
     let recovered = freed.elapsed();
     assert!(line.contains(&format!("refused={refused}")), "{line}");
-    assert_eq!(c.ask(&server, "#20000-_-create-_-after"), "#20000-_-200-_-null");
+    assert_eq!(
+        c.ask(&server, "#20000-_-create-_-after"),
+        "#20000-_-200-_-null"
+    );
     acked.push("after".into());
     eprintln!(
         "disk full: {} changes acknowledged, {refused} refused with 474 while full, accepting again {recovered:?} after space was freed",
@@ -276,7 +282,10 @@ fn no_room_for_the_compaction_file_keeps_appending_and_a_read_only_journal_still
     args.extend(["--compact-after".into(), "40".into()]);
     let server = start_ok(&refs(&args));
     let c = Client::new();
-    assert_eq!(c.ask(&server, "#1-_-register-_-A-_-127.0.0.1-_-5000"), "#1-_-200-_-null");
+    assert_eq!(
+        c.ask(&server, "#1-_-register-_-A-_-127.0.0.1-_-5000"),
+        "#1-_-200-_-null"
+    );
     assert_eq!(c.ask(&server, "#2-_-create-_-l"), "#2-_-200-_-null");
     assert_eq!(c.ask(&server, "#3-_-join-_-l-_-A"), "#3-_-200-_-null");
     // Untagged: no answers to keep, so that compacting pays.
@@ -302,7 +311,10 @@ fn no_room_for_the_compaction_file_keeps_appending_and_a_read_only_journal_still
     assert_eq!(lists(&c.ask(&server, "query-lists")), ["l", "m"]);
     // A retransmission from before the restart is answered as the first copy was.
     assert_eq!(c.ask(&server, "#500-_-create-_-m"), "#500-_-200-_-null");
-    assert!(c.ask(&server, "#501-_-create-_-n").starts_with("#501-_-474-_-"));
+    assert!(
+        c.ask(&server, "#501-_-create-_-n")
+            .starts_with("#501-_-474-_-")
+    );
     fs.remount("rw");
     server.wait_log("journal written again");
     assert_eq!(c.ask(&server, "#502-_-create-_-n"), "#502-_-200-_-null");
@@ -351,7 +363,11 @@ fn a_journal_removed_or_rotated_under_the_server_is_noticed_and_rewritten() {
         assert_eq!(c.ask(&server, "#3-_-create-_-b"), "#3-_-200-_-null");
         server.kill();
         let server = start_ok(&refs(&args));
-        assert_eq!(lists(&c.ask(&server, "query-lists")), ["a", "b"], "rotate: {rotate}");
+        assert_eq!(
+            lists(&c.ask(&server, "query-lists")),
+            ["a", "b"],
+            "rotate: {rotate}"
+        );
     }
 }
 
@@ -378,7 +394,10 @@ fn a_record_deleted_from_the_middle_stops_the_start_naming_the_line() {
         panic!("started on a journal with a record missing");
     };
     assert_eq!(status, Some(1));
-    assert!(stderr.contains("line 2") && stderr.contains("missing"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("missing"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -393,10 +412,19 @@ fn a_corrupt_last_record_is_cut_with_a_warning_giving_its_size() {
     let server = start_ok(&refs(&state_args(dir.path())));
     let warning = server.wait_log("torn last record");
     assert!(warning.contains("WARN"), "{warning}");
-    assert!(warning.contains(&format!("bytes={}", last.len())), "{warning}");
+    assert!(
+        warning.contains(&format!("bytes={}", last.len())),
+        "{warning}"
+    );
     let restored = server.wait_log("state restored");
-    assert!(restored.contains("records=3") && restored.contains("lists=3"), "{restored}");
-    assert_eq!(lists(&Client::new().ask(&server, "query-lists")), ["a", "b", "c"]);
+    assert!(
+        restored.contains("records=3") && restored.contains("lists=3"),
+        "{restored}"
+    );
+    assert_eq!(
+        lists(&Client::new().ask(&server, "query-lists")),
+        ["a", "b", "c"]
+    );
 }
 
 #[test]
@@ -411,11 +439,22 @@ fn a_bit_flip_in_the_middle_stops_the_start_and_state_repair_fixes_it() {
         panic!("started on a corrupt journal");
     };
     assert_eq!(status, Some(1));
-    assert!(stderr.contains("line 3") && stderr.contains("state repair"), "{stderr}");
+    assert!(
+        stderr.contains("line 3") && stderr.contains("state repair"),
+        "{stderr}"
+    );
 
     let state = |args: &[&str]| {
-        let out = Command::new(BIN).arg("state").args(args).arg(&journal).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = Command::new(BIN)
+            .arg("state")
+            .args(args)
+            .arg(&journal)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, out) = state(&["check"]);
     assert_eq!(code, Some(1), "{out}");
@@ -424,16 +463,26 @@ fn a_bit_flip_in_the_middle_stops_the_start_and_state_repair_fixes_it() {
     let (code, out) = state(&["repair"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("kept 2 records"), "{out}");
-    assert_eq!(std::fs::read(&journal).unwrap(), bytes, "the original is left alone");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        bytes,
+        "the original is left alone"
+    );
     let repaired = dir.path().join("state.repaired");
-    assert_eq!(std::fs::read_to_string(&repaired).unwrap(), lines[..2].concat());
+    assert_eq!(
+        std::fs::read_to_string(&repaired).unwrap(),
+        lines[..2].concat()
+    );
     let (code, out) = state(&["repair", "--in-place"]);
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = state(&["check"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("lists         2"), "{out}");
     let server = start_ok(&refs(&state_args(dir.path())));
-    assert_eq!(lists(&Client::new().ask(&server, "query-lists")), ["a", "b"]);
+    assert_eq!(
+        lists(&Client::new().ask(&server, "query-lists")),
+        ["a", "b"]
+    );
 }
 
 #[test]

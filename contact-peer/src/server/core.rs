@@ -126,11 +126,10 @@ impl ServerCore {
         let now_ms = self.millis(now);
         let lifetime = self.cache.lifetime_ms();
         for a in answers {
-            let expiry = a
-                .at
-                .saturating_add(lifetime)
-                .saturating_sub(self.unix_epoch)
-                .min(now_ms.saturating_add(lifetime));
+            let expiry =
+                a.at.saturating_add(lifetime)
+                    .saturating_sub(self.unix_epoch)
+                    .min(now_ms.saturating_add(lifetime));
             if expiry > now_ms && !a.bytes.is_empty() {
                 self.cache
                     .insert_until(expiry, a.from, a.id, a.digest, a.bytes, true);
@@ -467,7 +466,8 @@ impl ServerCore {
             .encode(&mut bytes);
         }
         if let Some(id) = id {
-            self.cache.insert(at, to, id, digest, bytes.clone(), durable);
+            self.cache
+                .insert(at, to, id, digest, bytes.clone(), durable);
         }
         self.transmits.push_back((to, bytes));
     }

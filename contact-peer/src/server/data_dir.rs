@@ -207,7 +207,9 @@ mod tests {
         let victim = dir.path().join("victim");
         fs::write(&victim, b"precious").unwrap();
         // A link planted at the name the old code used.
-        let planted = dir.path().join(format!(".a.txt.{}.tmp", std::process::id()));
+        let planted = dir
+            .path()
+            .join(format!(".a.txt.{}.tmp", std::process::id()));
         std::os::unix::fs::symlink(&victim, &planted).unwrap();
         // Record the temporary names the writes see (their own file, through /proc).
         let mut seen = Vec::new();
@@ -233,6 +235,10 @@ mod tests {
         assert_eq!(seen.len(), 3, "{seen:?}");
         seen.sort();
         seen.dedup();
-        assert_eq!(seen.len(), 3, "three saves, three different names: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            3,
+            "three saves, three different names: {seen:?}"
+        );
     }
 }

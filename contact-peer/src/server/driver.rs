@@ -318,7 +318,8 @@ impl Server {
         });
         let batch = std::mem::take(&mut self.batch);
         for (from, range) in &batch.items {
-            self.core.handle_datagram(now, *from, &batch.bytes[range.clone()]);
+            self.core
+                .handle_datagram(now, *from, &batch.bytes[range.clone()]);
         }
         self.batch = batch;
         // A degraded core records nothing.

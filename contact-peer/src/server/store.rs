@@ -93,7 +93,9 @@ pub enum StoreError {
         reason: String,
     },
     /// Another process holds the state file.
-    #[error("{path} is in use by another server (its lock {lock} is held): one server per state file")]
+    #[error(
+        "{path} is in use by another server (its lock {lock} is held): one server per state file"
+    )]
     Locked {
         /// The state file.
         path: PathBuf,
@@ -191,7 +193,9 @@ impl Store {
             .open(&path)
         {
             Ok(f) => (f, true),
-            Err(e) if path.exists() && is_refusal(&e) => (File::open(&path).map_err(io_err)?, false),
+            Err(e) if path.exists() && is_refusal(&e) => {
+                (File::open(&path).map_err(io_err)?, false)
+            }
             Err(e) => return Err(io_err(e)),
         };
         let len = file.metadata().map_err(io_err)?.len();
@@ -309,9 +313,7 @@ impl Store {
     pub fn check_identity(&self) -> io::Result<()> {
         match fs::metadata(&self.path) {
             Ok(m) if identity(&m) == self.identity => Ok(()),
-            Ok(_) => Err(io::Error::other(
-                "the journal was replaced by another file",
-            )),
+            Ok(_) => Err(io::Error::other("the journal was replaced by another file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(io::Error::other("the journal was removed"))
             }
@@ -404,7 +406,10 @@ impl Store {
         let len = tmp.as_file().metadata()?.len();
         tmp.persist(&self.path).map_err(|e| e.error)?;
         sync_dir(&self.path)?;
-        let file = OpenOptions::new().read(true).append(true).open(&self.path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
         self.identity = identity(&file.metadata()?);
         self.file = file;
         self.writable = true;
@@ -611,7 +616,9 @@ fn scan(
                 valid_len += n as u64;
             }
             // The torn tail of an unacknowledged write.
-            Err(_) if at_end && parse_record(line.strip_suffix(b"\n").unwrap_or(&line)).is_err() => {
+            Err(_)
+                if at_end && parse_record(line.strip_suffix(b"\n").unwrap_or(&line)).is_err() =>
+            {
                 torn_bytes = n as u64;
                 break;
             }
@@ -652,7 +659,10 @@ fn push_record(out: &mut Vec<u8>, seq: u64, record: &Record) {
             let bytes = record.answer.as_ref().map_or(&[][..], |a| &a.bytes[..]);
             // Answers are JSON-escaped: they hold no line feed. Should one, it is cut there
             // rather than corrupt the journal.
-            let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+            let end = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
             out.extend_from_slice(&bytes[..end]);
         }
     }
@@ -734,7 +744,8 @@ fn parse_record(line: &[u8]) -> Result<(u64, Record), String> {
             }
         }
         "a" => {
-            let mut answer = parse_tag(field(&mut rest, "tag")?)?.ok_or("answer without its tag")?;
+            let mut answer =
+                parse_tag(field(&mut rest, "tag")?)?.ok_or("answer without its tag")?;
             answer.bytes = rest.to_vec();
             Record {
                 ext: 0,
@@ -770,7 +781,9 @@ fn replay(
     let outcome = registry.execute(command, record.ext);
     if !outcome.changed {
         return Err(match outcome.status() {
-            Some(status) => format!("replaying `{shown}` gives {status} (were the limits lowered?)"),
+            Some(status) => {
+                format!("replaying `{shown}` gives {status} (were the limits lowered?)")
+            }
             None => "save is not a mutation".into(),
         });
     }
@@ -1099,7 +1112,10 @@ mod tests {
         assert_eq!(restored.torn_bytes, last);
         assert_eq!(restored.records, 3);
         assert_eq!(store.last_seq(), 3);
-        assert_eq!(fs::read(&path).unwrap(), &good[..good.len() - last as usize]);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            &good[..good.len() - last as usize]
+        );
     }
 
     #[test]
@@ -1127,7 +1143,10 @@ mod tests {
         // In place: the server starts from the valid prefix.
         repair(&path, Limits::default(), true).unwrap();
         let (_, registry) = Store::open(&path, Limits::default()).unwrap();
-        assert_eq!(registry.lists().map(|l| l.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            registry.lists().map(|l| l.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
     }
 
     #[test]
@@ -1137,7 +1156,10 @@ mod tests {
         let (store, _) = Store::open(&path, Limits::default()).unwrap();
         let err = Store::open(&path, Limits::default()).unwrap_err();
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains("in use by another server"), "{err}");
+        assert!(
+            err.to_string().contains("in use by another server"),
+            "{err}"
+        );
         // Nor may a repair replace it under the server.
         assert!(matches!(
             repair(&path, Limits::default(), true).unwrap_err(),
@@ -1163,7 +1185,10 @@ mod tests {
             }
             apply(&mut store, &mut registry, "create b");
             let err = store.commit().unwrap_err();
-            assert!(err.to_string().contains(if replace { "replaced" } else { "removed" }));
+            assert!(
+                err.to_string()
+                    .contains(if replace { "replaced" } else { "removed" })
+            );
             // The committed state is read back from the open file.
             let restored = store.reload(Limits::default()).unwrap();
             assert_eq!(restored.registry.lists().count(), 1);
@@ -1213,9 +1238,14 @@ mod tests {
         let (mut store, restored) = Store::restore(&path, Limits::default()).unwrap();
         let mut sent = Vec::new();
         answer.with_id(Some(7)).encode(&mut sent);
-        assert_eq!(restored.answers, [tag(7, &sent), tag(8, b"#8-_-457-_-null")]);
+        assert_eq!(
+            restored.answers,
+            [tag(7, &sent), tag(8, b"#8-_-457-_-null")]
+        );
         // A compaction keeps the answers it is given.
-        store.compact(&restored.registry, restored.answers.clone()).unwrap();
+        store
+            .compact(&restored.registry, restored.answers.clone())
+            .unwrap();
         drop(store);
         let (_, again) = Store::restore(&path, Limits::default()).unwrap();
         assert_eq!(again.answers, restored.answers);
