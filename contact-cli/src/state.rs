@@ -59,7 +59,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
                     }
                     Some((line, reason)) => {
                         println!(
-                            "{}: line {line}: {reason}\n`contact-cli state repair {}` keeps the {} records before it",
+                            "{}: line {line}: {reason}\n`contact-cli state repair {}` keeps the {} valid record(s) before it",
                             file.display(),
                             file.display(),
                             v.restored.records

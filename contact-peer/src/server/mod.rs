@@ -24,7 +24,7 @@
 //! - `error_budget.rs`: how many error answers a source may get (`--error-rate`).
 //! - `driver.rs`: [`Server`], the blocking socket loop, and its [`ServerHandle`] and
 //!   [`ShutdownHandle`].
-//! - [`store`]: the durable journal behind `--state`.
+//! - [`store`]: the durable journal behind `--state`, and the verify/repair tools.
 //! - [`data_dir`]: [`DataDir`], where `save FILE` may write, atomically.
 
 use std::net::SocketAddr;
