@@ -825,4 +825,152 @@ mod tests {
             r#"200-_-{"num_lists": 2, "list_names": ["list 1", "caf\u00e9"], "ext": 1}"#
         );
     }
+
+    fn durable_core() -> ServerCore {
+        core_with(ServerConfig {
+            state: Some("unused".into()),
+            im_timeout: Some(Duration::from_secs(60)),
+            ..ServerConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_degraded_core_refuses_changes_and_serves_reads() {
+        let t0 = Instant::now();
+        let mut c = durable_core();
+        ask(&mut c, t0, a(), b"register-_-A-_-127.0.0.1-_-30001");
+        ask(&mut c, t0, a(), b"create-_-l");
+        ask(&mut c, t0, a(), b"join-_-l-_-A");
+        assert!(ask(&mut c, t0, a(), b"#1-_-im-start-_-l-_-A").starts_with("#1-_-200-_-{"));
+        let records = std::iter::from_fn(|| c.poll_record()).count();
+        assert_eq!(records, 4);
+        c.set_degraded(true);
+        for request in [
+            &b"#2-_-create-_-m"[..],
+            b"register-_-B-_-127.0.0.1-_-30003",
+            b"#3-_-im-complete-_-l-_-A",
+            b"leave-_-l-_-A",
+            b"exit-_-A",
+            b"create-_-l",
+        ] {
+            let answer = ask(&mut c, t0, a(), request);
+            assert!(answer.contains("474-_-{\"error\": "), "{answer}");
+        }
+        // Not cached: the same request is tried afresh once the journal works again.
+        assert!(ask(&mut c, t0, a(), b"#2-_-create-_-m").starts_with("#2-_-474-_-"));
+        assert_eq!(c.unstored(), 7);
+        // Nothing reached the registry, nothing is recorded.
+        assert!(c.poll_record().is_none());
+        assert_eq!(c.registry().num_lists(), 1);
+        assert_eq!(c.registry().ongoing("l"), Some(1));
+        // Reads and retransmissions are answered.
+        assert_eq!(
+            ask(&mut c, t0, a(), b"query-lists"),
+            r#"200-_-{"num_lists": 1, "list_names": ["l"], "ext": 1}"#
+        );
+        assert!(ask(&mut c, t0, a(), b"#1-_-im-start-_-l-_-A").starts_with("#1-_-200-_-{"));
+        // No instant message times out while changes cannot be stored.
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        c.handle_timeout(t0 + Duration::from_secs(61));
+        assert_eq!(c.registry().ongoing("l"), Some(1));
+        assert!(c.poll_record().is_none());
+        // Back to normal: the overdue message is completed, and recorded.
+        c.set_degraded(false);
+        c.handle_timeout(t0 + Duration::from_secs(62));
+        assert_eq!(c.registry().ongoing("l"), Some(0));
+        let record = c.poll_record().unwrap();
+        assert_eq!(record.command.unwrap().to_string(), "im-complete l A");
+        assert_eq!(ask(&mut c, t0, a(), b"#2-_-create-_-m"), "#2-_-200-_-null");
+    }
+
+    #[test]
+    fn tagged_changes_and_refusals_are_recorded_with_their_cache_entries() {
+        let t0 = Instant::now();
+        let mut c = durable_core();
+        c.set_clock(t0, 1_000_000);
+        let t = t0 + Duration::from_millis(5);
+        ask(&mut c, t, a(), b"#1-_-create-_-l");
+        ask(&mut c, t, a(), b"#2-_-create-_-l");
+        ask(&mut c, t, a(), b"#3-_-query-lists");
+        ask(&mut c, t, a(), b"create-_-m");
+        let records: Vec<Record> = std::iter::from_fn(|| c.poll_record()).collect();
+        let tag = |id, request: &[u8], bytes: &[u8]| KeptAnswer {
+            from: a(),
+            id,
+            digest: digest(request),
+            at: 1_000_005,
+            bytes: bytes.to_vec(),
+        };
+        assert_eq!(
+            records,
+            [
+                Record {
+                    ext: EXT_VERSION,
+                    command: Some(
+                        contact_proto::parse_line("create l")
+                            .unwrap()
+                            .unwrap()
+                            .command
+                    ),
+                    answer: Some(tag(1, b"#1-_-create-_-l", b"")),
+                },
+                Record {
+                    ext: EXT_VERSION,
+                    command: None,
+                    answer: Some(tag(2, b"#2-_-create-_-l", b"#2-_-457-_-null")),
+                },
+                Record {
+                    ext: 0,
+                    command: Some(
+                        contact_proto::parse_line("create m")
+                            .unwrap()
+                            .unwrap()
+                            .command
+                    ),
+                    answer: None,
+                },
+            ]
+        );
+        // What a compaction keeps: the journaled answers, not the read's.
+        let kept: Vec<RequestId> = c.kept_answers().map(|k| k.id).collect();
+        assert_eq!(kept, [1, 2]);
+        assert_eq!(c.kept_answer_count(), 2);
+    }
+
+    #[test]
+    fn restored_answers_live_the_time_they_have_left() {
+        // A first server answered at Unix time 1,000,000 ms; a second starts 10 s later.
+        let t1 = Instant::now();
+        let mut c = durable_core();
+        c.set_clock(t1, 1_010_000);
+        let kept = |id, at| KeptAnswer {
+            from: a(),
+            id,
+            digest: digest(format!("#{id}-_-create-_-l").as_bytes()),
+            at,
+            bytes: format!("#{id}-_-200-_-null").into_bytes(),
+        };
+        // Answered 10 s and 40 s before: only the first is still within its 30 s.
+        c.restore_answers(t1, [kept(2, 970_000), kept(1, 1_000_000)]);
+        assert_eq!(ask(&mut c, t1, a(), b"#1-_-create-_-l"), "#1-_-200-_-null");
+        assert_eq!(c.registry().num_lists(), 0, "answered from the cache");
+        assert_eq!(ask(&mut c, t1, a(), b"#2-_-create-_-l"), "#2-_-200-_-null");
+        assert_eq!(
+            c.registry().num_lists(),
+            1,
+            "applied: its answer had expired"
+        );
+        // The first expires 20 s into this run, as it would have without the restart.
+        assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(20)));
+        c.handle_timeout(t1 + Duration::from_secs(20));
+        assert_eq!(
+            ask(
+                &mut c,
+                t1 + Duration::from_secs(20),
+                a(),
+                b"#1-_-create-_-l"
+            ),
+            "#1-_-457-_-null"
+        );
+    }
 }
