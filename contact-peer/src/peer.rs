@@ -341,7 +341,6 @@ fn bind_pair(ip: IpAddr, ports: &PortChoice) -> io::Result<(UdpSocket, UdpSocket
     }
 }
 
-
 /// The client thread's [`Task`]: each request's reply channel waits for its answer, and what
 /// the client learns of the server is published for [`Peer::server_kind`].
 struct ClientTask {
@@ -415,7 +414,11 @@ impl Task for RingTask {
 
     fn deliver(&mut self) {
         while let Some(mut event) = self.engine.poll_event() {
-            if let Some(i) = self.watched.iter().position(|w| w.0.outcome(&event).is_some()) {
+            if let Some(i) = self
+                .watched
+                .iter()
+                .position(|w| w.0.outcome(&event).is_some())
+            {
                 let (_, to) = self.watched.remove(i);
                 // A handle dropped without waiting: the event goes to everyone's channel.
                 match to.send(event) {
