@@ -263,3 +263,82 @@ impl ImLifecycle {
         matches!(self.stage, Stage::Done(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use contact_proto::Member;
+
+    use super::*;
+
+    fn im() -> ImLifecycle {
+        ImLifecycle::new("l".parse().unwrap(), "a".parse().unwrap())
+    }
+
+    fn ring(names: &[&str]) -> Answer {
+        let contact_list = names
+            .iter()
+            .map(|n| Member::new(n.parse().unwrap(), "10.0.0.1", 22000))
+            .collect();
+        Answer::ok_with(Body::ImStart(ImStartBody { contact_list }))
+    }
+
+    fn not_confirmed(list: &str, initiator: &str, text: &str) -> RingEvent {
+        RingEvent::NotConfirmed {
+            list: Some(list.parse().unwrap()),
+            initiator: initiator.parse().unwrap(),
+            text: text.into(),
+            members: 2,
+        }
+    }
+
+    #[test]
+    fn a_refused_im_start_keeps_the_answer_and_sends_nothing() {
+        let mut im = im();
+        let answer = Answer::status(Status::ImOngoing);
+        assert_eq!(
+            im.handle_im_start(&answer),
+            Err(ImError::Refused(answer.clone()))
+        );
+        assert!(matches!(im.send("x".into()), Err(ImError::OutOfOrder(_))));
+        // 200 without a ring is a refusal too.
+        assert!(matches!(
+            im.handle_im_start(&Answer::ok()),
+            Err(ImError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn only_its_own_end_ends_it_and_not_confirmed_still_needs_im_complete() {
+        let mut im = im();
+        assert!(matches!(im.im_complete(), Err(ImError::OutOfOrder(_))));
+        im.handle_im_start(&ring(&["a", "b"])).unwrap();
+        assert_eq!(im.ring().map(|r| r.contact_list.len()), Some(2));
+        let start = im.send("hi".into()).unwrap();
+        assert_eq!(start.list, Some("l".parse().unwrap()));
+        assert_eq!(start.text, "hi");
+        // Another list, another initiator, another text: not this message.
+        for other in [
+            not_confirmed("m", "a", "hi"),
+            not_confirmed("l", "b", "hi"),
+            not_confirmed("l", "a", "ho"),
+        ] {
+            assert_eq!(im.handle_ring_event(&other), None);
+        }
+        assert!(matches!(im.im_complete(), Err(ImError::OutOfOrder(_))));
+        let end = not_confirmed("l", "a", "hi");
+        assert_eq!(
+            im.handle_ring_event(&end),
+            Some(ImOutcome::NotConfirmed { members: 2 })
+        );
+        assert_eq!(im.im_complete().unwrap().to_string(), "im-complete l a");
+        let refused = Answer::status(Status::NoImPending);
+        assert!(matches!(
+            im.handle_im_complete(&refused),
+            Err(ImError::Refused(_))
+        ));
+        assert!(!im.is_done());
+        im.handle_im_complete(&Answer::ok()).unwrap();
+        assert!(im.is_done());
+        assert_eq!(im.ended(), Some(&ImOutcome::NotConfirmed { members: 2 }));
+    }
+}

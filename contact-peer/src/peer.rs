@@ -89,12 +89,6 @@ pub struct Peer {
     threads: Vec<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for ClientCmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientCmd")
-    }
-}
-
 impl Peer {
     /// Binds P and P + 1 on `ip` and starts a peer of the server at `server`.
     pub fn bind(ip: IpAddr, server: SocketAddr, ports: PortChoice) -> io::Result<Self> {
