@@ -149,21 +149,18 @@ impl ImLifecycle {
         }
     }
 
-    /// Takes the answer to [`ImLifecycle::im_start`]: 200 with a ring, or
-    /// [`ImError::Refused`].
-    pub fn handle_im_start(&mut self, answer: &Answer) -> Result<&ImStartBody, ImError> {
+    /// Takes the answer to [`ImLifecycle::im_start`]: 200 with a ring (then
+    /// [`ImLifecycle::ring`] shows it), or [`ImError::Refused`].
+    pub fn handle_im_start(&mut self, answer: &Answer) -> Result<(), ImError> {
         if self.stage != Stage::Starting {
             return Err(ImError::OutOfOrder("an im-start answer"));
         }
         match &answer.body {
             Some(Body::ImStart(body)) if answer.status == Status::Ok => {
                 self.stage = Stage::Started(body.clone());
+                Ok(())
             }
-            _ => return Err(ImError::Refused(answer.clone())),
-        }
-        match &self.stage {
-            Stage::Started(body) => Ok(body),
-            _ => Err(ImError::OutOfOrder("an im-start answer")),
+            _ => Err(ImError::Refused(answer.clone())),
         }
     }
 

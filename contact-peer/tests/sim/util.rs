@@ -543,11 +543,10 @@ impl SimPeer {
                         }
                         continue;
                     }
-                    let start = match im.handle_im_start(&answer) {
-                        Ok(_) => im.send(text.clone()),
-                        Err(e) => Err(e),
-                    };
-                    match start {
+                    match im
+                        .handle_im_start(&answer)
+                        .and_then(|()| im.send(text.clone()))
+                    {
                         Ok(s) => {
                             if let Err(e) = self.ring.start_im(now, s.list, s.body, s.text) {
                                 errors.push(format!("{}: start_im: {e}", self.name));
@@ -607,15 +606,14 @@ impl SimPeer {
     /// The end of one of this peer's messages: `im-complete` follows.
     fn im_done(&mut self, now: Instant, event: &RingEvent, errors: &mut Vec<String>) {
         if let Wait::Im {
-            im, request: None, ..
+            im,
+            request: request @ None,
+            ..
         } = &mut self.wait
         {
             if im.handle_ring_event(event).is_some() {
                 if let Ok(command) = im.im_complete() {
-                    let id = self.client.send(now, command);
-                    if let Wait::Im { request, .. } = &mut self.wait {
-                        *request = Some(id);
-                    }
+                    *request = Some(self.client.send(now, command));
                     return;
                 }
             }
