@@ -11,7 +11,7 @@
 //! [`Machine`] holds only what moves datagrams and time, quinn-proto style: it is object
 //! safe, so a simulation can keep its nodes as `&mut dyn Machine`. Events and user calls
 //! differ per machine (answers to requests, messages to show), so the loop hands them to a
-//! [`Task`], the part of a driver thread that knows its machine's type: it applies the
+//! `Task`, the part of a driver thread that knows its machine's type: it applies the
 //! owner's commands and passes events on after each turn.
 
 use std::net::{SocketAddr, UdpSocket};
