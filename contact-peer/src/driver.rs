@@ -13,6 +13,11 @@
 //! differ per machine (answers to requests, messages to show), so the loop hands them to a
 //! `Task`, the part of a driver thread that knows its machine's type: it applies the
 //! owner's commands and passes events on after each turn.
+//!
+//! The server does not run in this loop: its driver ([`Server`](crate::Server)) takes
+//! datagrams in batches and, with a state file, syncs its journal once per batch before it
+//! answers, which a one-datagram-per-turn loop cannot do. Its core is a [`Machine`] all the
+//! same, which is how the simulation drives it.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
