@@ -16,8 +16,10 @@
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
 //! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
 //!   printed.
-//! - `bench.rs`: the `bench` subcommand, a load generator.
-//! - `demo.rs`: the `demo` subcommand, the seed's final demo played and checked.
+//! - `bench/`: the `bench` subcommand: the load generator, the ring measurement, the echo
+//!   baseline and the report.
+//! - `demo/`: the `demo` subcommand, the seed's final demo played and checked: the script,
+//!   the cast of peers, the checks and the transcript.
 //! - `state.rs`: the `state` subcommand, the operator's tools for a server's journal.
 
 use std::io::IsTerminal;

@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
-use contact_peer::{Peer, PortChoice, RingEvent};
+use contact_peer::{ImError, ImStarted, Peer, PortChoice, RingEvent};
 use contact_proto::{Answer, Body, Command, ContactName, ListName, parse_line};
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use rustyline::ExternalPrinter;
@@ -96,19 +96,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
     .run(&lines, prompts.as_ref())
 }
 
-/// An `im-start` answered 200 whose message is the next line.
-struct Awaiting {
-    list: ListName,
-    body: contact_proto::ImStartBody,
-}
-
 struct Session<'a> {
     peer: &'a Peer,
     out: &'a mut Out,
-    awaiting: Option<Awaiting>,
+    /// An `im-start` answered 200 whose message is the next line.
+    awaiting: Option<ImStarted<'a>>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
     fn run(&mut self, lines: &Receiver<Input>, prompts: Option<&Sender<String>>) -> ExitCode {
         let prompt = |awaiting: bool| {
             if let Some(p) = prompts {
@@ -143,8 +138,8 @@ impl Session<'_> {
 
     /// Handles one input line; `Some` ends the program with that status.
     fn line(&mut self, line: &str) -> Option<ExitCode> {
-        if let Some(Awaiting { list, body }) = self.awaiting.take() {
-            self.send_im(list, body, line.to_owned());
+        if let Some(started) = self.awaiting.take() {
+            self.send_im(started, line.to_owned());
             return None;
         }
         let parsed = match parse_line(line) {
@@ -155,6 +150,10 @@ impl Session<'_> {
                 return None;
             }
         };
+        if let Command::ImStart { list, name } = parsed.command {
+            self.im_start(list, name, parsed.message);
+            return None;
+        }
         let answer = match self.peer.request(parsed.command.clone()) {
             Ok(a) => a,
             Err(e) => {
@@ -163,33 +162,37 @@ impl Session<'_> {
             }
         };
         self.out.line(describe(&answer));
-        match (parsed.command, answer.body) {
-            (Command::Exit { .. }, _) if answer.status.is_ok() => return Some(ExitCode::SUCCESS),
-            (Command::ImStart { list, name }, Some(Body::ImStart(body)))
-                if answer.status.is_ok() =>
-            {
-                self.out.line(format!(
-                    "ring of {}: {}",
-                    body.contact_list.len(),
-                    names(&body.contact_list)
-                ));
-                match parsed.message {
-                    Some(text) => self.send_im(list, body, text),
-                    None => {
-                        self.out
-                            .line(format!("type the message on the next line (from {name})"));
-                        self.awaiting = Some(Awaiting { list, body });
-                    }
-                }
-            }
-            _ => {}
+        if matches!(parsed.command, Command::Exit { .. }) && answer.status.is_ok() {
+            return Some(ExitCode::SUCCESS);
         }
         None
     }
 
-    fn send_im(&mut self, list: ListName, body: contact_proto::ImStartBody, text: String) {
-        let members = body.contact_list.len();
-        match self.peer.start_im(Some(list), body, text) {
+    /// `im-start`, then the message from the same line or, without one, from the next.
+    fn im_start(&mut self, list: ListName, name: ContactName, message: Option<String>) {
+        let peer: &'a Peer = self.peer;
+        let started = match peer.im_start(list, name.clone()) {
+            Ok(started) => started,
+            Err(ImError::Refused(answer)) => return self.out.line(describe(&answer)),
+            Err(e) => return self.out.line(format!("error: {e}")),
+        };
+        self.out.line(describe(started.answer()));
+        let ring = started.ring();
+        self.out
+            .line(format!("ring of {}: {}", ring.len(), names(ring)));
+        match message {
+            Some(text) => self.send_im(started, text),
+            None => {
+                self.out
+                    .line(format!("type the message on the next line (from {name})"));
+                self.awaiting = Some(started);
+            }
+        }
+    }
+
+    fn send_im(&mut self, started: ImStarted<'_>, text: String) {
+        let members = started.ring().len();
+        match started.send_unwatched(text) {
             Ok(()) if members > 1 => self
                 .out
                 .line(format!("message sent around {members} members")),

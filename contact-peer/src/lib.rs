@@ -19,7 +19,10 @@
 //!   driver [`Server`], the durable journal [`server::store`] for `server --state`, and
 //!   [`DataDir`] ([`server::data_dir`]), the confined, atomic writing of `save FILE`.
 //! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
-//!   P + 1).
+//!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`.
+//! - [`driver`]: [`Machine`], what every machine above shares with a driver, and the one
+//!   driver loop of the peer's threads (the simulation drives the same trait).
+//! - [`im`]: [`ImLifecycle`], the order of an instant message's steps, written once.
 //! - [`relay`]: a user-space lossy relay for tests and trials.
 //!
 //! # Example
@@ -43,6 +46,8 @@ use std::net::SocketAddr;
 
 mod backoff;
 pub mod client;
+pub mod driver;
+pub mod im;
 mod net;
 pub mod peer;
 pub mod relay;
@@ -50,7 +55,9 @@ pub mod ring;
 pub mod server;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
-pub use peer::{Peer, PeerConfig, PortChoice};
+pub use driver::Machine;
+pub use im::{ImError, ImLifecycle, ImOutcome};
+pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PortChoice};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
 pub use server::{
     DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore, ServerHandle,

@@ -101,23 +101,8 @@ fn classify(result: io::Result<(usize, SocketAddr)>) -> io::Result<Received> {
 /// a batch after [`recv`] returned the first. The socket must be non-blocking.
 pub(crate) fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
     match socket.recv_from(buf) {
-        Ok((_, from)) if from.port() == 0 || from.ip().is_unspecified() => {
-            Ok(Some(Received::Nothing))
-        }
-        Ok((n, from)) => Ok(Some(Received::Datagram(n, from))),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::TimedOut
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(Some(Received::Nothing))
-        }
-        Err(e) => Err(e),
+        result => classify(result).map(Some),
     }
 }
 

@@ -3,9 +3,13 @@
 //! Like the reference's peer, a [`Peer`] owns port P, from which it talks to the server (P is
 //! the port a user registers), and port P + 1, on which instant messages arrive. Each socket
 //! belongs to one thread that runs one state machine ([`Client`] on P, [`RingEngine`] on
-//! P + 1); the rest of the program talks to them through channels. A thread blocks on its
-//! socket until its machine's next timer, and is woken for a command by an empty datagram to
-//! its own socket: it never spins.
+//! P + 1) in the loop of [`crate::driver`]; the rest of the program talks to them through
+//! channels. A thread blocks on its socket until its machine's next timer, and is woken for a
+//! command by an empty datagram to its own socket: it never spins.
+//!
+//! An instant message's whole lifecycle (`im-start`, the ring, `im-complete`) is one call,
+//! [`Peer::send_im`], or two steps, [`Peer::im_start`] then [`ImStarted::send`], when the
+//! message is typed after `im-start`; both follow [`ImLifecycle`].
 //!
 //! Ring packets are sent from P + 1, the first hop included (the reference sends the first
 //! hop from P); receivers do not look at the source port. Hop acknowledgements between our
@@ -18,15 +22,17 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use contact_proto::{Answer, Command, ImStartBody, ListName};
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use contact_proto::{Answer, Command, ContactName, ImStartBody, ListName, Member};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
-use crate::net::{self, Received, Waker};
+use crate::driver::{self, Control, Sockets, Task};
+use crate::im::{ImError, ImLifecycle, ImOutcome, RingStart};
+use crate::net::{self, Waker};
 use crate::{
-    Client, ClientConfig, ClientError, ClientEvent, RECV_BUFFER_LEN, RingConfig, RingEngine,
-    RingError, RingEvent, ServerKind,
+    Client, ClientConfig, ClientError, ClientEvent, RingConfig, RingEngine, RingError, RingEvent,
+    ServerKind,
 };
 
 /// How a peer picks its ports P and P + 1.
@@ -50,20 +56,21 @@ pub struct PeerConfig {
     pub ring: RingConfig,
 }
 
-enum ClientCmd {
-    Request(Command, Sender<Result<Answer, ClientError>>),
-    Stop,
+/// A request and where its answer goes.
+struct ClientCmd(Command, Sender<Result<Answer, ClientError>>);
+
+/// A message to start, where the result goes, and the handle that watches its end, if any.
+struct RingCmd {
+    start: RingStart,
+    reply: Sender<StartResult>,
+    watch: Option<Watch>,
 }
 
-enum RingCmd {
-    Start {
-        list: Option<ListName>,
-        body: ImStartBody,
-        text: String,
-        reply: Sender<Result<(), RingError>>,
-    },
-    Stop,
-}
+/// What the engine said to a start.
+type StartResult = Result<(), RingError>;
+
+/// A message whose end goes to a handle rather than to [`Peer::events`].
+type Watch = (ImLifecycle, Sender<RingEvent>);
 
 /// A running peer: a server client on port P and a ring engine on port P + 1.
 ///
@@ -73,25 +80,13 @@ pub struct Peer {
     control: SocketAddr,
     im: SocketAddr,
     server: SocketAddr,
-    client_tx: Sender<ClientCmd>,
+    client_tx: Sender<Control<ClientCmd>>,
     client_waker: Waker,
-    ring_tx: Sender<RingCmd>,
+    ring_tx: Sender<Control<RingCmd>>,
     ring_waker: Waker,
     events: Receiver<RingEvent>,
     kind: Arc<Mutex<ServerKind>>,
     threads: Vec<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for ClientCmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientCmd")
-    }
-}
-
-impl std::fmt::Debug for RingCmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RingCmd")
-    }
 }
 
 impl Peer {
@@ -127,23 +122,41 @@ impl Peer {
         let (ring_tx, ring_rx) = unbounded();
         let (events_tx, events) = unbounded();
         let kind = Arc::new(Mutex::new(ServerKind::Unknown));
-        let kind_tx = Arc::clone(&kind);
         let mut client_config = config.client;
         client_config.rng_seed ^= fresh_seed(control_addr);
-        let client = Client::new(server, client_config);
+        let client = ClientTask {
+            client: Client::new(server, client_config),
+            waiting: HashMap::new(),
+            kind: Arc::clone(&kind),
+            last_kind: ServerKind::Unknown,
+        };
         // Message ids must differ between peers and between runs of one peer.
         let mut ring_config = config.ring;
         ring_config.rng_seed ^= fresh_seed(im_addr).rotate_left(17);
-        let engine = RingEngine::with_config(ring_config);
-        let wake = Waker::new(&control)?;
+        let ring = RingTask {
+            engine: RingEngine::with_config(ring_config),
+            events: events_tx,
+            replies: Vec::new(),
+            watched: Vec::new(),
+        };
+        let sockets = Sockets {
+            waker: Waker::new(&control)?,
+            socket: control,
+            outbound: None,
+            what: "control",
+        };
         let client_thread = std::thread::Builder::new()
             .name(format!("contact-client {control_addr}"))
-            .spawn(move || run_client(control, client, client_rx, wake, kind_tx))?;
-        let wake = Waker::new(&im)?;
-        let out = outbound_socket(&im)?;
+            .spawn(move || driver::run(sockets, client_rx, client))?;
+        let sockets = Sockets {
+            waker: Waker::new(&im)?,
+            outbound: outbound_socket(&im)?,
+            socket: im,
+            what: "instant-message",
+        };
         let ring_thread = std::thread::Builder::new()
             .name(format!("contact-ring {im_addr}"))
-            .spawn(move || run_ring(im, out, engine, ring_rx, wake, events_tx))?;
+            .spawn(move || driver::run(sockets, ring_rx, ring))?;
         Ok(Self {
             control: control_addr,
             im: im_addr,
@@ -179,7 +192,7 @@ impl Peer {
     pub fn request(&self, command: Command) -> Result<Answer, ClientError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.client_tx
-            .send(ClientCmd::Request(command, tx))
+            .send(Control::Do(ClientCmd(command, tx)))
             .map_err(|_| ClientError::Shutdown)?;
         self.client_waker.wake();
         rx.recv().map_err(|_| ClientError::Shutdown)?
@@ -192,24 +205,56 @@ impl Peer {
 
     /// Starts an instant message around `list`, from the `im-start` answer's body: the first
     /// packet is sent, or, for a one-member list, [`RingEvent::Completed`] comes at once.
+    /// (Only the ring: [`Peer::send_im`] is the whole lifecycle.)
     pub fn start_im(
         &self,
         list: Option<ListName>,
         body: ImStartBody,
         text: impl Into<String>,
     ) -> Result<(), RingError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
         let text = text.into();
-        if self
-            .ring_tx
-            .send(RingCmd::Start {
-                list,
-                body,
-                text,
-                reply,
-            })
-            .is_err()
-        {
+        self.ring(RingStart { list, body, text }, None)
+    }
+
+    /// An instant message, the whole lifecycle in one call: `im-start LIST NAME`, `text`
+    /// round the ring, a wait of up to `timeout` for it to come back (or to be reported not
+    /// confirmed), then `im-complete LIST NAME`. On [`ImError::Timeout`] no `im-complete`
+    /// is sent: the list stays blocked.
+    pub fn send_im(
+        &self,
+        list: ListName,
+        name: ContactName,
+        text: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<ImOutcome, ImError> {
+        let mut sent = self.im_start(list, name)?.send(text)?;
+        sent.wait(timeout)?;
+        sent.complete()
+    }
+
+    /// The first step of [`Peer::send_im`], for a message known only later (typed after
+    /// `im-start`): sends `im-start LIST NAME` and, on 200 with a ring, returns the handle
+    /// that sends the message. A refusal is [`ImError::Refused`] with the answer.
+    pub fn im_start(&self, list: ListName, name: ContactName) -> Result<ImStarted<'_>, ImError> {
+        let mut im = ImLifecycle::new(list, name);
+        let answer = self.request(im.im_start())?;
+        im.handle_im_start(&answer)?;
+        Ok(ImStarted {
+            peer: self,
+            im,
+            answer,
+        })
+    }
+
+    /// Hands a start to the ring thread and waits for the engine's verdict.
+    fn ring(&self, start: RingStart, watch: Option<Watch>) -> Result<(), RingError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        let command = RingCmd {
+            start,
+            reply,
+            watch,
+        };
+        if self.ring_tx.send(Control::Do(command)).is_err() {
             return Err(RingError::Shutdown);
         }
         self.ring_waker.wake();
@@ -226,8 +271,8 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        let _ = self.client_tx.send(ClientCmd::Stop);
-        let _ = self.ring_tx.send(RingCmd::Stop);
+        let _ = self.client_tx.send(Control::Stop);
+        let _ = self.ring_tx.send(Control::Stop);
         self.client_waker.wake();
         self.ring_waker.wake();
         for t in self.threads.drain(..) {
@@ -290,74 +335,103 @@ fn bind_pair(ip: IpAddr, ports: &PortChoice) -> io::Result<(UdpSocket, UdpSocket
     }
 }
 
-fn run_client(
-    socket: UdpSocket,
-    mut client: Client,
-    commands: Receiver<ClientCmd>,
-    waker: Waker,
+/// The client thread's [`Task`]: each request's reply channel waits for its answer, and what
+/// the client learns of the server is published for [`Peer::server_kind`].
+struct ClientTask {
+    client: Client,
+    waiting: HashMap<u32, Sender<Result<Answer, ClientError>>>,
     kind: Arc<Mutex<ServerKind>>,
-) {
-    let mut recv = vec![0u8; RECV_BUFFER_LEN];
-    let mut send = Vec::new();
-    let mut timeout = net::ReadTimeout::default();
-    let mut waiting: HashMap<u32, Sender<Result<Answer, ClientError>>> = HashMap::new();
-    let mut last_kind = ServerKind::Unknown;
-    loop {
-        let now = Instant::now();
-        loop {
-            match commands.try_recv() {
-                Ok(ClientCmd::Request(command, reply)) => {
-                    let id = client.send(now, command);
-                    waiting.insert(id, reply);
-                }
-                Ok(ClientCmd::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    return;
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-            }
-        }
-        client.handle_timeout(now);
-        while let Some(t) = client.poll_transmit(&mut send) {
-            net::send_to(&socket, &send[..t.size], t.destination);
-        }
-        while let Some(event) = client.poll_event() {
+    last_kind: ServerKind,
+}
+
+impl Task for ClientTask {
+    type Machine = Client;
+    type Command = ClientCmd;
+
+    fn machine(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    fn command(&mut self, now: Instant, ClientCmd(command, reply): ClientCmd) {
+        let id = self.client.send(now, command);
+        self.waiting.insert(id, reply);
+    }
+
+    fn deliver(&mut self) {
+        while let Some(event) = self.client.poll_event() {
             let (id, result) = match event {
                 ClientEvent::Answer { id, answer, .. } => (id, Ok(answer)),
                 ClientEvent::Failed { id, error, .. } => (id, Err(error)),
             };
-            if let Some(reply) = waiting.remove(&id) {
+            if let Some(reply) = self.waiting.remove(&id) {
                 let _ = reply.send(result);
             }
         }
-        if client.server_kind() != last_kind {
-            last_kind = client.server_kind();
-            if let Ok(mut k) = kind.lock() {
-                *k = last_kind;
-            }
-        }
-        let deadline = client.poll_timeout();
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            continue; // due now: the top of the loop handles it
-        }
-        // The timeout is set again only when the deadline moves, not on every wait.
-        if let Err(e) = timeout.set(&socket, deadline) {
-            tracing::error!(error = %e, "control socket failed");
-            return;
-        }
-        match net::recv(&socket, &mut recv) {
-            Ok(Received::Datagram(n, from)) if !waker.is_wake(from, n) => {
-                client.handle_datagram(Instant::now(), from, &recv[..n]);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "control socket failed");
-                return;
+        if self.client.server_kind() != self.last_kind {
+            self.last_kind = self.client.server_kind();
+            if let Ok(mut k) = self.kind.lock() {
+                *k = self.last_kind;
             }
         }
     }
 }
 
-/// Where the ring thread sends from, and so where the acks of its hops come back.
+/// The ring thread's [`Task`]: events go to [`Peer::events`], except the end of a message
+/// whose [`ImSent`] handle watches it.
+struct RingTask {
+    engine: RingEngine,
+    events: Sender<RingEvent>,
+    /// Replies to this turn's starts: they wait until the start's packet is sent and its
+    /// events are out, so that a caller sees a one-member list's completion as soon as
+    /// `start_im` returns.
+    replies: Vec<(Sender<StartResult>, StartResult)>,
+    /// Messages whose end a handle waits for, oldest first.
+    watched: Vec<Watch>,
+}
+
+impl Task for RingTask {
+    type Machine = RingEngine;
+    type Command = RingCmd;
+
+    fn machine(&mut self) -> &mut RingEngine {
+        &mut self.engine
+    }
+
+    fn command(&mut self, now: Instant, cmd: RingCmd) {
+        let RingStart { list, body, text } = cmd.start;
+        let result = self.engine.start_im(now, list, body, text);
+        if result.is_ok() {
+            self.watched.extend(cmd.watch);
+        }
+        self.replies.push((cmd.reply, result));
+    }
+
+    fn deliver(&mut self) {
+        while let Some(mut event) = self.engine.poll_event() {
+            if let Some(i) = self
+                .watched
+                .iter()
+                .position(|w| w.0.outcome(&event).is_some())
+            {
+                let (_, to) = self.watched.remove(i);
+                // A handle dropped without waiting: the event goes to everyone's channel.
+                match to.send(event) {
+                    Ok(()) => continue,
+                    Err(e) => event = e.into_inner(),
+                }
+            }
+            let _ = self.events.send(event);
+        }
+        for (reply, result) in self.replies.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Where the ring thread sends from, and so where the acks of its hops come back: a
+/// non-blocking socket of its own on an ephemeral port of the same address, or `None` (send
+/// from the instant-message socket itself) when no other socket can be bound on its address
+/// (e.g. it was bound inside another network namespace).
 ///
 /// Why a socket of its own: every hop to one of our peers is acknowledged, and an ack that
 /// arrived on the instant-message socket would wake the ring thread once more per hop, which
@@ -365,109 +439,91 @@ fn run_client(
 /// until the thread wakes anyway (for the next packet, or for the retransmission timer,
 /// which checks them first). The reference's rule that receivers never filter ring packets
 /// by source port is what allows it.
-enum Outbound {
-    /// A non-blocking socket of its own, on an ephemeral port of the same address.
-    Separate(UdpSocket),
-    /// The instant-message socket itself: when no other socket can be bound on its address
-    /// (e.g. it was bound inside another network namespace).
-    Shared(UdpSocket),
-}
-
-impl Outbound {
-    fn socket(&self) -> &UdpSocket {
-        match self {
-            Self::Separate(s) | Self::Shared(s) => s,
-        }
-    }
-}
-
-fn outbound_socket(im: &UdpSocket) -> io::Result<Outbound> {
+fn outbound_socket(im: &UdpSocket) -> io::Result<Option<UdpSocket>> {
     let local = im.local_addr()?;
     match net::bind_udp(SocketAddr::new(local.ip(), 0)) {
         Ok(out) => {
             out.set_nonblocking(true)?;
-            Ok(Outbound::Separate(out))
+            Ok(Some(out))
         }
-        Err(_) => Ok(Outbound::Shared(im.try_clone()?)),
+        Err(_) => Ok(None),
     }
 }
 
-fn run_ring(
-    socket: UdpSocket,
-    out: Outbound,
-    mut engine: RingEngine,
-    commands: Receiver<RingCmd>,
-    waker: Waker,
-    events: Sender<RingEvent>,
-) {
-    let mut recv = vec![0u8; RECV_BUFFER_LEN];
-    let mut send = Vec::new();
-    let mut timeout = net::ReadTimeout::default();
-    loop {
-        let now = Instant::now();
-        // Replies wait until the start's packet is sent and its events are out, so that a
-        // caller sees a one-member list's completion as soon as `start_im` returns.
-        let mut replies = Vec::new();
-        loop {
-            match commands.try_recv() {
-                Ok(RingCmd::Start {
-                    list,
-                    body,
-                    text,
-                    reply,
-                }) => {
-                    replies.push((reply, engine.start_im(now, list, body, text)));
-                }
-                Ok(RingCmd::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    return;
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-            }
+/// An `im-start` the server accepted: the ring is known, the message not sent yet (see
+/// [`Peer::im_start`]).
+#[derive(Debug)]
+#[must_use = "the list stays blocked until the message is sent and im-complete follows"]
+pub struct ImStarted<'p> {
+    peer: &'p Peer,
+    im: ImLifecycle,
+    answer: Answer,
+}
+
+impl<'p> ImStarted<'p> {
+    /// The server's answer to `im-start`.
+    pub fn answer(&self) -> &Answer {
+        &self.answer
+    }
+
+    /// The ring, initiator first.
+    pub fn ring(&self) -> &[Member] {
+        self.im.ring().map_or(&[], |body| &body.contact_list)
+    }
+
+    /// Sends `text` round the ring; the returned handle waits for its end and sends
+    /// `im-complete` (that end does not come on [`Peer::events`], unless the handle is
+    /// dropped first).
+    pub fn send(mut self, text: impl Into<String>) -> Result<ImSent<'p>, ImError> {
+        let start = self.im.send(text.into())?;
+        let (to, done) = crossbeam_channel::bounded(1);
+        self.peer.ring(start, Some((self.im.clone(), to)))?;
+        Ok(ImSent {
+            peer: self.peer,
+            im: self.im,
+            done,
+        })
+    }
+
+    /// Sends `text` round the ring and leaves the rest to the user, as an interactive peer
+    /// does: the end comes as a [`RingEvent`] on [`Peer::events`], and `im-complete` is the
+    /// user's to send.
+    pub fn send_unwatched(mut self, text: impl Into<String>) -> Result<(), ImError> {
+        let start = self.im.send(text.into())?;
+        Ok(self.peer.ring(start, None)?)
+    }
+}
+
+/// A message on its way round the ring (see [`ImStarted::send`]).
+#[derive(Debug)]
+#[must_use = "the list stays blocked until im-complete"]
+pub struct ImSent<'p> {
+    peer: &'p Peer,
+    im: ImLifecycle,
+    done: Receiver<RingEvent>,
+}
+
+impl ImSent<'_> {
+    /// Waits up to `timeout` for the message to come back, or to be reported not confirmed
+    /// after the ring's own timeout; [`ImError::Timeout`] leaves the handle waiting.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ImOutcome, ImError> {
+        if let Some(outcome) = self.im.ended() {
+            return Ok(outcome.clone());
         }
-        // Acks waiting on the outbound socket first, so that the timers see them.
-        if let Outbound::Separate(out) = &out {
-            loop {
-                match net::try_recv(out, &mut recv) {
-                    Ok(Some(Received::Datagram(n, from))) => {
-                        engine.handle_datagram(now, from, &recv[..n]);
-                    }
-                    Ok(Some(Received::Nothing)) => {}
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "instant-message socket failed");
-                        return;
-                    }
-                }
-            }
+        match self.done.recv_timeout(timeout) {
+            Ok(event) => self
+                .im
+                .handle_ring_event(&event)
+                .ok_or(ImError::OutOfOrder("another message's end")),
+            Err(RecvTimeoutError::Timeout) => Err(ImError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(ImError::Ring(RingError::Shutdown)),
         }
-        engine.handle_timeout(now);
-        while let Some(t) = engine.poll_transmit(&mut send) {
-            net::send_to(out.socket(), &send[..t.size], t.destination);
-        }
-        while let Some(event) = engine.poll_event() {
-            let _ = events.send(event);
-        }
-        for (reply, result) in replies {
-            let _ = reply.send(result);
-        }
-        let deadline = engine.poll_timeout();
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            continue; // due now: the top of the loop handles it
-        }
-        // The timeout is set again only when the deadline moves, not on every wait.
-        if let Err(e) = timeout.set(&socket, deadline) {
-            tracing::error!(error = %e, "instant-message socket failed");
-            return;
-        }
-        match net::recv(&socket, &mut recv) {
-            Ok(Received::Datagram(n, from)) if !waker.is_wake(from, n) => {
-                engine.handle_datagram(Instant::now(), from, &recv[..n]);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "instant-message socket failed");
-                return;
-            }
-        }
+    }
+
+    /// Sends `im-complete` once the message has ended ([`ImSent::wait`] said how).
+    pub fn complete(mut self) -> Result<ImOutcome, ImError> {
+        let command = self.im.im_complete()?;
+        let answer = self.peer.request(command)?;
+        self.im.handle_im_complete(&answer)
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use contact_peer::{ClientConfig, ClientError, Peer, PeerConfig, PortChoice, ServerKind};
 use contact_proto::Command;
 
-use crate::util::{TestServer, ok, peer};
+use crate::util::{TestServer, WAIT, ok, peer, register};
 
 #[test]
 fn unanswered_requests_fail_in_bounded_time() {
@@ -146,4 +146,59 @@ fn retries_through_a_lossy_network_apply_each_request_once() {
     assert!(dropped > 0, "the network did lose datagrams");
     let registry = server.handle.shutdown().unwrap();
     assert_eq!(registry.lists().count(), 30);
+}
+
+#[test]
+fn send_im_runs_the_whole_lifecycle_and_frees_the_list() {
+    use contact_peer::{ImError, ImOutcome, RingEvent};
+    let server = TestServer::start();
+    let (a, b) = (peer(server.addr()), peer(server.addr()));
+    register(&a, "a");
+    register(&b, "b");
+    ok(&a, "create l");
+    ok(&a, "join l a");
+    ok(&b, "join l b");
+    let outcome = a
+        .send_im("l".parse().unwrap(), "a".parse().unwrap(), "hi", WAIT)
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ImOutcome::Completed {
+            members: 2,
+            skipped: vec![]
+        }
+    );
+    match b.events().recv_timeout(WAIT).unwrap() {
+        RingEvent::Message { sender, text, .. } => {
+            assert_eq!((sender.as_str(), &*text), ("a", "hi"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The end went to the handle, not to everyone's channel; im-complete was sent.
+    assert!(a.events().try_recv().is_err());
+    ok(&a, "leave l a");
+    // A refusal carries the server's answer.
+    let refused = b.im_start("l".parse().unwrap(), "a".parse().unwrap());
+    assert!(matches!(refused, Err(ImError::Refused(_))), "{refused:?}");
+}
+
+#[test]
+fn two_step_im_start_then_the_message() {
+    use contact_peer::RingEvent;
+    let server = TestServer::start();
+    let a = peer(server.addr());
+    register(&a, "a");
+    ok(&a, "create solo");
+    ok(&a, "join solo a");
+    let started = a
+        .im_start("solo".parse().unwrap(), "a".parse().unwrap())
+        .unwrap();
+    assert_eq!(started.ring().len(), 1);
+    // Unwatched, as the interactive peer sends it: the end comes on the events, at once.
+    started.send_unwatched("anyone?").unwrap();
+    assert!(matches!(
+        a.events().try_recv(),
+        Ok(RingEvent::Completed { members: 1, .. })
+    ));
+    ok(&a, "im-complete solo a");
 }

@@ -5,6 +5,9 @@
 //! [`RingEngine`] on P + 1, that run a script of phases; optionally reference peers (a strict
 //! test double of the reference's message thread). A phase ends when every live peer has done
 //! its part, so the final registry does not depend on the network's timing.
+//!
+//! The simulation moves datagrams and time through [`Machine`], the trait the real driver
+//! loop uses; a peer's instant messages follow [`ImLifecycle`], as `Peer::send_im` does.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -12,9 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use contact_peer::{
-    Client, ClientConfig, ClientEvent, RingConfig, RingEngine, RingEvent, ServerConfig, ServerCore,
+    Client, ClientConfig, ClientEvent, ImLifecycle, Machine, RingConfig, RingEngine, RingEvent,
+    ServerConfig, ServerCore,
 };
-use contact_proto::{Body, Command, ContactName, ListName, RequestId, Status};
+use contact_proto::{Command, ContactName, ListName, RequestId, Status};
 use contact_registry::Registry;
 use serde_json::Value;
 
@@ -104,9 +108,13 @@ pub type Phase = Vec<Vec<Action>>;
 enum Wait {
     Nothing,
     Answer(RequestId),
-    ImStart(RequestId, ListName, String),
-    Ring(String),
-    ImComplete(RequestId),
+    /// An instant message: `request` is its `im-start` or `im-complete` in flight, `None`
+    /// while the message goes round.
+    Im {
+        im: ImLifecycle,
+        request: Option<RequestId>,
+        text: String,
+    },
 }
 
 /// One of our peers.
@@ -278,6 +286,38 @@ impl Sim {
         )
     }
 
+    /// The state machine at a node, and the node's address.
+    fn machine(&mut self, node: Node) -> Option<(SocketAddr, &mut dyn Machine)> {
+        match node {
+            Node::Server => Some((self.server_addr, &mut self.server)),
+            Node::Control(i) => Some((self.peers[i].control, &mut self.peers[i].client)),
+            Node::Im(i) => Some((self.peers[i].im, &mut self.peers[i].ring)),
+            Node::RefControl(_) | Node::RefIm(_) => None,
+        }
+    }
+
+    /// Every machine that runs: the server's, and each live peer's two.
+    fn machines(&mut self) -> impl Iterator<Item = &mut dyn Machine> {
+        let peers = self
+            .peers
+            .iter_mut()
+            .filter(|p| !p.crashed)
+            .flat_map(|p| [&mut p.client as &mut dyn Machine, &mut p.ring]);
+        std::iter::once(&mut self.server as &mut dyn Machine).chain(peers)
+    }
+
+    /// Puts what the machine at `node` wants sent on the network.
+    fn flush(&mut self, node: Node) {
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some((from, t)) = self
+            .machine(node)
+            .and_then(|(from, m)| Some((from, m.poll_transmit(&mut buf)?)))
+        {
+            self.send(from, t.destination, buf[..t.size].to_vec());
+        }
+        self.buf = buf;
+    }
+
     fn is_crashed(&self, a: SocketAddr) -> bool {
         match self.nodes.get(&a) {
             Some(Node::Control(i) | Node::Im(i)) => self.peers[*i].crashed,
@@ -367,24 +407,19 @@ impl Sim {
                     p.todo.clear();
                 }
             }
-            self.server.handle_timeout(now);
-            for p in self.peers.iter_mut().filter(|p| !p.crashed) {
-                p.client.handle_timeout(now);
-                p.ring.handle_timeout(now);
+            for m in self.machines() {
+                m.handle_timeout(now);
             }
         }
         true
     }
 
-    fn next_timer(&self) -> Option<Instant> {
-        let peers = self
-            .peers
-            .iter()
-            .filter(|p| !p.crashed)
-            .flat_map(|p| [p.client.poll_timeout(), p.ring.poll_timeout(), p.crash_at]);
-        std::iter::once(self.server.poll_timeout())
-            .chain(peers)
-            .flatten()
+    fn next_timer(&mut self) -> Option<Instant> {
+        let crashes = self.peers.iter().filter(|p| !p.crashed).map(|p| p.crash_at);
+        let crash = crashes.flatten().min();
+        self.machines()
+            .filter_map(|m| m.poll_timeout())
+            .chain(crash)
             .min()
     }
 
@@ -393,11 +428,15 @@ impl Sim {
             return;
         }
         let now = self.now;
-        match self.nodes.get(&d.to).copied() {
-            Some(Node::Server) => self.server.handle_datagram(now, d.from, &d.bytes),
-            Some(Node::Control(i)) => self.peers[i].client.handle_datagram(now, d.from, &d.bytes),
-            Some(Node::Im(i)) => self.peers[i].ring.handle_datagram(now, d.from, &d.bytes),
-            Some(Node::RefControl(i)) => {
+        let Some(node) = self.nodes.get(&d.to).copied() else {
+            return;
+        };
+        if let Some((_, machine)) = self.machine(node) {
+            machine.handle_datagram(now, d.from, &d.bytes);
+            return;
+        }
+        match node {
+            Node::RefControl(i) => {
                 if d.bytes == b"200-_-null" {
                     self.refs[i].registered = true;
                 } else {
@@ -406,13 +445,13 @@ impl Sim {
                         .push(format!("{}: unexpected answer {text}", self.refs[i].name));
                 }
             }
-            Some(Node::RefIm(i)) => {
+            Node::RefIm(i) => {
                 if let Some((to, bytes)) = self.refs[i].handle(&d.bytes) {
                     let from = self.refs[i].im;
                     self.send(from, to, bytes);
                 }
             }
-            None => {}
+            Node::Server | Node::Control(_) | Node::Im(_) => {}
         }
     }
 
@@ -422,24 +461,14 @@ impl Sim {
         loop {
             let mut progress = false;
             let now = self.now;
-            while let Some(t) = self.server.poll_transmit(&mut self.buf) {
-                let bytes = self.buf[..t.size].to_vec();
-                self.send(self.server_addr, t.destination, bytes);
-            }
+            self.flush(Node::Server);
             for i in 0..self.peers.len() {
                 if self.peers[i].crashed {
                     continue;
                 }
                 progress |= self.peers[i].run(now, &mut self.errors);
-                let (control, im) = (self.peers[i].control, self.peers[i].im);
-                while let Some(t) = self.peers[i].client.poll_transmit(&mut self.buf) {
-                    let bytes = self.buf[..t.size].to_vec();
-                    self.send(control, t.destination, bytes);
-                }
-                while let Some(t) = self.peers[i].ring.poll_transmit(&mut self.buf) {
-                    let bytes = self.buf[..t.size].to_vec();
-                    self.send(im, t.destination, bytes);
-                }
+                self.flush(Node::Control(i));
+                self.flush(Node::Im(i));
             }
             let phase_done = self.peers.iter().all(|p| p.crashed || p.is_done())
                 && self.refs.iter().all(|r| r.registered);
@@ -501,41 +530,53 @@ impl SimPeer {
                 ));
             }
             match std::mem::replace(&mut self.wait, Wait::Nothing) {
-                Wait::Answer(want) | Wait::ImComplete(want) if want == id => {}
-                Wait::ImStart(want, list, text) if want == id => {
-                    let Some(Body::ImStart(body)) = answer.body else {
-                        errors.push(format!("{}: im-start without a body", self.name));
+                Wait::Answer(want) if want == id => {}
+                Wait::Im {
+                    mut im,
+                    request: Some(want),
+                    text,
+                } if want == id => {
+                    if im.ended().is_some() {
+                        // The answer to im-complete: the message is done.
+                        if let Err(e) = im.handle_im_complete(&answer) {
+                            errors.push(format!("{}: im-complete: {e}", self.name));
+                        }
                         continue;
-                    };
-                    if let Err(e) = self.ring.start_im(now, Some(list), body, text.clone()) {
-                        errors.push(format!("{}: start_im: {e}", self.name));
                     }
-                    self.wait = Wait::Ring(text);
+                    match im
+                        .handle_im_start(&answer)
+                        .and_then(|()| im.send(text.clone()))
+                    {
+                        Ok(s) => {
+                            if let Err(e) = self.ring.start_im(now, s.list, s.body, s.text) {
+                                errors.push(format!("{}: start_im: {e}", self.name));
+                            }
+                        }
+                        Err(e) => errors.push(format!("{}: im-start: {e}", self.name)),
+                    }
+                    self.wait = Wait::Im {
+                        im,
+                        request: None,
+                        text,
+                    };
                 }
                 other => errors.push(format!("{}: answer {id} while {other:?}", self.name)),
             }
         }
         while let Some(event) = self.ring.poll_event() {
             progress = true;
-            match event {
+            match &event {
                 RingEvent::Message { sender, text, .. } => {
-                    self.shown.push((sender.to_string(), text));
+                    self.shown.push((sender.to_string(), text.clone()));
                 }
-                RingEvent::Completed {
-                    text,
-                    skipped,
-                    list,
-                    ..
-                } => {
-                    self.completed.push((
-                        text.clone(),
-                        skipped.iter().map(ToString::to_string).collect(),
-                    ));
-                    self.im_done(now, text, list, errors);
+                RingEvent::Completed { text, skipped, .. } => {
+                    let skipped = skipped.iter().map(ToString::to_string).collect();
+                    self.completed.push((text.clone(), skipped));
+                    self.im_done(now, &event, errors);
                 }
-                RingEvent::NotConfirmed { text, list, .. } => {
+                RingEvent::NotConfirmed { text, .. } => {
                     self.not_confirmed.push(text.clone());
-                    self.im_done(now, text, list, errors);
+                    self.im_done(now, &event, errors);
                 }
                 other => errors.push(format!("{}: {other:?}", self.name)),
             }
@@ -548,11 +589,9 @@ impl SimPeer {
                         self.wait = Wait::Answer(self.client.send(now, command));
                     }
                     Action::Im { list, text } => {
-                        let command = Command::ImStart {
-                            list: list.clone(),
-                            name: self.name.clone(),
-                        };
-                        self.wait = Wait::ImStart(self.client.send(now, command), list, text);
+                        let im = ImLifecycle::new(list, self.name.clone());
+                        let request = Some(self.client.send(now, im.im_start()));
+                        self.wait = Wait::Im { im, request, text };
                     }
                     Action::Crash | Action::CrashWithin(_) => {
                         self.crashed = true;
@@ -564,23 +603,22 @@ impl SimPeer {
         progress
     }
 
-    fn im_done(
-        &mut self,
-        now: Instant,
-        text: String,
-        list: Option<ListName>,
-        errors: &mut Vec<String>,
-    ) {
-        match (&self.wait, list) {
-            (Wait::Ring(want), Some(list)) if *want == text => {
-                let command = Command::ImComplete {
-                    list,
-                    name: self.name.clone(),
-                };
-                self.wait = Wait::ImComplete(self.client.send(now, command));
+    /// The end of one of this peer's messages: `im-complete` follows.
+    fn im_done(&mut self, now: Instant, event: &RingEvent, errors: &mut Vec<String>) {
+        if let Wait::Im {
+            im,
+            request: request @ None,
+            ..
+        } = &mut self.wait
+        {
+            if im.handle_ring_event(event).is_some() {
+                if let Ok(command) = im.im_complete() {
+                    *request = Some(self.client.send(now, command));
+                    return;
+                }
             }
-            (wait, _) => errors.push(format!("{}: {text:?} ended while {wait:?}", self.name)),
         }
+        errors.push(format!("{}: {event:?} while {:?}", self.name, self.wait));
     }
 }
 

@@ -1,0 +1,249 @@
+//! The cast: the server (started here or found), the relays of a lossy run and the five
+//! peers, each with its own two sockets, and how a typed line reaches the server.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use contact_peer::relay::{Impairment, Relay};
+use contact_peer::{
+    ClientConfig, Peer, PeerConfig, PortChoice, RingConfig, RingEvent, Server, ServerConfig,
+    ServerHandle,
+};
+use contact_proto::{Answer, parse_line};
+
+use super::script::NAMES;
+use super::transcript::Transcript;
+use super::{DemoConfig, DemoError, ServerChoice, io_err};
+
+/// The demo's peers and what runs them; dropped at the end (peers first).
+pub(super) struct Cast {
+    /// Me, Myself, I, Foo, Bar; `None` once exited.
+    pub(super) peers: Vec<Option<Peer>>,
+    /// The IP each peer registers.
+    pub(super) ips: [IpAddr; 5],
+    /// The port P each peer registers (with relays: the port below its relay's).
+    pub(super) ports: [u16; 5],
+    /// Where the server saves, when known.
+    pub(super) data_dir: Option<PathBuf>,
+    /// Relays in front of each peer's instant-message port (lossy runs), kept alive.
+    _im_relays: Vec<Relay>,
+    _server_relay: Option<Relay>,
+    pub(super) server: Option<ServerHandle>,
+    /// What exited peers were shown that no step expected.
+    pub(super) stray: Vec<String>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Starts the server (or finds it), the relays of a lossy run and the five peers, and says
+/// where they are.
+pub(super) fn set_up(
+    config: &DemoConfig,
+    t: &mut Transcript<'_, impl Write>,
+) -> Result<Cast, DemoError> {
+    let (data_dir, temp) = match (&config.data_dir, &config.server) {
+        (Some(dir), _) => (Some(dir.clone()), None),
+        (None, ServerChoice::Start(_)) => {
+            let temp = tempfile::Builder::new()
+                .prefix("contact-demo-")
+                .tempdir()
+                .map_err(io_err("cannot make a temporary data directory"))?;
+            (Some(temp.path().to_path_buf()), Some(temp))
+        }
+        (None, ServerChoice::External(_)) => (None, None),
+    };
+    let (server, server_addr) = match &config.server {
+        ServerChoice::Start(ip) => {
+            let server_config = ServerConfig {
+                data_dir: data_dir.clone().unwrap_or_default(),
+                ..ServerConfig::default()
+            };
+            let addr = SocketAddr::new(*ip, 0);
+            let handle = Server::bind(addr, server_config)
+                .and_then(Server::spawn)
+                .map_err(io_err(format!("cannot start a server on {addr}")))?;
+            let addr = handle.local_addr();
+            (Some(handle), addr)
+        }
+        ServerChoice::External(addr) => (None, *addr),
+    };
+    t.info(&format!(
+        "server {server_addr}{}",
+        if server.is_some() {
+            " (in this process)"
+        } else {
+            ""
+        }
+    ))?;
+    match (&data_dir, &temp) {
+        (Some(dir), Some(_)) => t.info(&format!(
+            "data directory {} (temporary: removed at the end; --data-dir keeps it)",
+            dir.display()
+        ))?,
+        (Some(dir), None) => t.info(&format!("data directory {}", dir.display()))?,
+        (None, _) => t.info("data directory of the external server unknown: the saved file is not checked (give --data-dir)")?,
+    }
+
+    // Relays: one in front of the server for every peer, one in front of each peer's
+    // instant-message port. A peer registers the port just below its relay's, because
+    // instant messages go to the registered port + 1.
+    let server_relay = match config.loss {
+        Some((loss, seed)) => {
+            let r = Relay::start(
+                SocketAddr::new(server_addr.ip(), 0),
+                server_addr,
+                Impairment::lossy(loss, seed),
+            )
+            .map_err(io_err("cannot start the server's relay"))?;
+            t.info(&format!(
+                "lossy network: {:.0}% loss (seed {seed}); peers talk to the server through {}",
+                loss * 100.0,
+                r.addr()
+            ))?;
+            Some(r)
+        }
+        None => None,
+    };
+    let peer_server = server_relay.as_ref().map_or(server_addr, Relay::addr);
+    let peer_config = if config.loss.is_some() {
+        // More patience than the defaults, so that one run at 20% loss in each direction
+        // all but never gives up on a request or skips a ring member.
+        PeerConfig {
+            client: ClientConfig {
+                initial_timeout: Duration::from_millis(100),
+                max_timeout: Duration::from_millis(400),
+                max_sends: 16,
+                ..ClientConfig::default()
+            },
+            ring: RingConfig {
+                initial_timeout: Duration::from_millis(100),
+                max_timeout: Duration::from_millis(500),
+                max_sends: 12,
+                ..RingConfig::default()
+            },
+        }
+    } else {
+        PeerConfig::default()
+    };
+    let mut peers = Vec::new();
+    let mut im_relays = Vec::new();
+    let mut registered = [(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0u16); 5];
+    for i in 0..5 {
+        let ip = config.peer_ips[i];
+        let peer = match &config.peer_netns[i] {
+            None => Peer::bind_with(ip, peer_server, PortChoice::Ephemeral, peer_config.clone())
+                .map_err(io_err(format!("cannot bind {}'s ports on {ip}", NAMES[i])))?,
+            Some(ns) => netns::bind_peer(ns, ip, peer_server, peer_config.clone()).map_err(
+                io_err(format!(
+                    "cannot bind {}'s ports on {ip} in network namespace {ns}",
+                    NAMES[i]
+                )),
+            )?,
+        };
+        let mut port = peer.control_addr().port();
+        let mut via = String::new();
+        if let Some((loss, seed)) = config.loss {
+            let r = Relay::start(
+                SocketAddr::new(ip, 0),
+                peer.im_addr(),
+                Impairment::lossy(loss, seed.wrapping_add(1 + i as u64)),
+            )
+            .map_err(io_err(format!("cannot start {}'s relay", NAMES[i])))?;
+            port = r.addr().port() - 1;
+            via = format!(", messages through a relay on {}", r.addr());
+            im_relays.push(r);
+        }
+        registered[i] = (ip, port);
+        t.info(&format!(
+            "{:<6} on {} (P) and {} (P+1){}{via}",
+            NAMES[i],
+            peer.control_addr(),
+            peer.im_addr().port(),
+            config.peer_netns[i]
+                .as_ref()
+                .map(|ns| format!(" in namespace {ns}"))
+                .unwrap_or_default(),
+        ))?;
+        peers.push(Some(peer));
+    }
+    Ok(Cast {
+        peers,
+        ips: registered.map(|(ip, _)| ip),
+        ports: registered.map(|(_, p)| p),
+        data_dir,
+        _im_relays: im_relays,
+        _server_relay: server_relay,
+        server,
+        stray: Vec::new(),
+        _temp: temp,
+    })
+}
+
+/// What peer `who` was shown that no step waited for.
+pub(super) fn strays(who: usize, peer: &Peer) -> Vec<String> {
+    peer.events()
+        .try_iter()
+        .filter(|e| !matches!(e, RingEvent::Invalid { .. }))
+        .map(|e| format!("{}: {e:?}", NAMES[who]))
+        .collect()
+}
+
+/// Sends one typed line from peer `who`.
+pub(super) fn ask(
+    cast: &Cast,
+    who: usize,
+    line: &str,
+) -> Result<Result<Answer, String>, DemoError> {
+    let parsed = parse_line(line)
+        .map_err(|e| DemoError::Script(line.into(), e.to_string()))?
+        .ok_or_else(|| DemoError::Script(line.into(), "empty".into()))?;
+    let Some(peer) = &cast.peers[who] else {
+        return Ok(Err(format!("{} has exited", NAMES[who])));
+    };
+    Ok(peer.request(parsed.command).map_err(|e| e.to_string()))
+}
+
+/// Binding a peer's sockets inside a network namespace.
+mod netns {
+    use std::io;
+    use std::net::{IpAddr, SocketAddr};
+
+    use contact_peer::{Peer, PeerConfig, PortChoice};
+
+    /// Makes the peer on a thread that has entered namespace `name` (`/run/netns/NAME`):
+    /// its sockets, and so every datagram it sends or receives, belong to that namespace.
+    /// The thread ends; the sockets keep their namespace.
+    #[cfg(target_os = "linux")]
+    pub(super) fn bind_peer(
+        name: &str,
+        ip: IpAddr,
+        server: SocketAddr,
+        config: PeerConfig,
+    ) -> io::Result<Peer> {
+        let path = std::path::Path::new("/run/netns").join(name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&path)?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)?;
+                Peer::bind_with(ip, server, PortChoice::Ephemeral, config)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn bind_peer(
+        _name: &str,
+        _ip: IpAddr,
+        _server: SocketAddr,
+        _config: PeerConfig,
+    ) -> io::Result<Peer> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "network namespaces are Linux only",
+        ))
+    }
+}
