@@ -326,13 +326,7 @@ impl Store {
     pub fn reload(&mut self, limits: Limits) -> io::Result<Restored> {
         let mut file = &self.file;
         file.seek(SeekFrom::Start(0))?;
-        let input = BufReader::new(file.take(self.committed_len));
-        read_journal(input, limits).map_err(|e| match e {
-            ReadError::Io(e) => e,
-            ReadError::Corrupt { line, reason, .. } => {
-                io::Error::other(format!("line {line}: {reason}"))
-            }
-        })
+        replay_journal(BufReader::new(file.take(self.committed_len)), limits)
     }
 
     /// Whether the journal has grown enough past the live state and the `kept` answers (a
@@ -560,6 +554,24 @@ pub fn repair(path: &Path, limits: Limits, in_place: bool) -> Result<Repaired, S
         written,
         verified,
         dropped_bytes,
+    })
+}
+
+/// Appends the record numbered `seq` to `out`, as the journal file holds it: for a journal
+/// kept elsewhere than in a file (the simulation keeps one in memory).
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, record: &Record) {
+    push_record(out, seq, record);
+}
+
+/// Replays a journal read from `input`: the state and the kept answers its records hold
+/// (what [`Store::restore`] does with a file, without the lock or the cut of a torn tail).
+/// A bad record before the last one is an error naming its line.
+pub fn replay_journal(input: impl BufRead, limits: Limits) -> io::Result<Restored> {
+    read_journal(input, limits).map_err(|e| match e {
+        ReadError::Io(e) => e,
+        ReadError::Corrupt { line, reason } => {
+            io::Error::new(io::ErrorKind::InvalidData, format!("line {line}: {reason}"))
+        }
     })
 }
 

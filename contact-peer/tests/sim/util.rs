@@ -8,18 +8,25 @@
 //!
 //! The simulation moves datagrams and time through [`Machine`], the trait the real driver
 //! loop uses; a peer's instant messages follow [`ImLifecycle`], as `Peer::send_im` does.
+//!
+//! With [`Sim::crash_server_after`], the server keeps a journal as `server --state` does (in
+//! memory, in the store's format: its records are synced before the answers go out) and
+//! crashes once, between a journal sync and the answers it allowed: those answers are
+//! lost, the server is down for a while (datagrams to it are lost), then restarts from the
+//! journal, answer cache included, as the real one does.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use contact_peer::server::store;
 use contact_peer::{
     Client, ClientConfig, ClientEvent, ImLifecycle, Machine, RingConfig, RingEngine, RingEvent,
     ServerConfig, ServerCore,
 };
 use contact_proto::{Command, ContactName, ListName, RequestId, Status};
-use contact_registry::Registry;
+use contact_registry::{Limits, Registry};
 use serde_json::Value;
 
 /// xorshift64*, seeded: the only random source of a run.
@@ -183,6 +190,31 @@ pub struct Sim {
     pub done_at: Option<Instant>,
     buf: Vec<u8>,
     pub errors: Vec<String>,
+    /// The server's journal and its planned crash ([`Sim::crash_server_after`]).
+    pub durable: Option<Durable>,
+}
+
+/// A server that journals its changes, in memory, and crashes once.
+pub struct Durable {
+    config: ServerConfig,
+    /// The journal, as the file would hold it.
+    disk: Vec<u8>,
+    seq: u64,
+    /// Syncs left before the crash (`None`: crashed already).
+    syncs_before_crash: Option<u32>,
+    down_until: Option<Instant>,
+    /// How many crashes happened (0 or 1).
+    pub crashes: u32,
+    /// How many answers the crash lost.
+    pub lost_answers: usize,
+}
+
+/// How long the crashed server is down before it has restarted.
+const SERVER_DOWNTIME: Duration = Duration::from_millis(700);
+
+/// The simulation's wall clock, for the journal's answer times: Unix ms.
+fn unix_ms(start: Instant, now: Instant) -> u64 {
+    1_800_000_000_000 + (now - start).as_millis() as u64
 }
 
 fn addr(host: u8, port: u16) -> SocketAddr {
@@ -268,6 +300,7 @@ impl Sim {
             done_at: None,
             buf: Vec::new(),
             errors: Vec::new(),
+            durable: None,
         };
         // A reference peer registers with a plain request, once: it has no retries.
         for i in 0..sim.refs.len() {
@@ -277,6 +310,77 @@ impl Sim {
             sim.send(from, to, line.into_bytes());
         }
         sim
+    }
+
+    /// Gives the server a journal, and crashes it right after its `syncs`-th journal sync
+    /// that holds a tagged request's record, before the answers of that batch go out. Call
+    /// before the first step.
+    pub fn crash_server_after(&mut self, syncs: u32) {
+        let config = ServerConfig {
+            state: Some("sim.journal".into()),
+            ..ServerConfig::default()
+        };
+        self.server = ServerCore::new(Registry::default(), &config);
+        self.server
+            .set_clock(self.now, unix_ms(self.start, self.now));
+        self.durable = Some(Durable {
+            config,
+            disk: Vec::new(),
+            seq: 0,
+            syncs_before_crash: Some(syncs.max(1)),
+            down_until: None,
+            crashes: 0,
+            lost_answers: 0,
+        });
+    }
+
+    /// With a journal: syncs the server's records, and crashes it if this is the planned
+    /// sync; then its answers go out. True if it crashed.
+    fn sync_server(&mut self) -> bool {
+        let Some(d) = &mut self.durable else {
+            return false;
+        };
+        // Only a sync of our peers' (tagged) requests counts: a reference peer sends its
+        // request once, and a lost answer is its own failure, not the journal's.
+        let mut tagged = false;
+        while let Some(record) = self.server.poll_record() {
+            d.seq += 1;
+            store::encode_record(&mut d.disk, d.seq, &record);
+            tagged |= record.answer.is_some();
+        }
+        if !tagged {
+            return false;
+        }
+        match &mut d.syncs_before_crash {
+            Some(1) => d.syncs_before_crash = None,
+            Some(n) => {
+                *n -= 1;
+                return false;
+            }
+            None => return false,
+        }
+        // The crash: what the journal holds survives, the answers do not.
+        let mut buf = Vec::new();
+        while self.server.poll_transmit(&mut buf).is_some() {
+            d.lost_answers += 1;
+        }
+        let restored = store::replay_journal(&d.disk[..], Limits::default())
+            .unwrap_or_else(|e| panic!("the simulated journal does not replay: {e}"));
+        let now = self.now;
+        let mut core = ServerCore::new(restored.registry, &d.config);
+        core.set_clock(now, unix_ms(self.start, now));
+        core.restore_answers(now, restored.answers);
+        self.server = core;
+        d.crashes += 1;
+        d.down_until = Some(now + SERVER_DOWNTIME);
+        true
+    }
+
+    fn server_is_down(&self) -> bool {
+        self.durable
+            .as_ref()
+            .and_then(|d| d.down_until)
+            .is_some_and(|t| self.now < t)
     }
 
     fn is_ref(&self, a: SocketAddr) -> bool {
@@ -427,6 +531,9 @@ impl Sim {
         if self.is_crashed(d.to) {
             return;
         }
+        if d.to == self.server_addr && self.server_is_down() {
+            return;
+        }
         let now = self.now;
         let Some(node) = self.nodes.get(&d.to).copied() else {
             return;
@@ -461,6 +568,7 @@ impl Sim {
         loop {
             let mut progress = false;
             let now = self.now;
+            self.sync_server();
             self.flush(Node::Server);
             for i in 0..self.peers.len() {
                 if self.peers[i].crashed {
