@@ -12,6 +12,12 @@
 //! since writing a file is I/O; the driver writes it through a [`DataDir`] and reports back
 //! with [`ServerCore::complete_save`], and only then does the answer go out.
 //!
+//! With a state file (`--state`), every change and every tagged mutation's cache entry is a
+//! [`Record`] the driver makes durable through the [`Store`] before the answers go out. When
+//! the journal cannot be written the server degrades instead of stopping: changes are
+//! refused with 474 ([`Status::NotStored`](contact_proto::Status::NotStored)) until it can
+//! write again, and reads go on (see `driver.rs` and [`store`]).
+//!
 //! What decides an answer (the registry, the answer cache, the instant-message deadlines)
 //! is deterministic: time enters these parts as milliseconds since an epoch the core fixes
 //! at the first `now` it is given, nothing there reads a clock or depends on the iteration
