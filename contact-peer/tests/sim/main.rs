@@ -183,8 +183,15 @@ fn run(seed: u64, net: NetConfig, v: Variant, server_crash: Option<u32>) -> Resu
         sim.crash_server_after(syncs);
     }
     sim.drive_bounded(MAX_STEPS)?;
-    if let Some(d) = sim.durable.as_ref().filter(|d| d.crashes != 1) {
-        return Err(format!("the server crashed {} times, not once", d.crashes));
+    if let Some(d) = sim
+        .durable
+        .as_ref()
+        .filter(|d| d.crashes != 1 || d.lost_answers == 0)
+    {
+        return Err(format!(
+            "the server crashed {} times, losing {} answers: not once between a sync and its answers",
+            d.crashes, d.lost_answers
+        ));
     }
     let done = sim.done_at.ok_or("the script did not end")? - sim.start;
     let bound = if v.mid {
