@@ -43,9 +43,9 @@
 //! corruption: opening fails with its line number rather than silently losing what follows,
 //! and [`repair`] keeps the longest valid prefix. The file is locked (an advisory `flock` on
 //! `FILE.lock`, held for the store's life), so that two servers never share one journal. A
-//! running store compares the path's device and inode with its open file before each
-//! commit (one `stat` per batch that changes something): a journal removed or replaced
-//! under it is a write failure, not a silent loss.
+//! running store compares the path's device, inode and size with its open file before each
+//! commit (one `stat` per batch that changes something): a journal removed, replaced or
+//! truncated under it is a write failure, not a silent loss.
 //!
 //! Group commit: [`Store::record`] only buffers; [`Store::commit`] writes everything buffered
 //! with one `write` and one `fdatasync`. The server applies a batch of requests, commits once,
@@ -309,10 +309,15 @@ impl Store {
     }
 
     /// Errs if the path no longer names the open journal (removed, or replaced by another
-    /// file): one `stat`.
+    /// file), or if someone else changed its size (truncated it, appended to it): one `stat`.
     pub fn check_identity(&self) -> io::Result<()> {
         match fs::metadata(&self.path) {
-            Ok(m) if identity(&m) == self.identity => Ok(()),
+            Ok(m) if identity(&m) == self.identity && m.len() == self.committed_len => Ok(()),
+            Ok(m) if identity(&m) == self.identity => Err(io::Error::other(format!(
+                "the journal was changed by another process: {} bytes where {} were written",
+                m.len(),
+                self.committed_len
+            ))),
             Ok(_) => Err(io::Error::other("the journal was replaced by another file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(io::Error::other("the journal was removed"))
@@ -1284,5 +1289,27 @@ mod tests {
             .filter(|n| n.ends_with(".tmp") && n != "state.compact.tmp")
             .collect();
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn a_journal_truncated_under_the_store_fails_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+        apply(&mut store, &mut registry, "create a");
+        store.commit().unwrap();
+        // What logrotate's copytruncate would do.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        apply(&mut store, &mut registry, "create b");
+        let err = store.commit().unwrap_err();
+        assert!(
+            err.to_string().contains("changed by another process"),
+            "{err}"
+        );
     }
 }
