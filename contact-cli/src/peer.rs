@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use contact_peer::{ImError, ImStarted, Peer, PortChoice, RingEvent};
-use contact_proto::{Answer, Body, Command, ContactName, ListName, parse_line};
+use contact_proto::{Answer, Body, Command, ContactName, ListName, escape_controls, parse_line};
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use rustyline::ExternalPrinter;
 
@@ -146,7 +146,8 @@ impl<'a> Session<'a> {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return None,
             Err(e) => {
-                self.out.line(format!("error: {e}"));
+                self.out
+                    .line(format!("error: {}", escape_controls(&e.to_string())));
                 return None;
             }
         };
@@ -157,7 +158,8 @@ impl<'a> Session<'a> {
         let answer = match self.peer.request(parsed.command.clone()) {
             Ok(a) => a,
             Err(e) => {
-                self.out.line(format!("error: {e}"));
+                self.out
+                    .line(format!("error: {}", escape_controls(&e.to_string())));
                 return None;
             }
         };
@@ -174,7 +176,11 @@ impl<'a> Session<'a> {
         let started = match peer.im_start(list, name.clone()) {
             Ok(started) => started,
             Err(ImError::Refused(answer)) => return self.out.line(describe(&answer)),
-            Err(e) => return self.out.line(format!("error: {e}")),
+            Err(e) => {
+                return self
+                    .out
+                    .line(format!("error: {}", escape_controls(&e.to_string())));
+            }
         };
         self.out.line(describe(started.answer()));
         let ring = started.ring();
@@ -197,7 +203,9 @@ impl<'a> Session<'a> {
                 .out
                 .line(format!("message sent around {members} members")),
             Ok(()) => {}
-            Err(e) => self.out.line(format!("error: {e}")),
+            Err(e) => self
+                .out
+                .line(format!("error: {}", escape_controls(&e.to_string()))),
         }
     }
 
@@ -205,6 +213,8 @@ impl<'a> Session<'a> {
         match event {
             RingEvent::Message { sender, list, text } => {
                 let list = list.map_or_else(|| "?".to_owned(), |l| l.to_string());
+                // The text is anyone's: never written to a terminal raw (issue 10).
+                let text = escape_controls(&text);
                 self.out.line(format!("[{list}] {sender}: {text}"));
             }
             RingEvent::Completed {

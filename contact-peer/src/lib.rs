@@ -58,7 +58,7 @@ pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use driver::Machine;
 pub use im::{ImError, ImLifecycle, ImOutcome};
 pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PortChoice};
-pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
+pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
     DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore, ServerHandle,
     ShutdownHandle,
