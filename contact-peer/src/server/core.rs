@@ -17,7 +17,8 @@ use contact_proto::{
 };
 use contact_registry::{Registry, Reply};
 
-use super::cache::{AnswerCache, digest};
+use super::abuse::{AnswerLimit, Quotas, Sources};
+use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
 use super::im_timers::ImTimers;
 use super::{KeptAnswer, Record, SaveJob, ServerConfig};
@@ -70,6 +71,12 @@ pub struct ServerCore {
     /// The wall clock (Unix ms) at the core's epoch, given by the driver
     /// ([`ServerCore::set_clock`]); 0 until then. Journaled answer times are on this clock.
     unix_epoch: u64,
+    /// How sources are grouped into prefixes, and which are trusted.
+    sources: Sources,
+    /// The volume of answers to each prefix.
+    limit: AnswerLimit,
+    /// Contacts and lists held per prefix.
+    quotas: Quotas,
 }
 
 impl ServerCore {
@@ -78,7 +85,11 @@ impl ServerCore {
         Self {
             registry,
             epoch: None,
-            cache: AnswerCache::new(config.dedup_capacity, millis(config.dedup_lifetime)),
+            cache: AnswerCache::new(
+                config.dedup_capacity,
+                config.dedup_per_source,
+                millis(config.dedup_lifetime),
+            ),
             transmits: VecDeque::new(),
             saves: VecDeque::new(),
             auth: config.auth,
@@ -90,7 +101,32 @@ impl ServerCore {
             degraded: false,
             unstored: 0,
             unix_epoch: 0,
+            sources: Sources {
+                v4_len: config.source_prefix_v4,
+                v6_len: config.source_prefix_v6,
+                trusted: config.trust.clone(),
+            },
+            limit: AnswerLimit::new(
+                config.answer_rate,
+                config.answer_burst,
+                config.answer_total_rate,
+                config.answer_total_burst,
+            ),
+            quotas: Quotas::new(
+                config
+                    .max_contacts_per_source
+                    .unwrap_or((config.limits.max_contacts / 4).max(1)),
+                config
+                    .max_lists_per_source
+                    .unwrap_or((config.limits.max_lists / 4).max(1)),
+            ),
         }
+    }
+
+    /// Answers not sent because their source prefix (or the whole server) was over its
+    /// answer rate ([`ServerConfig::answer_rate`]): (answers, bytes).
+    pub fn limited_answers(&self) -> (u64, u64) {
+        self.limit.dropped()
     }
 
     /// Ties the core's clock to the wall clock: `now` is `unix_ms` milliseconds since the
@@ -195,18 +231,31 @@ impl ServerCore {
                 let status = e.status();
                 let id = Request::peek_id(bytes);
                 tracing::info!(%from, ?id, len = bytes.len(), status = status.code(), error = %e, "bad request");
-                let answer = Answer::error(status, e.to_string()).with_id(id);
-                return self.answer(at, from, answer, digest(bytes), false);
+                let answer = Answer::error(status, excerpt(&e.to_string())).with_id(id);
+                return self.answer(at, from, answer, Some(digest(bytes)), false);
             }
         };
         // Only tagged requests are cached, so only they need a digest.
         // (A degraded core answers retransmissions too: they change nothing.)
         let digest = request.id.map_or(0, |_| digest(bytes));
         if let Some(id) = request.id {
-            if let Some(bytes) = self.cache.get(from, id, digest) {
-                tracing::info!(%from, id, request = %request.command, "retransmission answered again");
-                self.transmits.push_back((from, bytes.to_vec()));
-                return;
+            match self.cache.lookup(from, id, digest) {
+                Lookup::Answered(bytes) => {
+                    tracing::info!(%from, id, request = %request.command, "retransmission answered again");
+                    let bytes = bytes.to_vec();
+                    return self.send(at, from, bytes);
+                }
+                Lookup::Conflict => {
+                    // Bound to the request that made it: never overwritten by another
+                    // under the same id (a forged one, say), and that one is not applied.
+                    tracing::info!(%from, id, request = %request.command, status = 475, "request id reused for another request");
+                    let answer = Answer::error(
+                        Status::IdConflict,
+                        "this request id was used for another request; use a fresh id",
+                    );
+                    return self.answer(at, from, answer.with_id(Some(id)), None, false);
+                }
+                Lookup::New => {}
             }
         }
         let Request { id, command } = request;
@@ -215,8 +264,60 @@ impl ServerCore {
         // Checks before the registry sees the command.
         if let Some(answer) = self.refuse(from, &command) {
             tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
-            return self.answer(at, from, answer.with_id(id), digest, false);
+            return self.answer(at, from, answer.with_id(id), id.map(|_| digest), false);
         }
+        // `query-lists` changes nothing: its answer is never kept, so it needs no room.
+        let cached = id.is_some() && command != Command::QueryLists;
+        if cached && !self.cache.has_room(at, from) {
+            // Keeping this answer would evict another source's that its client may still
+            // retransmit for: refused unapplied, so at-most-once holds for both.
+            tracing::warn!(%from, ?id, request = text.as_deref(), status = 473, "answer cache full: request refused");
+            let answer = Answer::error(
+                Status::Busy,
+                "the server is busy (answer cache full); try again later",
+            );
+            return self.answer(at, from, answer.with_id(id), None, false);
+        }
+        let digest = cached.then_some(digest);
+        // Per-source quotas (476), before the registry, and what to count after it.
+        let trusted = self.sources.trusted(from.ip());
+        let prefix = self.sources.prefix(from.ip());
+        let held = match &command {
+            Command::Register { name, .. } => Some((true, name.as_str().to_owned())),
+            Command::Create { list } => Some((false, list.as_str().to_owned())),
+            _ => None,
+        };
+        if let Some((contact, name)) = held.as_ref().filter(|_| !trusted) {
+            // After the reference's checks (455/456, 457/458): only a command the registry
+            // would accept counts against the quota.
+            let (reg, limits) = (&self.registry, self.registry.limits());
+            let ok = if *contact {
+                reg.contact(name.as_str()).is_some()
+                    || reg.num_contacts() >= limits.max_contacts
+                    || self.quotas.may_register(prefix)
+            } else {
+                reg.members(name.as_str()).is_some()
+                    || reg.num_lists() >= limits.max_lists
+                    || self.quotas.may_create(prefix)
+            };
+            if !ok {
+                let (what, max) = if *contact {
+                    ("contacts registered", self.quotas.max_contacts)
+                } else {
+                    ("lists created", self.quotas.max_lists)
+                };
+                tracing::warn!(%from, ?id, request = text.as_deref(), status = 476, "source quota reached");
+                let answer = Answer::error(
+                    Status::SourceQuota,
+                    format!("this source already has {max} {what}, as many as one source may"),
+                );
+                return self.answer(at, from, answer.with_id(id), digest, false);
+            }
+        }
+        let exiting = match &command {
+            Command::Exit { name } => Some(name.as_str().to_owned()),
+            _ => None,
+        };
         let mutation = !matches!(command, Command::QueryLists | Command::Save { .. });
         if self.degraded && mutation {
             // Refused before the registry sees it, so that memory never holds a change the
@@ -230,14 +331,13 @@ impl ServerCore {
             let mut bytes = self.spare.pop().unwrap_or_default();
             bytes.clear();
             answer.with_id(id).encode(&mut bytes);
-            self.transmits.push_back((from, bytes));
-            return;
+            return self.send(at, from, bytes);
         }
         if command == Command::QueryLists {
             if let Some(body) = self.lists_body.take() {
                 // A read whose answer the registry gave before and has not changed since.
                 tracing::info!(%from, ?id, request = text.as_deref(), status = 200, "request");
-                self.answer_lists(at, from, id, &body, digest);
+                self.answer_lists(at, from, id, &body);
                 self.lists_body = Some(body);
                 return;
             }
@@ -251,6 +351,14 @@ impl ServerCore {
         if outcome.lists_changed {
             self.lists_body = None;
         }
+        if outcome.changed {
+            match (held, exiting) {
+                (Some((true, name)), _) => self.quotas.registered(prefix, &name),
+                (Some((false, list)), _) => self.quotas.created(prefix, &list),
+                (_, Some(name)) => self.quotas.unregistered(&name),
+                _ => {}
+            }
+        }
         // A tagged mutation's answer is journaled with it, so that its retransmission after
         // a restart is answered, not applied again: a change rebuilds its answer on replay,
         // a refusal is kept as its bytes.
@@ -259,7 +367,7 @@ impl ServerCore {
             .map(|id| KeptAnswer {
                 from,
                 id,
-                digest,
+                digest: digest.unwrap_or(0),
                 at: self.unix_epoch.saturating_add(at),
                 bytes: Vec::new(),
             });
@@ -279,7 +387,7 @@ impl ServerCore {
                 self.answer(at, from, answer.with_id(id), digest, tag.is_some());
                 if let Some(mut tag) = tag.filter(|_| !outcome.changed) {
                     if let (Some(records), Some(bytes)) =
-                        (&mut self.records, self.cache.get(from, tag.id, digest))
+                        (&mut self.records, self.cache.get(from, tag.id, tag.digest))
                     {
                         tag.bytes = bytes.to_vec();
                         records.push_back(Record {
@@ -294,7 +402,7 @@ impl ServerCore {
                 from,
                 id,
                 file,
-                digest,
+                digest: digest.unwrap_or(0),
             }),
         }
     }
@@ -308,12 +416,12 @@ impl ServerCore {
         let contact = self.registry.contact(command.acting_contact()?)?;
         let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
         (canonical(contact.addr()) != canonical(from)).then(|| {
+            // The text never names the address: it would tell a spoofer what to forge.
             Answer::error(
                 Status::NotAuthorized,
                 format!(
-                    "{} may only be acted for from its registered address {}",
+                    "{} may only be acted for from its registered address",
                     contact.name(),
-                    contact.addr()
                 ),
             )
         })
@@ -349,7 +457,8 @@ impl ServerCore {
             Err((status, text)) => Answer::error(status, text),
         };
         tracing::info!(from = %job.from, id = ?job.id, request = %Command::Save { file: job.file }, status = answer.status.code(), "request");
-        self.answer(at, job.from, answer.with_id(job.id), job.digest, false);
+        let cache = job.id.map(|_| job.digest);
+        self.answer(at, job.from, answer.with_id(job.id), cache, false);
     }
 
     /// Forgets cached answers whose time is up, and completes instant messages whose
@@ -416,7 +525,16 @@ impl ServerCore {
         millis(now.saturating_duration_since(epoch))
     }
 
-    fn answer(&mut self, at: u64, to: SocketAddr, answer: Answer, digest: u64, durable: bool) {
+    /// Queues `answer` for `to`, kept in the answer cache under `digest` when it is `Some`
+    /// (a tagged request's).
+    fn answer(
+        &mut self,
+        at: u64,
+        to: SocketAddr,
+        answer: Answer,
+        digest: Option<u64>,
+        durable: bool,
+    ) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         answer.encode(&mut bytes);
@@ -429,20 +547,13 @@ impl ServerCore {
         self.queue(at, to, answer.id, bytes, digest, durable);
     }
 
-    /// Answers `query-lists` with its body as the registry last gave it.
-    fn answer_lists(
-        &mut self,
-        at: u64,
-        to: SocketAddr,
-        id: Option<RequestId>,
-        body: &[u8],
-        digest: u64,
-    ) {
+    /// Answers `query-lists` with its body as the registry last gave it (never cached).
+    fn answer_lists(&mut self, at: u64, to: SocketAddr, id: Option<RequestId>, body: &[u8]) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         Answer::ok().with_id(id).encode_head(&mut bytes);
         bytes.extend_from_slice(body);
-        self.queue(at, to, id, bytes, digest, false);
+        self.queue(at, to, id, bytes, None, false);
     }
 
     fn queue(
@@ -451,7 +562,7 @@ impl ServerCore {
         to: SocketAddr,
         id: Option<RequestId>,
         mut bytes: Vec<u8>,
-        digest: u64,
+        digest: Option<u64>,
         durable: bool,
     ) {
         if bytes.len() > MAX_DATAGRAM_LEN {
@@ -465,12 +576,54 @@ impl ServerCore {
             .with_id(id)
             .encode(&mut bytes);
         }
-        if let Some(id) = id {
+        if let (Some(id), Some(digest)) = (id, digest) {
             self.cache
                 .insert(at, to, id, digest, bytes.clone(), durable);
         }
+        self.send(at, to, bytes);
+    }
+
+    /// Queues `bytes` for `to`, within the answer volume `to`'s prefix and the server may
+    /// send ([`ServerConfig::answer_rate`]); beyond, the answer is dropped unsent (it stays
+    /// cached: a retransmission within the budget gets it).
+    fn send(&mut self, at: u64, to: SocketAddr, bytes: Vec<u8>) {
+        let ip = to.ip();
+        if !self.sources.trusted(ip) && !self.limit.allow(at, self.sources.prefix(ip), bytes.len())
+        {
+            tracing::debug!(%to, len = bytes.len(), "answer dropped: source over its answer rate");
+            if self.spare.len() < 64 {
+                self.spare.push(bytes);
+            }
+            return;
+        }
         self.transmits.push_back((to, bytes));
     }
+}
+
+/// The most an error answer's text may take once written as JSON: a bad request is echoed
+/// only as a short excerpt, so that an error answer is never much larger than the request.
+const MAX_ERROR_JSON: usize = 96;
+
+/// `text` (which may quote the bad request) escaped ([`contact_proto::escape_controls`])
+/// and cut so that it takes at most [`MAX_ERROR_JSON`] bytes as a JSON string.
+fn excerpt(text: &str) -> String {
+    let escaped = contact_proto::escape_controls(text);
+    if contact_proto::json_string_len(&escaped) <= MAX_ERROR_JSON {
+        return escaped.into_owned();
+    }
+    let mut out = String::new();
+    let mut len = 2 + 3; // the quotes and "..."
+    for c in escaped.chars() {
+        let mut buf = [0; 4];
+        let w = contact_proto::json_string_len(c.encode_utf8(&mut buf)) - 2;
+        if len + w > MAX_ERROR_JSON {
+            break;
+        }
+        len += w;
+        out.push(c);
+    }
+    out.push_str("...");
+    out
 }
 
 /// A duration in whole milliseconds (saturating: a lifetime of centuries is forever).
@@ -487,6 +640,7 @@ mod tests {
     fn core(capacity: usize) -> ServerCore {
         let config = ServerConfig {
             dedup_capacity: capacity,
+            answer_rate: 0,
             ..ServerConfig::default()
         };
         ServerCore::new(Registry::new(Limits::default()), &config)
@@ -522,14 +676,209 @@ mod tests {
         assert_eq!(ask(&mut c, now, a(), b"create-_-l"), "457-_-null");
     }
 
+    /// Issue 10, row "a forged request with alice's source and her next id": it overwrote
+    /// her cache entry and she got the answer of the attacker's list. Now an entry is bound
+    /// to the request that made it: the other request is a conflict (475), not applied, not
+    /// kept.
     #[test]
-    fn same_id_with_another_request_is_applied() {
+    fn forged_request_with_alices_id_never_overwrites_her_answer() {
         let now = Instant::now();
         let mut c = core(16);
         assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-x"), "#1-_-200-_-null");
-        // A restarted peer on the same port reusing id 1 for something else.
-        assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-y"), "#1-_-200-_-null");
-        assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-x"), "#1-_-457-_-null");
+        let forged = ask(&mut c, now, a(), b"#1-_-create-_-evil");
+        assert!(forged.starts_with("#1-_-475-_-{\"error\": "), "{forged}");
+        assert!(!c.registry().lists().any(|l| l == "evil"));
+        // Alice's retransmission still gets her own answer.
+        assert_eq!(ask(&mut c, now, a(), b"#1-_-create-_-x"), "#1-_-200-_-null");
+        // Once her answer is gone (after its lifetime) the id is free again.
+        let later = now + Duration::from_secs(31);
+        assert_eq!(
+            ask(&mut c, later, a(), b"#1-_-create-_-y"),
+            "#1-_-200-_-null"
+        );
+    }
+
+    /// Issue 10, row "4,200 tagged requests from other sources in 0.12 s, then alice's
+    /// retransmitted `im-start`": the cache (4,096 entries, no per-source share) evicted
+    /// hers, the `im-start` was applied twice and the list blocked.
+    #[test]
+    fn tagged_flood_from_other_sources_never_evicts_alices_answer() {
+        let now = Instant::now();
+        let mut c = ServerCore::new(Registry::new(Limits::default()), &ServerConfig::default());
+        let alice: SocketAddr = "127.0.0.1:22000".parse().unwrap();
+        ask(
+            &mut c,
+            now,
+            alice,
+            b"#1-_-register-_-alice-_-127.0.0.1-_-22000",
+        );
+        ask(&mut c, now, alice, b"#2-_-create-_-club");
+        ask(&mut c, now, alice, b"#3-_-join-_-club-_-alice");
+        let start = ask(&mut c, now, alice, b"#4-_-im-start-_-club-_-alice");
+        assert!(start.starts_with("#4-_-200-_-"));
+        // One source at its share, then many sources: 20,000 tagged requests.
+        let mut t = now;
+        for i in 0..20_000u32 {
+            let from = SocketAddr::from(([10, (i / 250) as u8, (i % 250) as u8, 1], 5000));
+            let from = if i < 4200 {
+                "127.0.0.5:5000".parse().unwrap()
+            } else {
+                from
+            };
+            let req = format!("#{i}-_-leave-_-club-_-nobody");
+            c.handle_datagram(t, from, req.as_bytes());
+            while c.poll_transmit(&mut Vec::new()).is_some() {}
+            t += Duration::from_micros(30);
+        }
+        // Alice's retransmission, within her retry window: her first answer again.
+        assert_eq!(
+            ask(&mut c, t, alice, b"#4-_-im-start-_-club-_-alice"),
+            start
+        );
+        assert_eq!(
+            ask(&mut c, t, alice, b"#5-_-im-complete-_-club-_-alice"),
+            "#5-_-200-_-null"
+        );
+        // Applied once: a second im-complete has nothing to complete.
+        assert_eq!(
+            ask(&mut c, t, alice, b"#6-_-im-complete-_-club-_-alice"),
+            "#6-_-465-_-null"
+        );
+    }
+
+    /// Issue 10, row "11-byte `query-lists` with a forged source, after 150 lists with long
+    /// names exist": a 29,450-byte answer, 2,677x; 3,000 forged datagrams (33 KB) sent 88 MB
+    /// to the victim. Now the victim gets at most 3 times the bytes forged in its name.
+    #[test]
+    fn forged_query_lists_flood_delivers_at_most_3x_to_the_victim() {
+        let mut c = ServerCore::new(Registry::new(Limits::default()), &ServerConfig::default());
+        let now = Instant::now();
+        // 150 lists with 60-byte names, created from 6 sources (within their quotas).
+        for i in 0..150 {
+            let from = SocketAddr::from(([10, 0, 0, (i / 30) as u8 + 1], 5000));
+            let req = format!("create-_-{i:03}{}", "x".repeat(57));
+            assert_eq!(ask(&mut c, now, from, req.as_bytes()), "200-_-null");
+        }
+        let victim: SocketAddr = "127.0.0.9:22000".parse().unwrap();
+        let (mut received, mut sent, mut largest) = (0, 0, 0);
+        let mut buf = Vec::new();
+        let mut t = now;
+        for _ in 0..3000 {
+            c.handle_datagram(t, victim, b"query-lists");
+            received += 11;
+            while let Some(tx) = c.poll_transmit(&mut buf) {
+                assert_eq!(tx.destination, victim);
+                sent += tx.size;
+                largest = largest.max(tx.size);
+            }
+            // 3,000 datagrams in 0.2 s, as measured.
+            t += Duration::from_micros(66);
+        }
+        assert!(largest > 9000, "the largest answer: {largest} bytes");
+        assert!(
+            sent <= 3 * received,
+            "{sent} bytes sent for {received} received"
+        );
+        assert!(c.limited_answers().0 > 2900);
+    }
+
+    /// ... and a trusted prefix (`--trust`) is not limited.
+    #[test]
+    fn trusted_prefixes_are_not_limited() {
+        let config = ServerConfig {
+            trust: vec!["127.0.0.0/8".parse().unwrap()],
+            ..ServerConfig::default()
+        };
+        let mut c = ServerCore::new(Registry::new(Limits::default()), &config);
+        let now = Instant::now();
+        for i in 0..100 {
+            let from = SocketAddr::from(([127, 0, 0, 1], 5000));
+            ask(
+                &mut c,
+                now,
+                from,
+                format!("create-_-{i:03}{}", "x".repeat(57)).as_bytes(),
+            );
+        }
+        let mut buf = Vec::new();
+        let mut answered = 0;
+        for _ in 0..1000 {
+            c.handle_datagram(now, "127.0.0.9:22000".parse().unwrap(), b"query-lists");
+            answered += std::iter::from_fn(|| c.poll_transmit(&mut buf)).count();
+        }
+        assert_eq!(answered, 1000);
+    }
+
+    /// Issue 10, row "one source registers 99 contacts and creates 149 lists in under a
+    /// second": everyone else got 456/458. Now one source holds at most a quarter of each
+    /// limit (476 beyond), and gets its quota back as its contacts exit.
+    #[test]
+    fn one_source_cannot_take_every_contact_and_list() {
+        let mut c = ServerCore::new(Registry::new(Limits::default()), &ServerConfig::default());
+        let now = Instant::now();
+        let hog: SocketAddr = "127.0.0.66:5000".parse().unwrap();
+        let mut refused = 0;
+        for i in 0..99 {
+            let a = ask(
+                &mut c,
+                now,
+                hog,
+                format!("register-_-h{i}-_-127.0.0.66-_-{}", 20000 + 2 * i).as_bytes(),
+            );
+            refused += usize::from(a.starts_with("476-_-"));
+        }
+        for i in 0..149 {
+            let a = ask(&mut c, now, hog, format!("create-_-l{i}").as_bytes());
+            refused += usize::from(a.starts_with("476-_-"));
+        }
+        assert_eq!(refused, (99 - 25) + (149 - 37));
+        let alice: SocketAddr = "127.0.0.1:22000".parse().unwrap();
+        assert_eq!(
+            ask(&mut c, now, alice, b"register-_-alice-_-127.0.0.1-_-22000"),
+            "200-_-null"
+        );
+        assert_eq!(ask(&mut c, now, alice, b"create-_-club"), "200-_-null");
+        // An exit gives the quota back.
+        assert_eq!(ask(&mut c, now, hog, b"exit-_-h0"), "200-_-null");
+        assert_eq!(
+            ask(&mut c, now, hog, b"register-_-h0-_-127.0.0.66-_-20000"),
+            "200-_-null"
+        );
+    }
+
+    /// `query-lists` changes nothing: its answer takes no cache entry.
+    #[test]
+    fn query_lists_answers_take_no_cache_entry() {
+        let now = Instant::now();
+        let mut c = core(16);
+        for i in 0..100 {
+            ask(&mut c, now, a(), format!("#{i}-_-query-lists").as_bytes());
+        }
+        assert!(c.cache.is_empty());
+    }
+
+    /// Issue 10, row "error answers": up to 6x the request (bad input echoed back,
+    /// escaped twice). Now a short escaped excerpt.
+    #[test]
+    fn error_answers_echo_only_a_short_escaped_excerpt() {
+        let now = Instant::now();
+        let mut c = core(16);
+        let mut worst = 0.0f64;
+        let long_name = format!("register-_-{}-_-1.2.3.4-_-1", "\u{1}".repeat(600));
+        let bad_cmd = "\u{7f}".repeat(2000);
+        let unicode = format!("create-_-{}\u{1}", "é".repeat(300));
+        for req in [
+            long_name.as_bytes(),
+            bad_cmd.as_bytes(),
+            unicode.as_bytes(),
+            b"x",
+        ] {
+            let answer = ask(&mut c, now, a(), req);
+            assert!(!answer.contains('\u{1}') && !answer.contains('\u{7f}'));
+            assert!(answer.len() <= 120, "{} bytes: {answer}", answer.len());
+            worst = worst.max(answer.len() as f64 / req.len() as f64);
+        }
+        assert!(worst < 120.0);
     }
 
     #[test]
@@ -589,7 +938,12 @@ mod tests {
         assert!(c.poll_save().is_none());
     }
 
+    /// A core for tests of other things than the answer volume limit: that one is off.
     fn core_with(config: ServerConfig) -> ServerCore {
+        let config = ServerConfig {
+            answer_rate: 0,
+            ..config
+        };
         ServerCore::new(Registry::new(Limits::default()), &config)
     }
 

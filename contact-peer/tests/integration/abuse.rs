@@ -67,10 +67,14 @@ fn auth_mode_refuses_acting_for_another_contact() {
         ),
         Status::Ok
     );
-    // A raw datagram from elsewhere is refused with an explanation.
+    // A raw datagram from elsewhere is refused with an explanation that does not name the
+    // address to forge (issue 10).
     let raw = Raw::new(server.addr());
     let answer = raw.ask("exit-_-mallory");
-    assert!(answer.starts_with("472-_-{\"error\": \"mallory may only be acted for from its registered address 127.0.0.1:"), "{answer}");
+    assert_eq!(
+        answer,
+        "472-_-{\"error\": \"mallory may only be acted for from its registered address\"}"
+    );
 }
 
 #[test]
@@ -81,7 +85,8 @@ fn a_flood_of_garbage_does_not_starve_other_clients() {
     let flooder = {
         let stop = stop.clone();
         thread::spawn(move || {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            // Another host than alice's: sources are limited per address (issue 10).
+            let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for garbage in [&b"\xff\xfe"[..], b"", b"frobnicate", &[b'x'; 3000]] {
@@ -95,7 +100,7 @@ fn a_flood_of_garbage_does_not_starve_other_clients() {
     // A well-behaved peer (tagged requests, retries) gets every answer meanwhile.
     let alice = peer(addr);
     register(&alice, "alice");
-    for i in 0..100 {
+    for i in 0..30 {
         let list = format!("list {i}").parse().unwrap();
         assert_eq!(
             alice.request(Command::Create { list }).unwrap().status,
@@ -109,6 +114,6 @@ fn a_flood_of_garbage_does_not_starve_other_clients() {
     let raw = Raw::new(addr);
     assert!(
         raw.ask("query-lists")
-            .starts_with("200-_-{\"num_lists\": 100")
+            .starts_with("200-_-{\"num_lists\": 30")
     );
 }
