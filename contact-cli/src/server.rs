@@ -92,6 +92,16 @@ pub(crate) struct Args {
     /// --max-lists).
     #[arg(long, value_name = "N")]
     max_lists_per_source: Option<usize>,
+    /// How often one source may save: a burst of 5, then one every SECS seconds (477
+    /// beyond; 0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    save_interval: u64,
+    /// The most files the data directory may hold after a save (477 beyond).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    data_dir_max_files: u64,
+    /// The most bytes the data directory may hold after a save (477 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    data_dir_max_bytes: u64,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -120,6 +130,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
         answer_total_burst: args.answer_total_rate.max(args.answer_burst),
         max_contacts_per_source: args.max_contacts_per_source,
         max_lists_per_source: args.max_lists_per_source,
+        save_interval: Duration::from_secs(args.save_interval),
+        data_dir_max_files: args.data_dir_max_files,
+        data_dir_max_bytes: args.data_dir_max_bytes,
         ..ServerConfig::default()
     };
     let registry = match &args.load {

@@ -232,6 +232,53 @@ impl AnswerLimit {
     }
 }
 
+/// How often each source prefix may `save`: a bucket of `burst` saves, one more every
+/// `interval_ms`. Counted in milliseconds of credit; the table is bounded like the others.
+#[derive(Debug)]
+pub(crate) struct SaveRate {
+    interval_ms: u64,
+    burst: u64,
+    buckets: HashMap<IpAddr, (u64, u64)>,
+}
+
+impl SaveRate {
+    const MAX_SOURCES: usize = 4096;
+
+    pub(crate) fn new(interval_ms: u64, burst: u64) -> Self {
+        Self {
+            interval_ms,
+            burst: burst.max(1),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Whether `prefix` may save at `now_ms`; takes one save if so.
+    pub(crate) fn allow(&mut self, now_ms: u64, prefix: IpAddr) -> bool {
+        if self.interval_ms == 0 {
+            return true;
+        }
+        let full = self.burst.saturating_mul(self.interval_ms);
+        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&prefix) {
+            self.buckets.retain(|_, (credit, last)| {
+                credit.saturating_add(now_ms.saturating_sub(*last)) < full
+            });
+            if self.buckets.len() >= Self::MAX_SOURCES {
+                return false;
+            }
+        }
+        let (credit, last) = self.buckets.entry(prefix).or_insert((full, now_ms));
+        *credit = credit
+            .saturating_add(now_ms.saturating_sub(*last))
+            .min(full);
+        *last = (*last).max(now_ms);
+        if *credit < self.interval_ms {
+            return false;
+        }
+        *credit -= self.interval_ms;
+        true
+    }
+}
+
 /// How many contacts and lists each source prefix holds (registered or created, and not
 /// removed since), against `--max-contacts-per-source` and `--max-lists-per-source`.
 #[derive(Debug, Default)]

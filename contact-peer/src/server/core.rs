@@ -123,6 +123,12 @@ impl ServerCore {
         }
     }
 
+    /// The prefix `ip` is counted by for the per-source limits, or `None` when the operator
+    /// trusts it (`--trust`).
+    pub(crate) fn limited_prefix(&self, ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        (!self.sources.trusted(ip)).then(|| self.sources.prefix(ip))
+    }
+
     /// Answers not sent because their source prefix (or the whole server) was over its
     /// answer rate ([`ServerConfig::answer_rate`]): (answers, bytes).
     pub fn limited_answers(&self) -> (u64, u64) {
@@ -408,13 +414,24 @@ impl ServerCore {
     }
 
     /// With authentication on, refuses a command for a contact that does not come from the
-    /// contact's registered address. An unknown contact is left to the registry (459).
+    /// contact's registered address, and a `register` that does not come from the address it
+    /// registers. An unknown contact is left to the registry (459).
     fn refuse(&self, from: SocketAddr, command: &Command) -> Option<Answer> {
         if !self.auth {
             return None;
         }
-        let contact = self.registry.contact(command.acting_contact()?)?;
         let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
+        if let Command::Register { name, ip, port } = command {
+            // A contact registered at someone else's address would make every answer and
+            // ring packet for it go there (issue 10): register must come from it.
+            return (canonical(SocketAddr::new(*ip, *port)) != canonical(from)).then(|| {
+                Answer::error(
+                    Status::NotAuthorized,
+                    format!("{name} may only be registered from the address it registers"),
+                )
+            });
+        }
+        let contact = self.registry.contact(command.acting_contact()?)?;
         (canonical(contact.addr()) != canonical(from)).then(|| {
             // The text never names the address: it would tell a spoofer what to forge.
             Answer::error(
@@ -978,6 +995,63 @@ mod tests {
         // IPv4-mapped IPv6 sources (a server on [::]) are the same address.
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:30001".parse().unwrap();
         assert_eq!(ask(&mut c, now, mapped, b"leave-_-l-_-A"), "200-_-null");
+    }
+
+    /// Issue 10, row "`im-start` on a 100-member list for a contact registered at the
+    /// victim's address": 1,491x, also with `--auth`, since `register` did not check the
+    /// address. Now under `--auth` register must come from the address it registers, and
+    /// without it the answers to the victim are bounded by its prefix's answer volume.
+    #[test]
+    fn im_start_for_a_contact_at_the_victims_address_is_no_amplifier() {
+        let now = Instant::now();
+        let victim: SocketAddr = "127.0.0.9:22000".parse().unwrap();
+        let attacker: SocketAddr = "127.0.0.66:5000".parse().unwrap();
+        let mut c = ServerCore::new(
+            Registry::new(Limits::default()),
+            &ServerConfig {
+                auth: true,
+                ..ServerConfig::default()
+            },
+        );
+        let refused = ask(&mut c, now, attacker, b"register-_-v-_-127.0.0.9-_-22000");
+        assert_eq!(
+            refused,
+            "472-_-{\"error\": \"v may only be registered from the address it registers\"}"
+        );
+        assert_eq!(
+            ask(&mut c, now, victim, b"register-_-v-_-127.0.0.9-_-22000"),
+            "200-_-null"
+        );
+        // Without --auth (the reference's rules), a 100-member list, im-start forged from
+        // the victim's address 2,000 times in 0.2 s.
+        let mut c = ServerCore::new(Registry::new(Limits::default()), &ServerConfig::default());
+        let list = "x".repeat(60);
+        ask(&mut c, now, attacker, format!("create-_-{list}").as_bytes());
+        for i in 0..100 {
+            let from = SocketAddr::from(([10, 0, (i / 20) as u8, 1], 5000));
+            let name = format!("{i:02}{}", "n".repeat(60));
+            let ip = if i == 0 { "127.0.0.9" } else { "10.0.0.1" };
+            let r = format!("register-_-{name}-_-{ip}-_-{}", 20000 + 2 * i);
+            assert_eq!(ask(&mut c, now, from, r.as_bytes()), "200-_-null");
+            let j = format!("join-_-{list}-_-{name}");
+            assert_eq!(ask(&mut c, now, from, j.as_bytes()), "200-_-null");
+        }
+        let request = format!("im-start-_-{list}-_-00{}", "n".repeat(60));
+        let (mut received, mut sent) = (0, 0);
+        let mut buf = Vec::new();
+        let mut t = now;
+        for _ in 0..2000 {
+            c.handle_datagram(t, victim, request.as_bytes());
+            received += request.len();
+            while let Some(tx) = c.poll_transmit(&mut buf) {
+                sent += tx.size;
+            }
+            t += Duration::from_micros(100);
+        }
+        assert!(
+            sent <= 3 * received,
+            "{sent} bytes sent for {received} received"
+        );
     }
 
     #[test]

@@ -117,6 +117,14 @@ pub struct ServerConfig {
     /// The most lists one source prefix may have created (476 beyond; default: a quarter of
     /// the list limit, at least 1).
     pub max_lists_per_source: Option<usize>,
+    /// How often one source prefix may `save`: a burst of 5, then one per this interval
+    /// (default 10 s; zero: no limit); 477 beyond.
+    pub save_interval: Duration,
+    /// The most files the data directory may hold after a save (default 1,000); 477 beyond.
+    pub data_dir_max_files: u64,
+    /// The most bytes the data directory may hold after a save (default 256 MiB); 477
+    /// beyond.
+    pub data_dir_max_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -142,11 +150,17 @@ impl Default for ServerConfig {
             answer_total_burst: 1 << 20,
             max_contacts_per_source: None,
             max_lists_per_source: None,
+            save_interval: Duration::from_secs(10),
+            data_dir_max_files: 1000,
+            data_dir_max_bytes: 256 << 20,
         }
     }
 }
 
 /// A `save` the driver must carry out, then report with [`ServerCore::complete_save`].
+///
+/// The driver writes it on a thread of its own (the loop that answers requests never waits
+/// for a disk), within the data directory's limits and each source's save rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaveJob {
     /// Who asked.
