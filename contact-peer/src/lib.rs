@@ -60,8 +60,8 @@ pub use im::{ImError, ImLifecycle, ImOutcome};
 pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PortChoice};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
-    Cidr, CidrError, DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore,
-    ServerHandle, ShutdownHandle,
+    Cidr, CidrError, CookieKey, DataDir, Record, SaveError, SaveJob, Server, ServerConfig,
+    ServerCore, ServerHandle, ShutdownHandle,
 };
 
 /// A datagram a state machine wants sent: where, and how many bytes of the buffer given to

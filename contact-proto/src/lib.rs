@@ -54,7 +54,7 @@ mod status;
 mod write;
 
 pub use answer::{Answer, Body, EXT_VERSION, ImStartBody, ListsBody, Member};
-pub use command::{Command, KEYWORDS, Request, RequestId};
+pub use command::{Command, Cookie, CookieTag, KEYWORDS, Request, RequestId};
 pub use display::escape_controls;
 pub use error::DecodeError;
 pub use json::json_string_len;

@@ -14,7 +14,55 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use contact_proto::Cookie;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use thiserror::Error;
+
+/// The server's key for address cookies: 32 random bytes, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CookieKey(pub [u8; 32]);
+
+impl CookieKey {
+    /// A key from the operating system's random source.
+    pub fn random() -> Self {
+        let mut key = [0; 32];
+        // Without an OS random source there is nothing better to do than stop.
+        getrandom::fill(&mut key).expect("the operating system's random source");
+        Self(key)
+    }
+
+    fn mac(&self, ip: IpAddr) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        mac.update(b"contact address cookie v1\0");
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => mac.update(&v4.octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        mac
+    }
+
+    /// The cookie of `ip`: the first 64 bits of HMAC-SHA256(key, label | address).
+    pub(crate) fn cookie(&self, ip: IpAddr) -> Cookie {
+        let tag = self.mac(ip).finalize().into_bytes();
+        let mut first = [0; 8];
+        first.copy_from_slice(&tag[..8]);
+        Cookie(u64::from_be_bytes(first))
+    }
+
+    /// Whether `cookie` is `ip`'s, compared in constant time.
+    pub(crate) fn verify(&self, ip: IpAddr, cookie: Cookie) -> bool {
+        self.mac(ip)
+            .verify_truncated_left(&cookie.0.to_be_bytes())
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey(..)")
+    }
+}
 
 /// An address prefix, `10.0.0.0/8`, `2001:db8::/32`, or one address (`127.0.0.1` is
 /// `127.0.0.1/32`).
@@ -146,6 +194,7 @@ pub(crate) struct AnswerLimit {
     swept: u64,
     dropped: u64,
     dropped_bytes: u64,
+    proven: u64,
 }
 
 impl AnswerLimit {
@@ -163,7 +212,18 @@ impl AnswerLimit {
             swept: 0,
             dropped: 0,
             dropped_bytes: 0,
+            proven: 0,
         }
+    }
+
+    /// Counts an answer to a proven address (not limited).
+    pub(crate) fn count_proven(&mut self) {
+        self.proven += 1;
+    }
+
+    /// Answers to proven addresses so far.
+    pub(crate) fn proven(&self) -> u64 {
+        self.proven
     }
 
     /// Whether `len` more bytes may go to `prefix` at `now_ms`; takes them if so, counts
@@ -341,6 +401,18 @@ impl Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_bound_to_the_address_and_the_key() {
+        let k = CookieKey([7; 32]);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let c = k.cookie(a);
+        assert!(k.verify(a, c));
+        assert!(k.verify("::ffff:10.0.0.1".parse().unwrap(), c));
+        assert!(!k.verify("10.0.0.2".parse().unwrap(), c));
+        assert!(!CookieKey([8; 32]).verify(a, c));
+        assert!(!k.verify(a, Cookie(c.0 ^ 1)));
+    }
 
     #[test]
     fn cidrs_parse_and_contain() {

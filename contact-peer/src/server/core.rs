@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use contact_proto::{
-    Answer, Body, Command, EXT_VERSION, MAX_DATAGRAM_LEN, Request, RequestId, Status,
+    Answer, Body, Command, Cookie, CookieTag, DELIMITER, EXT_VERSION, MAX_DATAGRAM_LEN, Request,
+    RequestId, Status,
 };
 use contact_registry::{Registry, Reply};
 
-use super::abuse::{AnswerLimit, Quotas, Sources};
+use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
 use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
 use super::im_timers::ImTimers;
@@ -77,6 +78,18 @@ pub struct ServerCore {
     limit: AnswerLimit,
     /// Contacts and lists held per prefix.
     quotas: Quotas,
+    /// The key of the address cookies.
+    cookie_key: CookieKey,
+    /// What the request being handled proved: its answers skip the volume limit when its
+    /// cookie is valid; a tagged request that asked for one (or brought a wrong one) gets it.
+    turn: Turn,
+}
+
+/// The address proof of the request being handled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Turn {
+    proven: bool,
+    give: Option<Cookie>,
 }
 
 impl ServerCore {
@@ -120,7 +133,14 @@ impl ServerCore {
                     .max_lists_per_source
                     .unwrap_or((config.limits.max_lists / 4).max(1)),
             ),
+            cookie_key: config.cookie_key.clone(),
+            turn: Turn::default(),
         }
+    }
+
+    /// Answers sent to addresses proven by their cookie, outside the volume limit, so far.
+    pub fn proven_answers(&self) -> u64 {
+        self.limit.proven()
     }
 
     /// The prefix `ip` is counted by for the per-source limits, or `None` when the operator
@@ -227,6 +247,7 @@ impl ServerCore {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.handle_timeout(now);
         let at = self.millis(now);
+        self.turn = Turn::default();
         let request = match Request::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -241,9 +262,25 @@ impl ServerCore {
                 return self.answer(at, from, answer, Some(digest(bytes)), false);
             }
         };
-        // Only tagged requests are cached, so only they need a digest.
+        // The address proof: a valid cookie lifts the volume limit; a request that asks for
+        // one, or brings one that is not its address's, is given one.
+        if request.id.is_some() {
+            self.turn = match request.cookie {
+                Some(CookieTag::Echo(c)) if self.cookie_key.verify(from.ip(), c) => Turn {
+                    proven: true,
+                    give: None,
+                },
+                Some(_) => Turn {
+                    proven: false,
+                    give: Some(self.cookie_key.cookie(from.ip())),
+                },
+                None => Turn::default(),
+            };
+        }
+        // Only tagged requests are cached, so only they need a digest: of the request
+        // without its cookie, which a retransmission may carry when the first copy did not.
         // (A degraded core answers retransmissions too: they change nothing.)
-        let digest = request.id.map_or(0, |_| digest(bytes));
+        let digest = request.id.map_or(0, |_| digest(&without_cookie(bytes)));
         if let Some(id) = request.id {
             match self.cache.lookup(from, id, digest) {
                 Lookup::Answered(bytes) => {
@@ -264,7 +301,7 @@ impl ServerCore {
                 Lookup::New => {}
             }
         }
-        let Request { id, command } = request;
+        let Request { id, command, .. } = request;
         // Formatting the command costs an allocation: only when the log line is wanted.
         let text = tracing::enabled!(tracing::Level::INFO).then(|| command.to_string());
         // Checks before the registry sees the command.
@@ -469,6 +506,7 @@ impl ServerCore {
         result: Result<(), (Status, String)>,
     ) {
         let at = self.millis(now);
+        self.turn = Turn::default();
         let answer = match result {
             Ok(()) => Answer::ok(),
             Err((status, text)) => Answer::error(status, text),
@@ -552,6 +590,10 @@ impl ServerCore {
         digest: Option<u64>,
         durable: bool,
     ) {
+        let answer = match answer.id {
+            Some(_) => answer.with_cookie(self.turn.give),
+            None => answer,
+        };
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         answer.encode(&mut bytes);
@@ -568,7 +610,10 @@ impl ServerCore {
     fn answer_lists(&mut self, at: u64, to: SocketAddr, id: Option<RequestId>, body: &[u8]) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
-        Answer::ok().with_id(id).encode_head(&mut bytes);
+        Answer::ok()
+            .with_id(id)
+            .with_cookie(self.turn.give)
+            .encode_head(&mut bytes);
         bytes.extend_from_slice(body);
         self.queue(at, to, id, bytes, None, false);
     }
@@ -605,7 +650,10 @@ impl ServerCore {
     /// cached: a retransmission within the budget gets it).
     fn send(&mut self, at: u64, to: SocketAddr, bytes: Vec<u8>) {
         let ip = to.ip();
-        if !self.sources.trusted(ip) && !self.limit.allow(at, self.sources.prefix(ip), bytes.len())
+        if self.turn.proven {
+            self.limit.count_proven();
+        } else if !self.sources.trusted(ip)
+            && !self.limit.allow(at, self.sources.prefix(ip), bytes.len())
         {
             tracing::debug!(%to, len = bytes.len(), "answer dropped: source over its answer rate");
             if self.spare.len() < 64 {
@@ -614,6 +662,24 @@ impl ServerCore {
             return;
         }
         self.transmits.push_back((to, bytes));
+    }
+}
+
+/// `bytes` without the cookie part of its tag (`#ID~COOKIE-_-...` as `#ID-_-...`): what a
+/// retransmission's digest is taken of.
+fn without_cookie(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let delimiter = DELIMITER.as_bytes();
+    let tag_end = bytes
+        .windows(delimiter.len())
+        .position(|w| w == delimiter)
+        .unwrap_or(bytes.len());
+    match bytes[..tag_end].iter().position(|&b| b == b'~') {
+        Some(tilde) if bytes.starts_with(b"#") => {
+            let mut out = bytes[..tilde].to_vec();
+            out.extend_from_slice(&bytes[tag_end..]);
+            std::borrow::Cow::Owned(out)
+        }
+        _ => std::borrow::Cow::Borrowed(bytes),
     }
 }
 
@@ -797,6 +863,59 @@ mod tests {
             "{sent} bytes sent for {received} received"
         );
         assert!(c.limited_answers().0 > 2900);
+    }
+
+    /// Our peers prove their address with a cookie (a round trip) and are then not limited;
+    /// a blind spoofer cannot, since the cookie goes to the address it forges.
+    #[test]
+    fn a_proven_address_is_not_limited_and_a_guessed_cookie_is_no_proof() {
+        let mut c = ServerCore::new(Registry::new(Limits::default()), &ServerConfig::default());
+        let now = Instant::now();
+        for i in 0..150 {
+            let from = SocketAddr::from(([10, 0, 0, (i / 30) as u8 + 1], 5000));
+            ask(
+                &mut c,
+                now,
+                from,
+                format!("create-_-{i:03}{}", "x".repeat(57)).as_bytes(),
+            );
+        }
+        let alice: SocketAddr = "127.0.0.1:22000".parse().unwrap();
+        let first = ask(&mut c, now, alice, b"#1~-_-create-_-mine");
+        let cookie = first
+            .strip_prefix("#1~")
+            .and_then(|r| r.strip_suffix("-_-458-_-null"))
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_owned();
+        let mut buf = Vec::new();
+        let mut answered = 0;
+        for i in 2..3002 {
+            let req = format!("#{i}~{cookie}-_-query-lists");
+            c.handle_datagram(now, alice, req.as_bytes());
+            answered += std::iter::from_fn(|| c.poll_transmit(&mut buf)).count();
+        }
+        assert_eq!(answered, 3000);
+        assert_eq!(c.proven_answers(), 3000);
+        // Another address with alice's cookie, or a made-up one: limited, and given its own.
+        let victim: SocketAddr = "127.0.0.9:22000".parse().unwrap();
+        let mut sent = 0;
+        for (i, cookie) in [cookie.as_str(), "0123456789abcdef"]
+            .iter()
+            .cycle()
+            .take(3000)
+            .enumerate()
+        {
+            let req = format!("#{i}~{cookie}-_-query-lists");
+            c.handle_datagram(now, victim, req.as_bytes());
+            while let Some(t) = c.poll_transmit(&mut buf) {
+                sent += t.size;
+            }
+        }
+        assert!(sent < 70_000, "{sent}");
+        // A retransmission carrying the cookie its first copy asked for is the same request.
+        let first = ask(&mut c, now, alice, b"#9~-_-create-_-again");
+        let again = format!("#9~{cookie}-_-create-_-again");
+        assert_eq!(ask(&mut c, now, alice, again.as_bytes()), first);
     }
 
     /// ... and a trusted prefix (`--trust`) is not limited.

@@ -52,7 +52,7 @@ mod im_timers;
 pub mod store;
 
 pub use self::core::ServerCore;
-pub use abuse::{Cidr, CidrError};
+pub use abuse::{Cidr, CidrError, CookieKey};
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
 pub use store::{Restored, Store, StoreError};
@@ -117,6 +117,9 @@ pub struct ServerConfig {
     /// The most lists one source prefix may have created (476 beyond; default: a quarter of
     /// the list limit, at least 1).
     pub max_lists_per_source: Option<usize>,
+    /// The key of the address cookies (default: random at each start, so that a restart
+    /// makes every client fetch a new cookie, which costs one round trip).
+    pub cookie_key: CookieKey,
     /// How often one source prefix may `save`: a burst of 5, then one per this interval
     /// (default 10 s; zero: no limit); 477 beyond.
     pub save_interval: Duration,
@@ -150,6 +153,7 @@ impl Default for ServerConfig {
             answer_total_burst: 1 << 20,
             max_contacts_per_source: None,
             max_lists_per_source: None,
+            cookie_key: CookieKey::random(),
             save_interval: Duration::from_secs(10),
             data_dir_max_files: 1000,
             data_dir_max_bytes: 256 << 20,
