@@ -67,6 +67,11 @@ pub(crate) struct Args {
     /// included.
     #[arg(long, value_name = "CIDR")]
     trust: Vec<Cidr>,
+    /// With --auth, requests from this prefix (e.g. 127.0.0.1, the server's own host) may
+    /// act for any contact: the operator's way to remove a contact (`exit NAME`) or take it
+    /// out of a list (`leave LIST NAME`); repeatable. None by default.
+    #[arg(long, value_name = "CIDR")]
+    operator: Vec<Cidr>,
     /// The IPv4 prefix length that counts as one source for the limits below.
     #[arg(long, value_name = "BITS", default_value_t = 32)]
     source_prefix_v4: u8,
@@ -122,6 +127,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         store_retry: Duration::from_millis(args.store_retry_ms.max(1)),
         compact_after: args.compact_after,
         trust: args.trust,
+        operator: args.operator,
         source_prefix_v4: args.source_prefix_v4.min(32),
         source_prefix_v6: args.source_prefix_v6.min(128),
         answer_rate: args.answer_rate,

@@ -80,6 +80,8 @@ pub struct ServerCore {
     quotas: Quotas,
     /// The key of the address cookies.
     cookie_key: CookieKey,
+    /// The operator's prefixes ([`ServerConfig::operator`]).
+    operator: Vec<super::Cidr>,
     /// What the request being handled proved: its answers skip the volume limit when its
     /// cookie is valid; a tagged request that asked for one (or brought a wrong one) gets it.
     turn: Turn,
@@ -134,6 +136,7 @@ impl ServerCore {
                     .unwrap_or((config.limits.max_lists / 4).max(1)),
             ),
             cookie_key: config.cookie_key.clone(),
+            operator: config.operator.clone(),
             turn: Turn::default(),
         }
     }
@@ -469,6 +472,11 @@ impl ServerCore {
             });
         }
         let contact = self.registry.contact(command.acting_contact()?)?;
+        if self.operator.iter().any(|c| c.contains(from.ip())) {
+            // The operator acts for anyone: the way to remove what a hostile source left.
+            tracing::info!(%from, contact = %contact.name(), "operator request");
+            return None;
+        }
         (canonical(contact.addr()) != canonical(from)).then(|| {
             // The text never names the address: it would tell a spoofer what to forge.
             Answer::error(
@@ -1171,6 +1179,31 @@ mod tests {
             sent <= 3 * received,
             "{sent} bytes sent for {received} received"
         );
+    }
+
+    /// Issue 10, row "one source registers 99 contacts ... under `--auth` nobody can ever
+    /// remove them": the operator (`--operator`, e.g. the server's own host) can.
+    #[test]
+    fn the_operator_can_remove_any_contact_under_auth() {
+        let now = Instant::now();
+        let mut c = core_with(ServerConfig {
+            auth: true,
+            operator: vec!["127.0.0.1".parse().unwrap()],
+            ..ServerConfig::default()
+        });
+        let hog: SocketAddr = "10.0.0.66:5000".parse().unwrap();
+        assert_eq!(
+            ask(&mut c, now, hog, b"register-_-h-_-10.0.0.66-_-5000"),
+            "200-_-null"
+        );
+        assert_eq!(ask(&mut c, now, hog, b"create-_-l"), "200-_-null");
+        assert_eq!(ask(&mut c, now, hog, b"join-_-l-_-h"), "200-_-null");
+        let someone: SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        assert!(ask(&mut c, now, someone, b"exit-_-h").starts_with("472-_-"));
+        let operator: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(ask(&mut c, now, operator, b"leave-_-l-_-h"), "200-_-null");
+        assert_eq!(ask(&mut c, now, operator, b"exit-_-h"), "200-_-null");
+        assert!(c.registry().contact("h").is_none());
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub struct ServerConfig {
     /// Prefixes exempt from the answer volume limits and the per-source quotas
     /// (`--trust CIDR`); none by default, loopback included.
     pub trust: Vec<Cidr>,
+    /// The operator's prefixes (`--operator CIDR`, e.g. the server's own host): with
+    /// `--auth`, requests from there may act for any contact, so that the operator can
+    /// remove a contact (`exit NAME`) or take it out of a list (`leave LIST NAME`) that a
+    /// hostile source left behind. None by default.
+    pub operator: Vec<Cidr>,
     /// The IPv4 prefix length that counts as one source (default 32: one address).
     pub source_prefix_v4: u8,
     /// The IPv6 prefix length that counts as one source (default 64: one host's subnet).
@@ -145,6 +150,7 @@ impl Default for ServerConfig {
             store_retry: Duration::from_secs(1),
             compact_after: 10_000,
             trust: Vec::new(),
+            operator: Vec::new(),
             source_prefix_v4: 32,
             source_prefix_v6: 64,
             answer_rate: 16_384,
