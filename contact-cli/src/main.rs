@@ -2,19 +2,18 @@
 //!
 //! ```text
 //! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
-//! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
+//! contact-cli peer SERVER SERVER_PORT [--port P] [--bind IP] [--keep-going] [-v]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
 //! ```
 //!
-//! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
-//! 1 when the program cannot start (a port is busy, the server does not answer, a file cannot
-//! be loaded); 2 for a usage error. `demo`: 0 when every check held, 1 otherwise.
+//! Exit status: 0 on success; 1 when the program cannot start (a port is busy, a file cannot
+//! be loaded), or for a peer reading a script, when a line failed; 2 for a usage error. `demo`: 0 when every check held, 1 otherwise.
 //!
 //! # Layout
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
-//! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
-//!   printed.
+//! - `peer/`: the `peer` subcommand: input lines in (a line editor on a terminal), requests
+//!   out, answers and messages printed.
 //! - `bench.rs`: the `bench` subcommand, a load generator.
 //! - `demo.rs`: the `demo` subcommand, the seed's final demo played and checked.
 
@@ -59,14 +58,16 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A server logs every request at info; a peer prints what matters itself, so its logs
-    // start at warnings.
+    // A server logs every request at info; a peer prints what matters itself, so it logs
+    // nothing unless asked.
     let default = match (&cli.command, cli.quiet, cli.verbose) {
         (_, true, _) => "warn",
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
+        // A person at the peer's prompt reads sentences, not log lines: only with -v.
+        (Cmd::Peer(_), ..) => "off",
+        (Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
