@@ -92,9 +92,10 @@ impl Session {
     }
 
     fn im_cancelled(&mut self, list: ListName, name: ContactName) {
-        self.out
-            .note("message cancelled: nothing sent; completing it at the server");
         let command = Command::ImComplete { list, name };
+        self.out.note(&format!(
+            "message cancelled (nothing sent): sending `{command}`"
+        ));
         self.run_command(command, None);
     }
 

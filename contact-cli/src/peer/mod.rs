@@ -380,7 +380,7 @@ impl Session {
 
     fn prompt(&self) -> String {
         if self.asking {
-            "[y] complete and quit, [q] quit anyway, Enter: stay> ".to_owned()
+            "quit? [y] complete it and quit, [q] quit without, Enter: stay> ".to_owned()
         } else if self.im.awaiting() {
             "message> ".to_owned()
         } else {
@@ -621,40 +621,36 @@ impl Session {
             _ => {}
         }
         if answer.status == Status::ImOngoing {
-            let mine: Vec<String> = match command {
-                Command::Join { list, .. } | Command::Leave { list, .. } => self
-                    .im
-                    .open
-                    .iter()
-                    .filter(|(l, _)| l == list)
-                    .map(|(l, n)| im_complete(l, n))
-                    .collect(),
-                _ => self
-                    .im
-                    .open
-                    .iter()
-                    .map(|(l, n)| im_complete(l, n))
-                    .collect(),
+            let list = match command {
+                Command::Join { list, .. } | Command::Leave { list, .. } => Some(list),
+                _ => None,
             };
-            let hint = match command {
-                Command::Join { list, .. } | Command::Leave { list, .. } => format!(
-                    "\n{} has a message in progress: nobody joins or leaves it until its \
-                     sender sends `im-complete {} SENDER` (or the server's timeout ends it)",
-                    clean(list.as_str()),
-                    word(list.as_str())
+            // This peer's own open messages that block the command: the exact line to send.
+            let mine: Vec<String> = self
+                .im
+                .open
+                .iter()
+                .filter(|(l, _)| list.is_none_or(|list| l == list))
+                .map(|(l, n)| im_complete(l, n))
+                .collect();
+            let what = match (command, list) {
+                (_, Some(list)) => format!("{} is blocked", word(list.as_str())),
+                (Command::Exit { name }, None) => format!(
+                    "{} is in a list that is blocked",
+                    word(name.as_str())
                 ),
-                Command::Exit { name } => format!(
-                    "\n{} is in a list with a message in progress: its sender must send \
-                     `im-complete LIST SENDER` first (or wait for the server's timeout)",
-                    clean(name.as_str())
-                ),
-                _ => String::new(),
+                _ => "the list is blocked".to_owned(),
             };
-            text.push_str(&hint);
-            if !mine.is_empty() {
+            if mine.is_empty() {
+                let list = list.map_or_else(|| "LIST".to_owned(), |l| word(l.as_str()));
                 text.push_str(&format!(
-                    "\nyours still open here: send `{}`",
-                    mine.join("`, `")
+                    "\n{what} until the message's sender sends `im-complete {list} SENDER` \
+                     (or the server's timeout completes it)"
+                ));
+            } else {
+                text.push_str(&format!(
+                    "\n{what} by your own message: send `{}` first",
+                    mine.join("` and `")
                 ));
             }
         }
@@ -726,12 +722,22 @@ impl Session {
 
     /// Ends the session: tells what stays registered, and the exit status.
     fn finish(&mut self) {
-        if !self.mine.is_empty() {
-            let names: Vec<String> = self.mine.iter().map(|n| clean(n.as_str())).collect();
-            self.out.note(&format!(
-                "note: {} stay(s) registered at the server (`exit NAME` unregisters)",
-                names.join(", ")
-            ));
+        match &self.mine[..] {
+            [] => {}
+            [name] => self.out.note(&format!(
+                "note: {} stays registered at the server (`exit {}` before quitting \
+                 unregisters it)",
+                clean(name.as_str()),
+                word(name.as_str())
+            )),
+            names => {
+                let names: Vec<String> = names.iter().map(|n| clean(n.as_str())).collect();
+                self.out.note(&format!(
+                    "note: {} stay registered at the server (`exit NAME` before quitting \
+                     unregisters one)",
+                    names.join(", ")
+                ));
+            }
         }
         self.done = Some(if self.failures > 0 && !self.out.interactive() {
             ExitCode::from(1)
