@@ -375,6 +375,11 @@ impl Session {
                 Input::Interrupt { had_text } => self.interrupt(had_text),
                 Input::End | Input::Cancel => self.end_of_input(),
             }
+            // What the line caused (a one-member list's completion) shows before the next
+            // prompt.
+            while let Ok(event) = self.events.try_recv() {
+                self.im_event(event);
+            }
         }
     }
 
