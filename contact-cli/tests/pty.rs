@@ -465,3 +465,47 @@ fn peer_port(peer: &Term) -> String {
     let banner = rows.iter().find(|r| r.starts_with("peer on port ")).unwrap();
     banner.split(' ').nth(3).unwrap().to_owned()
 }
+
+#[test]
+fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
+    // A server that says nothing until the end of the test.
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let port = fake.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut peer = Term::spawn(&["peer", "127.0.0.1", &port.to_string()], dir.path());
+    // Reported at the first retry, not after the client has given up.
+    peer.wait_text(&format!(
+        "no answer yet from the server at 127.0.0.1:{port} to `query-lists` (0.5 s; still \
+         trying for about 12 s in all)"
+    ));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // When the client gives up, the peer says so and stays.
+    peer.wait_text("The peer keeps running");
+    assert!(peer.child.try_wait().unwrap().is_none(), "the peer exited");
+    // The server comes up: the next command succeeds.
+    let answering = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = fake.recv_from(&mut buf) {
+            if &buf[..n] == b"query-lists" {
+                let _ = fake.send_to(b"200-_-{\"num_lists\": 0, \"list_names\": []}", from);
+            }
+            if &buf[..n] == b"quit" {
+                return;
+            }
+        }
+    });
+    peer.type_in("query-lists\r");
+    peer.wait_row("[200] ok: 0 list(s)");
+    // A command the server does not answer: Ctrl-C stops waiting, and the prompt is back.
+    peer.type_in("create x\r");
+    peer.wait_text("to `create x` (0.5 s;");
+    peer.type_in("\x03");
+    peer.wait_text("stopped waiting for the answer to `create x`");
+    peer.type_in("help quit\r");
+    peer.wait_text("quit: leave this program");
+    let me = UdpSocket::bind("127.0.0.1:0").unwrap();
+    me.send_to(b"quit", format!("127.0.0.1:{port}")).unwrap();
+    answering.join().unwrap();
+}

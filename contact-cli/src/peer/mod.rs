@@ -227,13 +227,19 @@ fn start_plain(lines: Sender<Input>) {
 
 /// One request out, answered on a thread of its own so that the session can print
 /// messages and progress meanwhile.
+///
+/// The progress follows the client's default schedule of retries (the peer uses it): a line
+/// at each time the client would send again, without claiming that it did (a plain mutation
+/// to a reference server is sent once and waited for; a request may wait behind another).
 struct Waiting {
     answer: Receiver<Result<Answer, ClientError>>,
     since: Instant,
-    /// How many sends the schedule says have gone out.
-    sends: usize,
-    /// When the client sends again (after the first send), from its default schedule.
+    /// How many reports have been made.
+    reported: usize,
+    /// When to report, after the start: the client's retry times.
     schedule: Vec<Duration>,
+    /// When the client gives up.
+    window: Duration,
 }
 
 impl Waiting {
@@ -243,7 +249,7 @@ impl Waiting {
         std::thread::spawn(move || {
             let _ = tx.send(peer.request(command));
         });
-        // The client's schedule (the peer uses the default): first wait, doubling, capped.
+        // The client's schedule: first wait, doubling, capped.
         let config = ClientConfig::default();
         let mut schedule = Vec::new();
         let (mut t, mut wait) = (Duration::ZERO, config.initial_timeout);
@@ -255,24 +261,26 @@ impl Waiting {
         Self {
             answer,
             since: Instant::now(),
-            sends: 1,
+            reported: 0,
             schedule,
+            window: t + wait,
         }
     }
 
     /// When to say that no answer has come yet.
     fn next_report(&self) -> Option<Instant> {
-        let at = self.schedule.get(self.sends - 1)?;
+        let at = self.schedule.get(self.reported)?;
         Some(self.since + *at + Duration::from_millis(20))
     }
 
-    /// The next report's text: "no answer yet ... (sent 2 times of 5)".
+    /// The next report's text.
     fn report(&mut self, server: SocketAddr, what: &str) -> String {
-        self.sends += 1;
+        self.reported += 1;
         format!(
-            "no answer yet from the server at {server} to `{what}`: sending it again ({}/{})",
-            self.sends,
-            self.schedule.len() + 1
+            "no answer yet from the server at {server} to `{what}` ({:.1} s; still trying for \
+             about {:.0} s in all)",
+            self.since.elapsed().as_secs_f64(),
+            self.window.as_secs_f64()
         )
     }
 }
