@@ -275,10 +275,8 @@ impl State {
             KeyCode::Char('n') if ctrl => self.recall(false),
             KeyCode::Char(c) if !ctrl && !alt => self.insert(c),
             KeyCode::Backspace => self.backspace(),
-            KeyCode::Delete => {
-                if self.cursor < self.buf.len() {
-                    self.buf.remove(self.cursor);
-                }
+            KeyCode::Delete if self.cursor < self.buf.len() => {
+                self.buf.remove(self.cursor);
             }
             KeyCode::Left => self.cursor = self.cursor.saturating_sub(1),
             KeyCode::Right => self.cursor = (self.cursor + 1).min(self.buf.len()),

@@ -12,15 +12,17 @@
 //! - `im.rs`: the instant-message flow (`im-start`, the message line, `im-complete`).
 //! - `help.rs`: `help`, and "did you mean" for a mistyped command.
 //! - `out.rs`: where text goes (stdout, stderr, above the prompt) and how it looks.
+//! - `setup.rs`: start-up (addresses, ports, piped input, history).
+//! - `wait.rs`: a request out, and what to say while its answer is awaited.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use contact_peer::{ClientConfig, ClientError, Peer, PortChoice, RingEvent};
+use contact_peer::{ClientError, Peer, RingEvent};
 use contact_proto::{Answer, Body, Command, ContactName, LineErrorKind, Status, parse_line};
 use crossbeam_channel::{Receiver, Sender, after, never, select, unbounded};
 
@@ -28,15 +30,13 @@ mod editor;
 mod help;
 mod im;
 mod out;
+mod setup;
+mod wait;
 
 use editor::{Editor, Input, ToEditor};
 use out::{Out, Style, clean};
-
-/// The reference group's port range, where a peer looks for free ports by default.
-const PORT_RANGE: std::ops::RangeInclusive<u16> = 22000..=22499;
-
-/// How many lines of history are kept.
-const HISTORY_LEN: usize = 1000;
+use setup::{History, bind, resolve, resolve_ip, start_plain};
+use wait::{Waiting, silent};
 
 /// Options of `contact-cli peer`.
 #[derive(Debug, clap::Args)]
@@ -140,205 +140,6 @@ pub(crate) fn run(args: Args) -> ExitCode {
     drop(session);
     drop(editor); // gives the terminal back
     code
-}
-
-/// The server's address from an IP or a host name: the first address the name resolves to.
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve the server's host name {host:?}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("the server's host name {host:?} has no address"))
-}
-
-/// An address for `register NAME HOST PORT`, of the server's IP version when there is one.
-fn resolve_ip(host: &str, v4: bool) -> Option<IpAddr> {
-    let addrs: Vec<SocketAddr> = (host, 0).to_socket_addrs().ok()?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4() == v4)
-        .or(addrs.first())
-        .map(SocketAddr::ip)
-}
-
-/// Binds the peer; an error says which port is the problem and what to do.
-fn bind(args: &Args, server: SocketAddr) -> Result<Peer, String> {
-    let ip = args.bind.unwrap_or(match server.ip() {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    });
-    let ports = match args.port {
-        Some(p) => PortChoice::Fixed(p),
-        None => {
-            let start = if PORT_RANGE.contains(&server.port()) {
-                server.port()
-            } else {
-                *PORT_RANGE.start()
-            };
-            PortChoice::FirstFree(start..=*PORT_RANGE.end())
-        }
-    };
-    Peer::bind(ip, server, ports.clone()).map_err(|e| match ports {
-        PortChoice::Fixed(p) => {
-            // Which of the two is the problem: try each alone.
-            let culprit = [Some(p), p.checked_add(1)]
-                .into_iter()
-                .find(|port| port.is_none_or(|port| UdpSocket::bind((ip, port)).is_err()));
-            let which = match culprit {
-                Some(Some(port)) => format!("port {port} on {ip}"),
-                Some(None) => format!("port {p} + 1 (there is no port {p} + 1)"),
-                None => format!("ports {p} and {}", p.wrapping_add(1)),
-            };
-            format!(
-                "cannot use {which} ({e}): the peer needs --port {p} and the port after it. \
-                 Choose another --port, or leave --port out to take the first free pair."
-            )
-        }
-        PortChoice::FirstFree(range) => format!(
-            "no free pair of ports P, P+1 in {}-{} on {ip} ({e}); give one with --port P",
-            range.start(),
-            range.end()
-        ),
-        PortChoice::Ephemeral => format!("cannot bind the peer's ports on {ip}: {e}"),
-    })
-}
-
-/// Reads piped lines on a thread of their own; the end of input is [`Input::End`].
-fn start_plain(lines: Sender<Input>) {
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
-            if lines.send(Input::Line(line)).is_err() {
-                return;
-            }
-        }
-        let _ = lines.send(Input::End);
-    });
-}
-
-/// One request out, answered on a thread of its own so that the session can print
-/// messages and progress meanwhile.
-///
-/// The progress follows the client's default schedule of retries (the peer uses it): a line
-/// at each time the client would send again, without claiming that it did (a plain mutation
-/// to a reference server is sent once and waited for; a request may wait behind another).
-struct Waiting {
-    answer: Receiver<Result<Answer, ClientError>>,
-    since: Instant,
-    /// How many reports have been made.
-    reported: usize,
-    /// When to report, after the start: the client's retry times.
-    schedule: Vec<Duration>,
-    /// When the client gives up.
-    window: Duration,
-}
-
-impl Waiting {
-    fn start(peer: &Arc<Peer>, command: Command) -> Self {
-        let (tx, answer) = crossbeam_channel::bounded(1);
-        let peer = Arc::clone(peer);
-        std::thread::spawn(move || {
-            let _ = tx.send(peer.request(command));
-        });
-        // The client's schedule: first wait, doubling, capped.
-        let config = ClientConfig::default();
-        let mut schedule = Vec::new();
-        let (mut t, mut wait) = (Duration::ZERO, config.initial_timeout);
-        for _ in 0..config.max_retries {
-            t += wait;
-            schedule.push(t);
-            wait = (wait * 2).min(config.max_timeout);
-        }
-        Self {
-            answer,
-            since: Instant::now(),
-            reported: 0,
-            schedule,
-            window: t + wait,
-        }
-    }
-
-    /// When to say that no answer has come yet.
-    fn next_report(&self) -> Option<Instant> {
-        let at = self.schedule.get(self.reported)?;
-        Some(self.since + *at + Duration::from_millis(20))
-    }
-
-    /// The next report's text.
-    fn report(&mut self, server: SocketAddr, what: &str) -> String {
-        self.reported += 1;
-        format!(
-            "no answer yet from the server at {server} to `{what}` ({:.1} s; still trying for \
-             about {:.0} s in all)",
-            self.since.elapsed().as_secs_f64(),
-            self.window.as_secs_f64()
-        )
-    }
-}
-
-/// What to say when the server did not answer.
-fn silent(e: &ClientError) -> String {
-    match e {
-        ClientError::Timeout { .. } => format!(
-            "{e}: is it running, at this address and port? (a firewall may also drop UDP)"
-        ),
-        ClientError::Shutdown => e.to_string(),
-        _ => e.to_string(),
-    }
-}
-
-/// The history file, one line per command.
-struct History {
-    path: Option<PathBuf>,
-}
-
-impl History {
-    fn open(path: Option<PathBuf>) -> Self {
-        let path = match path {
-            Some(p) if p.as_os_str() == "-" => None,
-            Some(p) => Some(p),
-            None => std::env::var_os("XDG_DATA_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-                .map(|d| d.join("contact").join("history")),
-        };
-        Self { path }
-    }
-
-    fn load(&self) -> Vec<String> {
-        let Some(path) = &self.path else {
-            return Vec::new();
-        };
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let skip = lines.len().saturating_sub(HISTORY_LEN);
-        lines.into_iter().skip(skip).collect()
-    }
-
-    /// Appends a line; a history that cannot be written is not worth an error per line.
-    fn add(&self, line: &str) {
-        let Some(path) = &self.path else { return };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
 }
 
 struct Session {
@@ -593,10 +394,8 @@ impl Session {
             return;
         }
         match (command, answer.body) {
-            (Command::Register { name, .. }, _) => {
-                if !self.mine.contains(&name) {
-                    self.mine.push(name);
-                }
+            (Command::Register { name, .. }, _) if !self.mine.contains(&name) => {
+                self.mine.push(name);
             }
             (Command::Exit { name }, _) => {
                 if let Some(i) = self.mine.iter().position(|n| *n == name) {
