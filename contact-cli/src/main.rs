@@ -70,11 +70,14 @@ fn main() -> ExitCode {
         (Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.command {
+        // At a terminal, the peer's log lines go above the prompt, not into it.
+        Cmd::Peer(_) => logs.with_writer(peer::log_writer).init(),
+        _ => logs.with_writer(std::io::stderr).init(),
+    }
     match cli.command {
         Cmd::Server(args) => server::run(args),
         Cmd::Peer(args) => peer::run(args),

@@ -265,7 +265,10 @@ fn expected_milestone() -> Vec<String> {
         ),
         ("create", &["[200] ok"]),
         ("#", &[]),
-        ("query-lists", &["[200] ok: 2 list(s)", "  list_1", "  list_2"]),
+        (
+            "query-lists",
+            &["[200] ok: 2 list(s)", "  list_1", "  list_2"],
+        ),
         ("join", &["[200] ok"]),
         ("save", &["[200] ok"]),
         ("exit", &["[200] ok"]),
@@ -302,8 +305,16 @@ fn the_milestone_demo_pasted_into_a_peer_runs_every_line_once_in_order() {
     // `exit i` removes this peer's last contact: the program ends.
     assert_eq!(peer.wait_exit(), 0, "{}", peer.rows().join("\n"));
     let rows = peer.rows();
-    let start = rows.iter().position(|r| r.starts_with("> register")).unwrap();
-    assert_eq!(rows[start..], expected_milestone()[..], "{}", rows.join("\n"));
+    let start = rows
+        .iter()
+        .position(|r| r.starts_with("> register"))
+        .unwrap();
+    assert_eq!(
+        rows[start..],
+        expected_milestone()[..],
+        "{}",
+        rows.join("\n")
+    );
     let saved = std::fs::read_to_string(dir.path().join("config.txt")).unwrap();
     assert!(saved.starts_with("3\nme 10.120.70.106 22000\n"), "{saved}");
 }
@@ -319,8 +330,16 @@ fn a_bracketed_paste_runs_every_line_too() {
     peer.type_in(&format!("\x1b[200~{MILESTONE}\x1b[201~"));
     assert_eq!(peer.wait_exit(), 0, "{}", peer.rows().join("\n"));
     let rows = peer.rows();
-    let start = rows.iter().position(|r| r.starts_with("> register")).unwrap();
-    assert_eq!(rows[start..], expected_milestone()[..], "{}", rows.join("\n"));
+    let start = rows
+        .iter()
+        .position(|r| r.starts_with("> register"))
+        .unwrap();
+    assert_eq!(
+        rows[start..],
+        expected_milestone()[..],
+        "{}",
+        rows.join("\n")
+    );
 }
 
 #[test]
@@ -462,7 +481,10 @@ fn history_is_kept_across_sessions_and_tab_completes() {
 /// The port P the peer printed at start.
 fn peer_port(peer: &Term) -> String {
     let rows = peer.rows();
-    let banner = rows.iter().find(|r| r.starts_with("peer on port ")).unwrap();
+    let banner = rows
+        .iter()
+        .find(|r| r.starts_with("peer on port "))
+        .unwrap();
     banner.split(' ').nth(3).unwrap().to_owned()
 }
 
@@ -470,7 +492,8 @@ fn peer_port(peer: &Term) -> String {
 fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     // A server that says nothing until the end of the test.
     let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
-    fake.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let port = fake.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();

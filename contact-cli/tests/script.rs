@@ -208,3 +208,20 @@ fn localhost_is_accepted_where_an_address_is() {
     let saved = std::fs::read_to_string(saved).unwrap();
     assert!(saved.starts_with("1\nMe 127.0.0.1 9\n"), "{saved}");
 }
+
+#[test]
+fn the_message_of_a_failed_im_start_is_not_run_as_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = run(
+        &server,
+        &["--keep-going"],
+        "im-start nolist Me\n  Hello\ncreate b\n",
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "> im-start nolist Me\n[459] no such contact\n>   Hello\nskipped: the message of the \
+         im-start that failed\n> create b\n[200] ok\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

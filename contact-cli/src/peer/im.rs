@@ -102,9 +102,10 @@ impl Session {
     fn im_send(&mut self, list: ListName, body: ImStartBody, text: String) {
         let members = body.contact_list.len();
         match self.peer.start_im(Some(list), body, text) {
-            Ok(()) if members > 1 => self
-                .out
-                .line(Style::Plain, &format!("message sent around {members} members")),
+            Ok(()) if members > 1 => self.out.line(
+                Style::Plain,
+                &format!("message sent around {members} members"),
+            ),
             Ok(()) => {}
             Err(e) => {
                 self.out.line(Style::Error, &format!("error: {e}"));
@@ -172,9 +173,7 @@ impl Session {
                     ),
                 );
             }
-            RingEvent::Invalid { from, reason } => {
-                tracing::debug!(%from, %reason, "skipped datagram");
-            }
+            // Logged by the ring engine already (with -v).
             _ => {}
         }
     }

@@ -34,6 +34,7 @@ mod setup;
 mod wait;
 
 use editor::{Editor, Input, ToEditor};
+pub(crate) use out::log_writer;
 use out::{Out, Style, clean};
 use setup::{History, bind, resolve, resolve_ip, start_plain};
 use wait::{Waiting, silent};
@@ -89,9 +90,15 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let mut editor = None;
     let out = if interactive {
         let lines = history.as_ref().map(History::load).unwrap_or_default();
-        match Editor::start(inputs_tx.clone(), help::commands(), lines, out::colour_wanted()) {
+        match Editor::start(
+            inputs_tx.clone(),
+            help::commands(),
+            lines,
+            out::colour_wanted(),
+        ) {
             Ok(e) => {
                 let out = Out::editor(e.sender());
+                out::route_logs(Some(e.sender()));
                 editor = Some(e);
                 out
             }
@@ -121,6 +128,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         probe: None,
         asking: false,
         interrupted: false,
+        failed_im_start: false,
         failures: 0,
         stopping: false,
         history,
@@ -138,6 +146,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
     let code = session.run();
     drop(session);
+    out::route_logs(None);
     drop(editor); // gives the terminal back
     code
 }
@@ -159,6 +168,9 @@ struct Session {
     asking: bool,
     /// The last input was Ctrl-C at an empty prompt.
     interrupted: bool,
+    /// The last command was an `im-start` without its message that failed: the next line
+    /// was probably meant as the message.
+    failed_im_start: bool,
     failures: usize,
     /// A script stops at its first failure (cleaning up first).
     stopping: bool,
@@ -178,8 +190,8 @@ impl Session {
             }
             match self.next_input() {
                 Input::Line(line) => {
-                    let interrupted = std::mem::take(&mut self.interrupted);
-                    self.line(&line, interrupted);
+                    self.interrupted = false;
+                    self.line(&line);
                 }
                 Input::Interrupt { had_text } => self.interrupt(had_text),
                 Input::End | Input::Cancel => self.end_of_input(),
@@ -211,8 +223,9 @@ impl Session {
             let (probe, tick) = match &self.probe {
                 Some(w) => (
                     w.answer.clone(),
-                    w.next_report()
-                        .map_or_else(never, |t| after(t.saturating_duration_since(Instant::now()))),
+                    w.next_report().map_or_else(never, |t| {
+                        after(t.saturating_duration_since(Instant::now()))
+                    }),
                 ),
                 None => (never(), never()),
             };
@@ -262,9 +275,9 @@ impl Session {
             never()
         };
         loop {
-            let tick = w
-                .next_report()
-                .map_or_else(never, |t| after(t.saturating_duration_since(Instant::now())));
+            let tick = w.next_report().map_or_else(never, |t| {
+                after(t.saturating_duration_since(Instant::now()))
+            });
             select! {
                 recv(w.answer) -> answer => {
                     return Some(answer.unwrap_or(Err(ClientError::Shutdown)));
@@ -286,8 +299,7 @@ impl Session {
     }
 
     /// One line of input.
-    fn line(&mut self, line: &str, after_interrupt: bool) {
-        let _ = after_interrupt;
+    fn line(&mut self, line: &str) {
         if !self.out.interactive() && !line.trim().is_empty() {
             // A script's transcript shows each command before its answer.
             self.out
@@ -299,6 +311,15 @@ impl Session {
         }
         if self.im.awaiting() {
             return self.im_message(line);
+        }
+        let after_failed_im_start = std::mem::take(&mut self.failed_im_start);
+        if after_failed_im_start && !self.out.interactive() && !line.trim().is_empty() {
+            // A script's message line after an im-start that failed is not a command.
+            self.out.line(
+                Style::Note,
+                "skipped: the message of the im-start that failed",
+            );
+            return;
         }
         let mut words = line.split_whitespace();
         let Some(first) = words.next() else { return };
@@ -318,8 +339,14 @@ impl Session {
         let parsed = match self.parse(line) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return,
-            Err(text) => {
+            Err(mut text) => {
                 self.remember(line);
+                if after_failed_im_start {
+                    text.push_str(
+                        " (the im-start before it failed, so this line was not sent as its \
+                         message)",
+                    );
+                }
                 self.out.line(Style::Error, &format!("error: {text}"));
                 self.failed();
                 return;
@@ -355,14 +382,15 @@ impl Session {
                     .map_or(line.len(), |i| start + i);
                 let host = line[start..end].trim_matches(|c| c == '\'' || c == '"');
                 match resolve_ip(host, self.peer.server().is_ipv4()) {
-                    Some(ip) => {
-                        parse_line(&format!("{}{ip}{}", &line[..start], &line[end..]))
-                            .map_err(|e| e.to_string())
-                    }
+                    Some(ip) => parse_line(&format!("{}{ip}{}", &line[..start], &line[end..]))
+                        .map_err(|e| e.to_string()),
                     None => Err(format!("{e} (and no host of that name)")),
                 }
             }
-            _ => Err(format!("{e} (`help {}` shows its syntax)", first_word(line))),
+            _ => Err(format!(
+                "{e} (`help {}` shows its syntax)",
+                first_word(line)
+            )),
         }
     }
 
@@ -373,7 +401,8 @@ impl Session {
         let answer = match self.wait(w, &what) {
             Some(Ok(answer)) => answer,
             Some(Err(e)) => {
-                self.out.line(Style::Error, &format!("error: {}", silent(&e)));
+                self.out
+                    .line(Style::Error, &format!("error: {}", silent(&e)));
                 self.failed();
                 return;
             }
@@ -390,6 +419,7 @@ impl Session {
             &self.describe(&command, &answer),
         );
         if !ok {
+            self.failed_im_start = matches!(command, Command::ImStart { .. }) && message.is_none();
             self.failed();
             return;
         }
@@ -447,10 +477,9 @@ impl Session {
                 .collect();
             let what = match (command, list) {
                 (_, Some(list)) => format!("{} is blocked", word(list.as_str())),
-                (Command::Exit { name }, None) => format!(
-                    "{} is in a list that is blocked",
-                    word(name.as_str())
-                ),
+                (Command::Exit { name }, None) => {
+                    format!("{} is in a list that is blocked", word(name.as_str()))
+                }
                 _ => "the list is blocked".to_owned(),
             };
             if mine.is_empty() {

@@ -5,9 +5,60 @@
 //! answer, and the messages that arrive) goes to stdout, and what is not part of it (the
 //! banner, progress while the server is silent, hints) to stderr.
 
+use std::io::{self, Write};
+use std::sync::Mutex;
+
 use crossbeam_channel::Sender;
 
 use super::editor::ToEditor;
+
+/// Where log lines go while the editor owns the terminal: above the prompt, like any other
+/// text (written straight to stderr they would land in the line being typed).
+static LOG_SINK: Mutex<Option<Sender<ToEditor>>> = Mutex::new(None);
+
+/// Sends log lines through the editor from now on (`Some`), or to stderr again (`None`).
+pub(super) fn route_logs(editor: Option<Sender<ToEditor>>) {
+    if let Ok(mut sink) = LOG_SINK.lock() {
+        *sink = editor;
+    }
+}
+
+/// The peer's log writer (`-v`): one per log line, written out when dropped.
+pub(crate) struct LogWriter(Vec<u8>);
+
+/// For `tracing_subscriber::fmt().with_writer(..)`.
+pub(crate) fn log_writer() -> LogWriter {
+    LogWriter(Vec::new())
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.0);
+        let sent = LOG_SINK.lock().ok().and_then(|sink| {
+            let editor = sink.as_ref()?;
+            editor
+                .send(ToEditor::Print(text.trim_end().to_owned()))
+                .ok()
+        });
+        if sent.is_none() {
+            let _ = io::stderr().write_all(&self.0);
+        }
+    }
+}
 
 /// The kinds of line, for colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

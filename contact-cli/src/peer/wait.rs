@@ -71,11 +71,10 @@ impl Waiting {
 /// What to say when the server did not answer.
 pub(super) fn silent(e: &ClientError) -> String {
     match e {
-        ClientError::Timeout { .. } => format!(
-            "{e}: is it running, at this address and port? (a firewall may also drop UDP)"
-        ),
+        ClientError::Timeout { .. } => {
+            format!("{e}: is it running, at this address and port? (a firewall may also drop UDP)")
+        }
         ClientError::Shutdown => e.to_string(),
         _ => e.to_string(),
     }
 }
-
