@@ -500,8 +500,8 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &port.to_string()], dir.path());
     // Reported at the first retry, not after the client has given up.
     peer.wait_text(&format!(
-        "no answer yet from the server at 127.0.0.1:{port} to `query-lists` (0.5 s; still \
-         trying for about 12 s in all)"
+        "no answer yet from the server at 127.0.0.1:{port} to `query-lists` (0.5 s); still \
+         trying, for about 12 s in all"
     ));
     assert!(started.elapsed() < Duration::from_secs(3));
     // When the client gives up, the peer says so and stays.
@@ -523,7 +523,7 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     peer.wait_row("[200] ok: 0 list(s)");
     // A command the server does not answer: Ctrl-C stops waiting, and the prompt is back.
     peer.type_in("create x\r");
-    peer.wait_text("to `create x` (0.5 s;");
+    peer.wait_text("to `create x` (0.5 s)");
     peer.type_in("\x03");
     peer.wait_text("stopped waiting for the answer to `create x`");
     peer.type_in("help quit\r");

@@ -13,9 +13,10 @@ const ENTRIES: &[Entry] = &[
         name: "register",
         syntax: "register NAME IP PORT",
         summary: "add a contact reachable at IP, PORT (messages go to PORT+1)",
-        detail: "Register the port this peer printed at start (P) to receive messages here. \
+        detail: "Register the port this peer printed at start (P) to receive messages here.\n\
                  IP may be a host name such as localhost; the peer sends its address.\n\
-                 Fails with 455 (name taken), 456 (too many contacts), 467 (bad name or address).",
+                 Fails with 455 (name taken), 456 (too many contacts), 467 (bad name or \
+                 address).",
     },
     Entry {
         name: "create",
@@ -34,8 +35,9 @@ const ENTRIES: &[Entry] = &[
         name: "join",
         syntax: "join LIST NAME",
         summary: "add contact NAME to LIST",
-        detail: "Fails with 459 (no such contact), 460 (no such list), 461 (already a member), \
-                 463 (a message is ongoing in LIST: its sender must send im-complete first).",
+        detail: "Fails with 459 (no such contact), 460 (no such list), 461 (already a \
+                 member),\n463 (a message is ongoing in LIST: its sender must send \
+                 im-complete first).",
     },
     Entry {
         name: "leave",
@@ -47,9 +49,9 @@ const ENTRIES: &[Entry] = &[
         name: "im-start",
         syntax: "im-start LIST NAME [MESSAGE]",
         summary: "send a message from NAME around LIST",
-        detail: "Without MESSAGE, the next line is the message (prompt `message> `; an empty \
-                 line or Ctrl-C cancels it). When it has gone round, send \
-                 `im-complete LIST NAME`: until then nobody can join or leave LIST.",
+        detail: "Without MESSAGE, the next line is the message (prompt `message> `; an \
+                 empty line\nor Ctrl-C cancels it). When it has gone round, send \
+                 `im-complete LIST NAME`:\nuntil then nobody can join or leave LIST.",
     },
     Entry {
         name: "im-complete",
@@ -61,15 +63,15 @@ const ENTRIES: &[Entry] = &[
         name: "save",
         syntax: "save FILE",
         summary: "write the server's contacts and lists to FILE (on the server)",
-        detail: "FILE is inside the server's data directory. Fails with 462 (cannot write) or \
-                 471 (outside the data directory).",
+        detail: "FILE is inside the server's data directory.\n\
+                 Fails with 462 (cannot write) or 471 (outside the data directory).",
     },
     Entry {
         name: "exit",
         syntax: "exit NAME",
-        summary: "unregister NAME (ends this program when NAME was its last contact)",
+        summary: "unregister NAME (the last contact registered here ends the program)",
         detail: "Removes NAME from every list and from the server. When NAME was registered \
-                 from this peer and it was the last such contact, the program ends. \
+                 from\nthis peer and it was the last such contact, the program ends.\n\
                  Fails with 459, or 463 when a message is ongoing in one of NAME's lists.",
     },
     Entry {
@@ -99,8 +101,8 @@ pub(super) fn help(topic: Option<&str>) -> String {
             text.push_str(&format!("\n  {:<30} {}", e.syntax, e.summary));
         }
         text.push_str(
-            "\nA word with spaces is quoted: \"book club\". Tab completes commands and the \
-             names seen so far; up and down recall earlier lines.",
+            "\nQuote a word with spaces: \"book club\". Tab completes commands and names \
+             seen;\nup and down recall earlier lines (kept across sessions).",
         );
         return text;
     };

@@ -397,6 +397,25 @@ impl Session {
     /// Sends a command, prints its answer and what follows from it.
     fn run_command(&mut self, command: Command, message: Option<String>) {
         let what = command.to_string();
+        // While the start-up question has no answer, the server may be down: wait for it
+        // rather than queue more requests behind it.
+        if let Some(probe) = self.probe.take() {
+            match self.wait(probe, "query-lists") {
+                Some(Ok(answer)) => self.learn_answer(&answer),
+                Some(Err(e)) => {
+                    self.out.line(
+                        Style::Error,
+                        &format!("error: {}; `{what}` was not sent", silent(&e)),
+                    );
+                    self.failed();
+                    return;
+                }
+                None => {
+                    self.failed();
+                    return;
+                }
+            }
+        }
         let w = Waiting::start(&self.peer, command.clone());
         let answer = match self.wait(w, &what) {
             Some(Ok(answer)) => answer,
@@ -485,8 +504,7 @@ impl Session {
             if mine.is_empty() {
                 let list = list.map_or_else(|| "LIST".to_owned(), |l| word(l.as_str()));
                 text.push_str(&format!(
-                    "\n{what} until the message's sender sends `im-complete {list} SENDER` \
-                     (or the server's timeout completes it)"
+                    "\n{what} until its sender sends `im-complete {list} SENDER`"
                 ));
             } else {
                 text.push_str(&format!(

@@ -59,12 +59,16 @@ impl Waiting {
     /// The next report's text.
     pub(super) fn report(&mut self, server: SocketAddr, what: &str) -> String {
         self.reported += 1;
-        format!(
-            "no answer yet from the server at {server} to `{what}` ({:.1} s; still trying for \
-             about {:.0} s in all)",
-            self.since.elapsed().as_secs_f64(),
-            self.window.as_secs_f64()
-        )
+        let waited = self.since.elapsed().as_secs_f64();
+        if self.reported == 1 {
+            format!(
+                "no answer yet from the server at {server} to `{what}` ({waited:.1} s); still \
+                 trying, for about {:.0} s in all",
+                self.window.as_secs_f64()
+            )
+        } else {
+            format!("still no answer to `{what}` ({waited:.1} s)")
+        }
     }
 }
 
