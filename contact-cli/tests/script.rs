@@ -151,13 +151,16 @@ fn a_message_left_open_by_a_script_is_completed_at_its_end() {
         &[],
         "register Me 127.0.0.1 9\ncreate solo\njoin solo Me\nim-start solo Me hello\n",
     );
-    let stderr = text(&out.stderr);
+    let stdout = text(&out.stdout);
     assert!(
-        stderr.contains("completing your open message: im-complete solo Me"),
-        "{stderr}"
+        stdout.ends_with(
+            "your message has gone round 1 member(s): send `im-complete solo Me`\n\
+             completing your open message: im-complete solo Me\n[200] ok\n"
+        ),
+        "{stdout}"
     );
+    let stderr = text(&out.stderr);
     assert!(stderr.contains("Me stays registered"), "{stderr}");
-    assert!(text(&out.stdout).ends_with("[200] ok\n"));
     assert_eq!(out.status.code(), Some(0));
     // The list is free again: Me can leave it.
     let out = run(&server, &[], "leave solo Me\n");

@@ -93,9 +93,11 @@ impl Session {
 
     fn im_cancelled(&mut self, list: ListName, name: ContactName) {
         let command = Command::ImComplete { list, name };
-        self.out.note(&format!(
-            "message cancelled (nothing sent): sending `{command}`"
-        ));
+        // Part of a script's transcript: the answer that follows is this command's.
+        self.out.line(
+            Style::Note,
+            &format!("message cancelled (nothing sent): sending `{command}`"),
+        );
         self.run_command(command, None);
     }
 
@@ -194,13 +196,16 @@ impl Session {
     pub(super) fn im_complete_open(&mut self) {
         let open = std::mem::take(&mut self.im.open);
         for (list, name) in open {
-            self.out.note(&format!(
-                "completing your open message: {}",
-                Command::ImComplete {
-                    list: list.clone(),
-                    name: name.clone()
-                }
-            ));
+            self.out.line(
+                Style::Note,
+                &format!(
+                    "completing your open message: {}",
+                    Command::ImComplete {
+                        list: list.clone(),
+                        name: name.clone()
+                    }
+                ),
+            );
             self.run_command(Command::ImComplete { list, name }, None);
         }
     }
