@@ -73,7 +73,8 @@ impl Term {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+        let pty = nix::pty::openpty(Some(&size), None)
+            .expect("openpty: these tests need a pseudo-terminal (/dev/ptmx)");
         let slave = File::from(pty.slave);
         let mut command = Command::new(BIN);
         command

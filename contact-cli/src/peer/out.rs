@@ -159,6 +159,7 @@ pub(super) fn clean(text: &str) -> String {
 }
 
 /// The local time of day, `14:05`, for incoming messages.
+#[cfg(unix)]
 pub(super) fn clock() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -177,6 +178,12 @@ pub(super) fn clock() -> String {
     }
 }
 
+/// No time stamp where the C library's local time is not at hand.
+#[cfg(not(unix))]
+pub(super) fn clock() -> String {
+    String::new()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +193,7 @@ mod tests {
         assert_eq!(clean("hi\x1b[2Jthere\n✓"), "hi\\u{1b}[2Jthere\\n✓");
     }
 
+    #[cfg(unix)]
     #[test]
     fn clock_is_hours_and_minutes() {
         let c = clock();
