@@ -14,7 +14,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
@@ -106,10 +106,14 @@ impl Term {
             // Ends with EIO once the child has closed the terminal.
             let (screen, changed) = &*shared;
             while let Ok(n @ 1..) = reader.read(&mut buf) {
-                screen.lock().unwrap().parser.process(&buf[..n]);
+                screen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .parser
+                    .process(&buf[..n]);
                 changed.notify_all();
             }
-            screen.lock().unwrap().closed = true;
+            screen.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
             changed.notify_all();
         });
         Self {
@@ -127,7 +131,7 @@ impl Term {
 
     /// The screen's rows, trailing blanks and empty rows at the end removed.
     fn rows(&self) -> Vec<String> {
-        let screen = self.screen.0.lock().unwrap();
+        let screen = self.screen.0.lock().unwrap_or_else(PoisonError::into_inner);
         let mut rows: Vec<String> = screen
             .parser
             .screen()
@@ -144,7 +148,7 @@ impl Term {
     fn wait_for(&self, what: &str, f: impl Fn(&[String]) -> bool) {
         let deadline = Instant::now() + WAIT;
         let (screen, changed) = &*self.screen;
-        let mut guard = screen.lock().unwrap();
+        let mut guard = screen.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let rows: Vec<String> = guard
                 .parser
@@ -185,7 +189,7 @@ impl Term {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let (screen, changed) = &*self.screen;
-                let guard = screen.lock().unwrap();
+                let guard = screen.lock().unwrap_or_else(PoisonError::into_inner);
                 let (_guard, timeout) = changed
                     .wait_timeout_while(guard, WAIT, |s| !s.closed)
                     .unwrap();
@@ -501,9 +505,9 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &port.to_string()], dir.path());
     // Reported at the first retry, not after the client has given up.
     peer.wait_text(&format!(
-        "no answer yet from the server at 127.0.0.1:{port} to `query-lists` (0.5 s); still \
-         trying, for about 12 s in all"
+        "no answer yet from the server at 127.0.0.1:{port} to `query-lists` (0."
     ));
+    peer.wait_text("still trying, for about 12 s in all");
     assert!(started.elapsed() < Duration::from_secs(3));
     // When the client gives up, the peer says so and stays.
     peer.wait_text("The peer keeps running");
@@ -524,7 +528,7 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     peer.wait_row("[200] ok: 0 list(s)");
     // A command the server does not answer: Ctrl-C stops waiting, and the prompt is back.
     peer.type_in("create x\r");
-    peer.wait_text("to `create x` (0.5 s)");
+    peer.wait_text("to `create x` (");
     peer.type_in("\x03");
     peer.wait_text("stopped waiting for the answer to `create x`");
     peer.type_in("help quit\r");

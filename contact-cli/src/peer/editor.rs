@@ -167,9 +167,13 @@ impl State {
             select! {
                 recv(keys) -> event => match event {
                     Ok(event) => {
-                        if !self.event(event) {
-                            return;
+                        // A paste without bracketed paste is many keys at once: handle all
+                        // that are there, then draw once.
+                        self.event(event);
+                        while let Ok(event) = keys.try_recv() {
+                            self.event(event);
                         }
+                        self.redraw();
                     }
                     Err(_) => {
                         // The terminal is gone: nothing more will be typed.
@@ -205,8 +209,8 @@ impl State {
         let _ = crossterm::terminal::disable_raw_mode();
     }
 
-    /// Handles one terminal event; `false` when the editor should stop.
-    fn event(&mut self, event: Event) -> bool {
+    /// Handles one terminal event (the caller draws the line again).
+    fn event(&mut self, event: Event) {
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
             Event::Paste(text) => {
@@ -220,15 +224,10 @@ impl State {
                         c => self.insert(c),
                     }
                 }
-                self.redraw();
             }
-            Event::Resize(width, _) => {
-                self.width = usize::from(width).max(10);
-                self.redraw();
-            }
+            Event::Resize(width, _) => self.width = usize::from(width).max(10),
             _ => {}
         }
-        true
     }
 
     fn key(&mut self, key: KeyEvent) {
@@ -287,7 +286,6 @@ impl State {
             KeyCode::Tab => self.complete(),
             _ => {}
         }
-        self.redraw();
     }
 
     fn insert(&mut self, c: char) {
