@@ -348,6 +348,26 @@ fn a_bracketed_paste_runs_every_line_too() {
 }
 
 #[test]
+fn a_paste_of_many_kilobytes_runs_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut peer = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
+    peer.wait_text("type `help`");
+    // 280 lines, 5 KiB: many reads of the terminal (a line editor that reads 1 KiB and then
+    // waits for the terminal to be readable again stalls here). 140 lists: the server's
+    // default limit is 150.
+    let block: String = (0..140)
+        .map(|i| format!("# list number {i:03} follows\rcreate list_{i:03}\r"))
+        .collect();
+    assert!(block.len() > 5000);
+    peer.type_in(&format!("{block}query-lists\r"));
+    peer.wait_row("[200] ok: 140 list(s)");
+    peer.wait_row("  list_139");
+    peer.type_in("quit\r");
+    assert_eq!(peer.wait_exit(), 0);
+}
+
+#[test]
 fn lines_typed_while_a_request_waits_run_after_it_in_order() {
     // A server that answers only when told to.
     let fake = UdpSocket::bind("127.0.0.1:0").unwrap();

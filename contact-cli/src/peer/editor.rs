@@ -7,7 +7,9 @@
 //! returns the first line, and drops the rest with the reader. Here keys are read by one
 //! long-lived thread ([`crossterm::event::read`] keeps what it has read across calls) and are
 //! never dropped: every line typed or pasted is queued, in order, and handed to the session
-//! one at a time.
+//! one at a time. (crossterm is built with `use-dev-tty`, which waits with poll(2): its
+//! default waits with edge-triggered epoll after reading only 1 KiB, and a longer paste would
+//! stall until the next key press.)
 //!
 //! The session and the editor talk through two channels:
 //! - [`Input`]s go to the session: a line, Ctrl-C, Ctrl-D.
