@@ -557,3 +557,57 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     me.send_to(b"quit", format!("127.0.0.1:{port}")).unwrap();
     answering.join().unwrap();
 }
+
+#[test]
+fn a_message_arrives_above_the_line_being_typed_with_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut a = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
+    a.wait_text("type `help`");
+    let port = peer_port(&a);
+    a.type_in(&format!(
+        "register A 127.0.0.1 {port}\rcreate club\rjoin club A\r"
+    ));
+    a.wait_row("A> join club A");
+    a.wait_for("the answer to join", |rows| {
+        rows.iter().filter(|r| *r == "[200] ok").count() == 3
+    });
+    // Half a command typed when the message comes.
+    a.type_in("query-li");
+    a.wait_row("A> query-li");
+    // B, a script in another process.
+    let mut b = Command::new(BIN)
+        .args(["peer", "127.0.0.1", &server.port()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(b.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let b_port = banner.split(' ').nth(3).unwrap().to_owned();
+    let mut script = b.stdin.take().unwrap();
+    write!(
+        script,
+        "register B 127.0.0.1 {b_port}\njoin club B\nim-start club B hello there\n"
+    )
+    .unwrap();
+    a.wait_text("] B: hello there");
+    let rows = a.rows();
+    let n = rows.len();
+    let message = &rows[n - 2];
+    assert!(
+        message.len() == 27
+            && message.as_bytes()[2] == b':'
+            && message.ends_with(" [club] B: hello there"),
+        "{message:?}"
+    );
+    // The line being typed is intact, below the message; finishing it works.
+    assert_eq!(rows[n - 1], "A> query-li");
+    a.type_in("sts\r");
+    a.wait_row("[200] ok: 1 list(s)");
+    drop(script);
+    let _ = b.wait();
+}
