@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Exit status: 0 on success; 1 when the program cannot start (a port is busy, a file cannot
-//! be loaded), or for a peer reading a script, when a line failed; 2 for a usage error. `demo`: 0 when every check held, 1 otherwise.
+//! be loaded), or for a peer reading a script, when a line failed; 2 for a usage error.
+//! `demo`: 0 when every check held, 1 otherwise.
 //!
 //! # Layout
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
