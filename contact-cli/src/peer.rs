@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// The local address to bind (default: every address of the server's IP version).
     #[arg(long, value_name = "IP")]
     bind: Option<IpAddr>,
+    /// How long a request waits for the server's answer, sending it again every 2 s at
+    /// most, before it fails (the default survives 30% loss each way).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    retry_window: u64,
 }
 
 enum Input {
@@ -54,7 +58,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
             PortChoice::FirstFree(start..=*PORT_RANGE.end())
         }
     };
-    let peer = match Peer::bind(ip, server, ports) {
+    let config = contact_peer::PeerConfig {
+        client: contact_peer::ClientConfig {
+            retry_window: std::time::Duration::from_secs(args.retry_window),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let peer = match Peer::bind_with(ip, server, ports, config) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: cannot bind the peer's ports: {e}");

@@ -57,7 +57,7 @@ pub mod server;
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use driver::Machine;
 pub use im::{ImError, ImLifecycle, ImOutcome};
-pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PortChoice};
+pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, RequestUpdate};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
 pub use server::{
     DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore, ServerHandle,

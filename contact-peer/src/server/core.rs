@@ -416,8 +416,8 @@ mod tests {
             "#1-_-457-_-null"
         );
         // After the lifetime everything is gone.
-        let later = now + Duration::from_secs(31);
-        assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(30)));
+        let later = now + Duration::from_secs(121);
+        assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(120)));
         c.handle_timeout(later);
         assert!(c.cache.is_empty());
         assert_eq!(
