@@ -87,8 +87,9 @@ pub struct RingConfig {
     /// The longest wait between two sends of a hop; each timeout doubles up to it.
     pub max_timeout: Duration,
     /// How many times in all a hop to one of our peers is sent, the first send included,
-    /// before that member is skipped (as [`ClientConfig::max_sends`](crate::ClientConfig::max_sends)
-    /// counts a request's sends; 0 counts as 1).
+    /// before that member is skipped (0 counts as 1). A count, where a request has a window
+    /// in time ([`ClientConfig::retry_window`](crate::ClientConfig::retry_window)): no
+    /// person waits on a hop, and the count is what decides how much loss a hop survives.
     pub max_sends: u32,
     /// Up to this fraction of each timeout is added at random.
     pub jitter: f64,
