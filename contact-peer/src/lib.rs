@@ -19,7 +19,8 @@
 //!   driver [`Server`], the durable journal [`server::store`] for `server --state`, and
 //!   [`DataDir`] ([`server::data_dir`]), the confined, atomic writing of `save FILE`.
 //! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
-//!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`.
+//!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`,
+//!   and [`Peer::send_request`], a request whose resends are reported while it waits.
 //! - [`driver`]: [`Machine`], what every machine above shares with a driver, and the one
 //!   driver loop of the peer's threads (the simulation drives the same trait).
 //! - [`im`]: [`ImLifecycle`], the order of an instant message's steps, written once.

@@ -105,11 +105,12 @@ fn a_restarted_peer_on_the_same_port_gets_fresh_answers() {
 fn retries_through_a_lossy_network_apply_each_request_once() {
     use contact_peer::relay::{Impairment, Relay};
     let server = TestServer::start();
-    // 20% loss each way, 10% duplication, reordering: answers get lost, requests arrive twice.
+    // 30% loss each way (one send in two answered), 15% duplication, reordering: answers
+    // get lost, requests arrive twice.
     let relay = Relay::start(
         "127.0.0.1:0".parse().unwrap(),
         server.addr(),
-        Impairment::lossy(0.2, 42),
+        Impairment::lossy(0.3, 42),
     )
     .unwrap();
     let config = PeerConfig {
@@ -195,6 +196,25 @@ fn two_step_im_start_then_the_message() {
         Ok(RingEvent::Completed { members: 1, .. })
     ));
     ok(&a, "im-complete solo a");
+    // The same with im-start sent by the caller, who shows the wait meanwhile.
+    let (list, name) = ("solo".parse().unwrap(), "a".parse().unwrap());
+    let pending = a.send_request(contact_peer::ImLifecycle::new(list, name).im_start());
+    let answer = pending.wait().unwrap();
+    let (list, name) = ("solo".parse().unwrap(), "a".parse().unwrap());
+    let started = a.im_started(list, name, answer).unwrap();
+    started.send_unwatched("again?").unwrap();
+    ok(&a, "im-complete solo a");
+    // A refusal is the answer, kept.
+    let (list, name) = ("solo".parse().unwrap(), "a".parse().unwrap());
+    let refused = a.im_started(
+        list,
+        name,
+        contact_proto::Answer::status(Status::NoImPending),
+    );
+    assert!(
+        matches!(refused, Err(contact_peer::ImError::Refused(_))),
+        "{refused:?}"
+    );
 }
 
 /// A peer whose requests are sent at 0, 20 and 60 ms, then every 40 ms, for a window of
