@@ -11,7 +11,7 @@
 //! leaving (quit, Ctrl-D, the end of a script) can ask first or complete them.
 
 use contact_peer::RingEvent;
-use contact_proto::{Command, ContactName, ImStartBody, ListName};
+use contact_proto::{Answer, Body, Command, ContactName, ListName};
 
 use super::Session;
 use super::out::{Style, clean};
@@ -28,7 +28,8 @@ pub(super) struct Messages {
 struct Awaiting {
     list: ListName,
     name: ContactName,
-    body: ImStartBody,
+    /// The `im-start` answer, which the message's lifecycle starts from.
+    answer: Answer,
 }
 
 impl Messages {
@@ -39,14 +40,17 @@ impl Messages {
 }
 
 impl Session {
-    /// Step 1: `im-start LIST NAME [TEXT]` was answered 200 with `body`.
+    /// Step 1: `im-start LIST NAME [TEXT]` was answered 200 with a ring (`answer`).
     pub(super) fn im_started(
         &mut self,
         list: ListName,
         name: ContactName,
-        body: ImStartBody,
+        answer: Answer,
         text: Option<String>,
     ) {
+        let Some(Body::ImStart(body)) = &answer.body else {
+            return;
+        };
         self.im.open.push((list.clone(), name.clone()));
         let ring: Vec<String> = body
             .contact_list
@@ -59,13 +63,13 @@ impl Session {
             &format!("ring of {}: {}", ring.len(), ring.join(", ")),
         );
         match text {
-            Some(text) => self.im_send(list, body, text),
+            Some(text) => self.im_send(list, name, answer, text),
             None => {
                 if self.out.interactive() {
                     self.out
                         .note("type the message; an empty line or Ctrl-C cancels it");
                 }
-                self.im.awaiting = Some(Awaiting { list, name, body });
+                self.im.awaiting = Some(Awaiting { list, name, answer });
             }
         }
     }
@@ -73,14 +77,14 @@ impl Session {
     /// Step 2: the line typed at `message> `. Surrounding blanks are not part of the
     /// message (the seed's demo indents its messages); an empty line cancels.
     pub(super) fn im_message(&mut self, line: &str) {
-        let Some(Awaiting { list, name, body }) = self.im.awaiting.take() else {
+        let Some(Awaiting { list, name, answer }) = self.im.awaiting.take() else {
             return;
         };
         let text = line.trim();
         if text.is_empty() {
             self.im_cancelled(list, name);
         } else {
-            self.im_send(list, body, text.to_owned());
+            self.im_send(list, name, answer, text.to_owned());
         }
     }
 
@@ -101,9 +105,19 @@ impl Session {
         self.run_command(command, None);
     }
 
-    fn im_send(&mut self, list: ListName, body: ImStartBody, text: String) {
-        let members = body.contact_list.len();
-        match self.peer.start_im(Some(list), body, text) {
+    /// The message goes round through the peer's one instant-message lifecycle
+    /// ([`contact_peer::Peer::im_started`]); its end comes back as a [`RingEvent`], and the
+    /// `im-complete` is the user's to send (step 4).
+    fn im_send(&mut self, list: ListName, name: ContactName, answer: Answer, text: String) {
+        let members = match &answer.body {
+            Some(Body::ImStart(body)) => body.contact_list.len(),
+            _ => 0,
+        };
+        let sent = self
+            .peer
+            .im_started(list, name, answer)
+            .and_then(|started| started.send_unwatched(text));
+        match sent {
             Ok(()) if members > 1 => self.out.line(
                 Style::Plain,
                 &format!("message sent around {members} members"),

@@ -20,11 +20,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use contact_peer::{ClientError, Peer, RingEvent};
 use contact_proto::{Answer, Body, Command, ContactName, LineErrorKind, Status, parse_line};
-use crossbeam_channel::{Receiver, Sender, after, never, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, never, select, unbounded};
 
 mod editor;
 mod help;
@@ -37,7 +36,7 @@ use editor::{Editor, Input, ToEditor};
 pub(crate) use out::log_writer;
 use out::{Out, Style, clean};
 use setup::{History, bind, resolve, resolve_ip, start_plain};
-use wait::{Waiting, silent};
+use wait::{Progress, Waiting, silent};
 
 /// Options of `contact-cli peer`.
 #[derive(Debug, clap::Args)]
@@ -61,6 +60,10 @@ pub(crate) struct Args {
     /// data directory, `$XDG_DATA_HOME` or ~/.local/share). `-` keeps none.
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
+    /// How long a request waits for the server's answer, sending it again every 2 s at
+    /// most, before it fails (the default survives 30% loss each way).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    retry_window: u64,
 }
 
 /// Runs a peer until `quit`, the end of input, or `exit` of its last contact.
@@ -220,15 +223,10 @@ impl Session {
     /// The next input; messages and the start-up probe are handled meanwhile.
     fn next_input(&mut self) -> Input {
         loop {
-            let (probe, tick) = match &self.probe {
-                Some(w) => (
-                    w.answer.clone(),
-                    w.next_report().map_or_else(never, |t| {
-                        after(t.saturating_duration_since(Instant::now()))
-                    }),
-                ),
-                None => (never(), never()),
-            };
+            let probe = self
+                .probe
+                .as_ref()
+                .map_or_else(never, |w| w.updates().clone());
             select! {
                 recv(self.inputs) -> input => match input {
                     Ok(Input::Cancel) => {} // Ctrl-C while busy, after the work was done
@@ -236,22 +234,22 @@ impl Session {
                     Err(_) => return Input::End,
                 },
                 recv(self.events) -> event => self.ring_event(event.ok()),
-                recv(probe) -> answer => {
-                    self.probe = None;
-                    match answer {
-                        Ok(Ok(answer)) => self.learn_answer(&answer),
-                        Ok(Err(e)) => self.out.line(Style::Error, &format!(
-                            "error: {}. The peer keeps running: type a command to try again, \
-                             or `quit`.",
-                            silent(&e)
-                        )),
-                        Err(_) => {}
-                    }
-                }
-                recv(tick) -> _ => {
-                    if let Some(w) = &mut self.probe {
-                        let text = w.report(self.peer.server(), "query-lists");
-                        self.out.note(&text);
+                recv(probe) -> update => {
+                    match Waiting::progress(update, self.peer.server(), "query-lists") {
+                        Some(Progress::Resent(text)) => self.out.note(&text),
+                        Some(Progress::Done(Ok(answer))) => {
+                            self.probe = None;
+                            self.learn_answer(&answer);
+                        }
+                        Some(Progress::Done(Err(e))) => {
+                            self.probe = None;
+                            self.out.line(Style::Error, &format!(
+                                "error: {}. The peer keeps running: type a command to try again, \
+                                 or `quit`.",
+                                silent(&e)
+                            ));
+                        }
+                        None => {}
                     }
                 }
             }
@@ -268,25 +266,22 @@ impl Session {
 
     /// Waits for an answer, printing messages and progress; `None` when the user stopped
     /// waiting (Ctrl-C).
-    fn wait(&mut self, mut w: Waiting, what: &str) -> Option<Result<Answer, ClientError>> {
+    fn wait(&mut self, w: Waiting, what: &str) -> Option<Result<Answer, ClientError>> {
         let cancel = if self.out.interactive() {
             self.inputs.clone()
         } else {
             never()
         };
         loop {
-            let tick = w.next_report().map_or_else(never, |t| {
-                after(t.saturating_duration_since(Instant::now()))
-            });
             select! {
-                recv(w.answer) -> answer => {
-                    return Some(answer.unwrap_or(Err(ClientError::Shutdown)));
+                recv(w.updates()) -> update => {
+                    match Waiting::progress(update, self.peer.server(), what) {
+                        Some(Progress::Resent(text)) => self.out.note(&text),
+                        Some(Progress::Done(result)) => return Some(result),
+                        None => {}
+                    }
                 }
                 recv(self.events) -> event => self.ring_event(event.ok()),
-                recv(tick) -> _ => {
-                    let text = w.report(self.peer.server(), what);
-                    self.out.note(&text);
-                }
                 recv(cancel) -> _ => {
                     self.out.note(&format!(
                         "stopped waiting for the answer to `{what}` (the server may still \
@@ -442,11 +437,11 @@ impl Session {
             self.failed();
             return;
         }
-        match (command, answer.body) {
-            (Command::Register { name, .. }, _) if !self.mine.contains(&name) => {
+        match command {
+            Command::Register { name, .. } if !self.mine.contains(&name) => {
                 self.mine.push(name);
             }
-            (Command::Exit { name }, _) => {
+            Command::Exit { name } => {
                 if let Some(i) = self.mine.iter().position(|n| *n == name) {
                     self.mine.remove(i);
                     if self.mine.is_empty() {
@@ -455,10 +450,10 @@ impl Session {
                     }
                 }
             }
-            (Command::ImStart { list, name }, Some(Body::ImStart(body))) => {
-                self.im_started(list, name, body, message);
+            Command::ImStart { list, name } if matches!(answer.body, Some(Body::ImStart(_))) => {
+                self.im_started(list, name, answer, message);
             }
-            (Command::ImComplete { list, name }, _) => self.im_completed(&list, &name),
+            Command::ImComplete { list, name } => self.im_completed(&list, &name),
             _ => {}
         }
     }

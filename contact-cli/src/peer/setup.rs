@@ -60,7 +60,14 @@ pub(super) fn bind(args: &Args, server: SocketAddr) -> Result<Peer, String> {
             PortChoice::FirstFree(start..=*PORT_RANGE.end())
         }
     };
-    Peer::bind(ip, server, ports.clone()).map_err(|e| match ports {
+    let config = contact_peer::PeerConfig {
+        client: contact_peer::ClientConfig {
+            retry_window: std::time::Duration::from_secs(args.retry_window),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Peer::bind_with(ip, server, ports.clone(), config).map_err(|e| match ports {
         PortChoice::Fixed(p) => {
             // Which of the two is the problem: try each alone.
             let culprit = [Some(p), p.checked_add(1)]

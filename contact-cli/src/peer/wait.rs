@@ -1,74 +1,77 @@
 //! Waiting for the server's answer while the session goes on.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use contact_peer::{ClientConfig, ClientError, Peer};
+use contact_peer::{ClientError, Peer, PendingRequest, RequestUpdate};
 use contact_proto::{Answer, Command};
 use crossbeam_channel::Receiver;
 
-/// One request out, answered on a thread of its own so that the session can print
-/// messages and progress meanwhile.
-///
-/// The progress follows the client's default schedule of retries (the peer uses it): a line
-/// at each time the client would send again, without claiming that it did (a plain mutation
-/// to a reference server is sent once and waited for; a request may wait behind another).
+/// One request out. The peer's client reports each resend on the request's updates, so the
+/// session can say how long it has waited, with the real number of sends, while it prints
+/// messages meanwhile.
 pub(super) struct Waiting {
-    pub(super) answer: Receiver<Result<Answer, ClientError>>,
-    since: Instant,
-    /// How many reports have been made.
-    reported: usize,
-    /// When to report, after the start: the client's retry times.
-    schedule: Vec<Duration>,
-    /// When the client gives up.
-    window: Duration,
+    pending: PendingRequest,
+}
+
+/// What became of a request while it was waited on.
+pub(super) enum Progress {
+    /// Sent again: a line to show.
+    Resent(String),
+    /// The answer, or why there is none.
+    Done(Result<Answer, ClientError>),
 }
 
 impl Waiting {
-    pub(super) fn start(peer: &Arc<Peer>, command: Command) -> Self {
-        let (tx, answer) = crossbeam_channel::bounded(1);
-        let peer = Arc::clone(peer);
-        std::thread::spawn(move || {
-            let _ = tx.send(peer.request(command));
-        });
-        // The client's schedule: first wait, doubling, capped.
-        let config = ClientConfig::default();
-        let mut schedule = Vec::new();
-        let (mut t, mut wait) = (Duration::ZERO, config.initial_timeout);
-        for _ in 1..config.max_sends {
-            t += wait;
-            schedule.push(t);
-            wait = (wait * 2).min(config.max_timeout);
-        }
+    pub(super) fn start(peer: &Peer, command: Command) -> Self {
         Self {
-            answer,
-            since: Instant::now(),
-            reported: 0,
-            schedule,
-            window: t + wait,
+            pending: peer.send_request(command),
         }
     }
 
-    /// When to say that no answer has come yet.
-    pub(super) fn next_report(&self) -> Option<Instant> {
-        let at = self.schedule.get(self.reported)?;
-        Some(self.since + *at + Duration::from_millis(20))
+    /// The request's updates, to wait on beside the session's other channels.
+    pub(super) fn updates(&self) -> &Receiver<RequestUpdate> {
+        self.pending.updates()
     }
 
-    /// The next report's text.
-    pub(super) fn report(&mut self, server: SocketAddr, what: &str) -> String {
-        self.reported += 1;
-        let waited = self.since.elapsed().as_secs_f64();
-        if self.reported == 1 {
-            format!(
-                "no answer yet from the server at {server} to `{what}` ({waited:.1} s); still \
-                 trying, for about {:.0} s in all",
-                self.window.as_secs_f64()
-            )
-        } else {
-            format!("still no answer to `{what}` ({waited:.1} s)")
+    /// What an update (or the channel's end) means for the person waiting.
+    pub(super) fn progress(
+        update: Result<RequestUpdate, crossbeam_channel::RecvError>,
+        server: SocketAddr,
+        what: &str,
+    ) -> Option<Progress> {
+        match update {
+            Ok(RequestUpdate::Resent {
+                sends,
+                waited,
+                window,
+            }) => Some(Progress::Resent(report(
+                server, what, sends, waited, window,
+            ))),
+            Ok(RequestUpdate::Done(result)) => Some(Progress::Done(result)),
+            Ok(_) => None,
+            Err(_) => Some(Progress::Done(Err(ClientError::Shutdown))),
         }
+    }
+}
+
+/// "No answer yet", the first time with what the peer will do about it.
+fn report(
+    server: SocketAddr,
+    what: &str,
+    sends: u32,
+    waited: Duration,
+    window: Duration,
+) -> String {
+    let waited = waited.as_secs_f64();
+    if sends <= 2 {
+        format!(
+            "no answer yet from the server at {server} to `{what}` ({waited:.1} s); still \
+             trying, for {:.0} s in all",
+            window.as_secs_f64()
+        )
+    } else {
+        format!("still no answer to `{what}` ({waited:.1} s, {sends} sends so far)")
     }
 }
 
@@ -78,7 +81,6 @@ pub(super) fn silent(e: &ClientError) -> String {
         ClientError::Timeout { .. } => {
             format!("{e}: is it running, at this address and port? (a firewall may also drop UDP)")
         }
-        ClientError::Shutdown => e.to_string(),
         _ => e.to_string(),
     }
 }

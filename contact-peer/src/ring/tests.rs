@@ -212,9 +212,10 @@ fn silent_member_is_skipped_and_reported() {
             break;
         }
     }
-    assert_eq!(sends, 5, "max_sends to the silent member");
+    assert_eq!(sends, 24, "max_sends to the silent member");
     assert!(now - start <= RingConfig::default().give_up_after());
-    assert!(now - start >= Duration::from_millis(6200));
+    // 0.2 + 0.4 + 0.8 + 21 x 1 s, jitter aside.
+    assert!(now - start >= Duration::from_millis(22_400));
     assert_eq!(to_c.len(), 1);
     assert_eq!(to_c[0].0, addr(22005));
     let skip = &to_c[0].1;
@@ -272,9 +273,10 @@ fn broken_ring_is_reported_not_confirmed_once() {
     assert!(drain(&mut a).is_empty() && events(&mut a).is_empty());
     let deadline = a.poll_timeout().unwrap();
     let config = RingConfig::default();
+    // A hop budget for each of the two hops, the return included.
     assert_eq!(
         deadline - start,
-        config.completion_timeout + config.give_up_after()
+        config.completion_timeout + config.give_up_after() * 2
     );
     a.handle_timeout(deadline);
     assert!(

@@ -62,7 +62,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// How many answers to tagged requests are kept for retransmissions (default 4096).
     pub dedup_capacity: usize,
-    /// How long such an answer is kept (default 30 s, longer than a client's retry window).
+    /// How long such an answer is kept (default 120 s, twice a client's default retry
+    /// window of 60 s, so that a retransmission at the end of the window, delayed on the
+    /// way, is still answered from the cache and never applied twice).
     pub dedup_lifetime: Duration,
     /// Accept `join`, `leave`, `exit`, `im-start` and `im-complete` only from the named
     /// contact's registered address (472 otherwise). Off by default: the seed's demo types
@@ -94,7 +96,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             data_dir: PathBuf::from("."),
             dedup_capacity: 4096,
-            dedup_lifetime: Duration::from_secs(30),
+            dedup_lifetime: Duration::from_secs(120),
             auth: false,
             im_timeout: Some(Duration::from_secs(600)),
             error_rate: 100,
