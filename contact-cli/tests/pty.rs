@@ -522,12 +522,16 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     let port = fake.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut peer = Term::spawn(&["peer", "127.0.0.1", &port.to_string()], dir.path());
+    // A short retry window, so that the client gives up within the test.
+    let mut peer = Term::spawn(
+        &["peer", "127.0.0.1", &port.to_string(), "--retry-window", "3"],
+        dir.path(),
+    );
     // Reported at the first retry, not after the client has given up.
     peer.wait_text(&format!(
         "no answer yet from the server at 127.0.0.1:{port} to `query-lists` (0."
     ));
-    peer.wait_text("still trying, for about 12 s in all");
+    peer.wait_text("still trying, for 3 s in all");
     assert!(started.elapsed() < Duration::from_secs(3));
     // When the client gives up, the peer says so and stays.
     peer.wait_text("The peer keeps running");

@@ -272,14 +272,25 @@ impl Session {
         } else {
             never()
         };
+        // A request that is not sent again (a change to a reference server, which would
+        // apply a second copy) reports no resends: say once that it is still waiting.
+        let started = std::time::Instant::now();
+        let mut quiet = crossbeam_channel::after(wait::QUIET);
         loop {
             select! {
                 recv(w.updates()) -> update => {
                     match Waiting::progress(update, self.peer.server(), what) {
-                        Some(Progress::Resent(text)) => self.out.note(&text),
+                        Some(Progress::Resent(text)) => {
+                            quiet = never();
+                            self.out.note(&text);
+                        }
                         Some(Progress::Done(result)) => return Some(result),
                         None => {}
                     }
+                }
+                recv(quiet) -> _ => {
+                    quiet = never();
+                    self.out.note(&wait::quiet(self.peer.server(), what, started.elapsed()));
                 }
                 recv(self.events) -> event => self.ring_event(event.ok()),
                 recv(cancel) -> _ => {

@@ -55,6 +55,20 @@ impl Waiting {
     }
 }
 
+/// How long a request waits before the person is told that it is still waiting, when the
+/// client does not resend it (a resend would tell): a little after the client's first
+/// timeout.
+pub(super) const QUIET: Duration = Duration::from_millis(600);
+
+/// "No answer yet" for a request sent once and waited for.
+pub(super) fn quiet(server: SocketAddr, what: &str, waited: Duration) -> String {
+    format!(
+        "no answer yet from the server at {server} to `{what}` ({:.1} s); sent once (a \
+         change is not sent twice to this kind of server), still waiting",
+        waited.as_secs_f64()
+    )
+}
+
 /// "No answer yet", the first time with what the peer will do about it.
 fn report(
     server: SocketAddr,

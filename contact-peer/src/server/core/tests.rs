@@ -468,8 +468,8 @@ fn restored_answers_live_the_time_they_have_left() {
         at,
         bytes: format!("#{id}-_-200-_-null").into_bytes(),
     };
-    // Answered 10 s and 40 s before: only the first is still within its 30 s.
-    c.restore_answers(t1, [kept(2, 970_000), kept(1, 1_000_000)]);
+    // Answered 10 s and 130 s before: only the first is still within its 120 s.
+    c.restore_answers(t1, [kept(2, 880_000), kept(1, 1_000_000)]);
     assert_eq!(ask(&mut c, t1, a(), b"#1-_-create-_-l"), "#1-_-200-_-null");
     assert_eq!(c.registry().num_lists(), 0, "answered from the cache");
     assert_eq!(ask(&mut c, t1, a(), b"#2-_-create-_-l"), "#2-_-200-_-null");
@@ -478,13 +478,13 @@ fn restored_answers_live_the_time_they_have_left() {
         1,
         "applied: its answer had expired"
     );
-    // The first expires 20 s into this run, as it would have without the restart.
-    assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(20)));
-    c.handle_timeout(t1 + Duration::from_secs(20));
+    // The first expires 110 s into this run, as it would have without the restart.
+    assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(110)));
+    c.handle_timeout(t1 + Duration::from_secs(110));
     assert_eq!(
         ask(
             &mut c,
-            t1 + Duration::from_secs(20),
+            t1 + Duration::from_secs(110),
             a(),
             b"#1-_-create-_-l"
         ),
