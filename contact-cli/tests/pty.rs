@@ -599,6 +599,13 @@ fn a_message_arrives_above_the_line_being_typed_with_its_time() {
     )
     .unwrap();
     a.wait_text("] B: hello there");
+    // The message is drawn first, then the line being typed again below it.
+    a.wait_for("the typed line redrawn below the message", |rows| {
+        let rows: Vec<&String> = rows.iter().filter(|r| !r.is_empty()).collect();
+        rows.len() >= 2
+            && rows[rows.len() - 1] == "A> query-li"
+            && rows[rows.len() - 2].ends_with("] B: hello there")
+    });
     let rows = a.rows();
     let n = rows.len();
     let message = &rows[n - 2];
