@@ -2,20 +2,20 @@
 //!
 //! ```text
 //! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
-//! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
+//! contact-cli peer SERVER SERVER_PORT [--port P] [--bind IP] [--keep-going] [-v]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
 //! contact-cli state check FILE | state repair FILE [--in-place]
 //! ```
 //!
-//! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
-//! 1 when the program cannot start (a port is busy, the server does not answer, a file cannot
-//! be loaded); 2 for a usage error. `demo`: 0 when every check held, 1 otherwise.
+//! Exit status: 0 on success; 1 when the program cannot start (a port is busy, a file cannot
+//! be loaded), or for a peer reading a script, when a line failed; 2 for a usage error.
+//! `demo`: 0 when every check held, 1 otherwise.
 //!
 //! # Layout
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
-//! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
-//!   printed.
+//! - `peer/`: the `peer` subcommand: input lines in (a line editor on a terminal), requests
+//!   out, answers and messages printed.
 //! - `bench/`: the `bench` subcommand: the load generator, the ring measurement, the echo
 //!   baseline and the report.
 //! - `demo/`: the `demo` subcommand, the seed's final demo played and checked: the script,
@@ -66,21 +66,26 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A server logs every request at info; a peer prints what matters itself, so its logs
-    // start at warnings.
+    // A server logs every request at info; a peer prints what matters itself, so it logs
+    // nothing unless asked.
     let default = match (&cli.command, cli.quiet, cli.verbose) {
         (_, true, _) => "warn",
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_) | Cmd::State(_), ..) => "warn",
+        // A person at the peer's prompt reads sentences, not log lines: only with -v.
+        (Cmd::Peer(_), ..) => "off",
+        (Cmd::Bench(_) | Cmd::Demo(_) | Cmd::State(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.command {
+        // At a terminal, the peer's log lines go above the prompt, not into it.
+        Cmd::Peer(_) => logs.with_writer(peer::log_writer).init(),
+        _ => logs.with_writer(std::io::stderr).init(),
+    }
     match cli.command {
         Cmd::Server(args) => server::run(args),
         Cmd::Peer(args) => peer::run(args),

@@ -27,6 +27,55 @@ fn in_order(text: &str, lines: &[&str]) {
     }
 }
 
+/// What the final demo's transcript shows, in this order, on a clean network and on a bad
+/// one alike.
+const THE_FINAL_DEMO: &[&str] = &[
+    "# contains all five contacts",
+    "    Me> create list_1",
+    "[200] ok",
+    "    Me> query-lists",
+    "[200] ok: list_1, list_2, list_3, list_4",
+    "    Me> im-start list_1 Me",
+    "    Me>   Hello",
+    "[200] ok  ring of 5: Me, Myself, I, Foo, Bar",
+    "Myself saw: [list_1] Me: Hello",
+    "I      saw: [list_1] Me: Hello",
+    "Foo    saw: [list_1] Me: Hello",
+    "Bar    saw: [list_1] Me: Hello",
+    "Me     was told: your message has gone round 5 member(s): send `im-complete list_1 Me`",
+    "Myself saw: [list_1] Me: World",
+    "Myself>   Hi list_2",
+    "[200] ok  ring of 3: Myself, Me, I",
+    "Me     saw: [list_2] Myself: Hi list_2",
+    "I      saw: [list_2] Myself: Hi list_2",
+    "    Me> leave list_1 Me",
+    "[463] an instant message is ongoing in the list",
+    "    Me> im-complete list_1 Me",
+    "[200] ok",
+    "    Me> im-complete list_1 Me",
+    "[200] ok",
+    "    Me> im-complete list_1 Me",
+    "[465] the contact has no instant message to complete in the list",
+    "    Me> leave list_1 Me",
+    "[200] ok",
+    "Bar    saw: [list_3] Foo: Hi Bar",
+    "Foo    saw: [list_3] Bar: Hi Foo",
+    "   Foo>   Anyone here?",
+    "[200] ok  ring of 1: Foo",
+    "Foo    was told: your message has gone round 1 member(s)",
+    "    Me> join list_4 Me",
+    "[463] an instant message is ongoing in the list",
+    "ok: config.txt holds the registry, Me missing from list_1",
+    "Myself> exit Myself",
+    "[463] an instant message is ongoing in the list",
+    "Myself> exit Myself",
+    "[200] ok",
+    "   Bar> exit Bar",
+    "[200] ok",
+    "ok: no peer received a message it was not meant to, or twice",
+    "demo passed: all ",
+];
+
 #[test]
 fn the_final_demo_passes_on_loopback() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,55 +86,7 @@ fn the_final_demo_passes_on_loopback() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!text.contains('\x1b'), "no colour into a pipe");
-    in_order(
-        &text,
-        &[
-            "# contains all five contacts",
-            "    Me> create list_1",
-            "[200] ok",
-            "    Me> query-lists",
-            "[200] ok: list_1, list_2, list_3, list_4",
-            "    Me> im-start list_1 Me",
-            "    Me>   Hello",
-            "[200] ok  ring of 5: Me, Myself, I, Foo, Bar",
-            "Myself saw: [list_1] Me: Hello",
-            "I      saw: [list_1] Me: Hello",
-            "Foo    saw: [list_1] Me: Hello",
-            "Bar    saw: [list_1] Me: Hello",
-            "Me     was told: your message has gone round 5 member(s): send `im-complete list_1 Me`",
-            "Myself saw: [list_1] Me: World",
-            "Myself>   Hi list_2",
-            "[200] ok  ring of 3: Myself, Me, I",
-            "Me     saw: [list_2] Myself: Hi list_2",
-            "I      saw: [list_2] Myself: Hi list_2",
-            "    Me> leave list_1 Me",
-            "[463] an instant message is ongoing in the list",
-            "    Me> im-complete list_1 Me",
-            "[200] ok",
-            "    Me> im-complete list_1 Me",
-            "[200] ok",
-            "    Me> im-complete list_1 Me",
-            "[465] the contact has no instant message to complete in the list",
-            "    Me> leave list_1 Me",
-            "[200] ok",
-            "Bar    saw: [list_3] Foo: Hi Bar",
-            "Foo    saw: [list_3] Bar: Hi Foo",
-            "   Foo>   Anyone here?",
-            "[200] ok  ring of 1: Foo",
-            "Foo    was told: your message has gone round 1 member(s)",
-            "    Me> join list_4 Me",
-            "[463] an instant message is ongoing in the list",
-            "ok: config.txt holds the registry, Me missing from list_1",
-            "Myself> exit Myself",
-            "[463] an instant message is ongoing in the list",
-            "Myself> exit Myself",
-            "[200] ok",
-            "   Bar> exit Bar",
-            "[200] ok",
-            "ok: no peer received a message it was not meant to, or twice",
-            "demo passed: all ",
-        ],
-    );
+    in_order(&text, THE_FINAL_DEMO);
     assert!(!text.contains("FAILED"), "{text}");
     // Nobody outside list_3 saw its messages, nobody at all saw list_4's.
     assert!(!text.contains("saw: [list_4]"), "{text}");
@@ -129,19 +130,24 @@ fn the_demo_passes_through_relays_that_lose_nothing() {
     assert!(text.contains("demo passed"), "{text}");
 }
 
-/// 20% of the datagrams lost, 10% duplicated, all reordered, both to the server and around
-/// the rings: requests are retried (the server applies each once) and ring hops are
-/// acknowledged and sent again (each member shows each message once).
+/// Issue 16: 30% of the datagrams lost each way (one request in two answered), 15%
+/// duplicated, all reordered, both to the server and around the rings, through the
+/// project's own relays: requests are retried (the server applies each once) and ring hops
+/// are acknowledged and sent again (each member shows each message once, nobody is
+/// skipped). The outcome is the clean network's, line for line. The peers keep the
+/// defaults' number of sends at a fifth of their pauses (about 10 s a run).
 #[test]
-fn demo_over_a_lossy_network() {
+fn demo_over_a_network_that_loses_30_percent() {
     let runs: Vec<_> = ["1", "2"]
         .into_iter()
-        .map(|seed| std::thread::spawn(move || (seed, demo(&["--loss", "0.2", "--seed", seed]))))
+        .map(|seed| std::thread::spawn(move || (seed, demo(&["--loss", "0.3", "--seed", seed]))))
         .collect();
     for run in runs {
         let (seed, (out, text)) = run.join().unwrap();
         assert!(out.status.success(), "seed {seed}:\n{text}");
-        assert!(text.contains("lossy network: 20% loss"), "{text}");
-        assert!(text.contains("demo passed"), "{text}");
+        assert!(text.contains("lossy network: 30% loss"), "{text}");
+        in_order(&text, THE_FINAL_DEMO);
+        assert!(!text.contains("FAILED"), "{text}");
+        assert!(!text.contains("skipped"), "{text}");
     }
 }

@@ -39,8 +39,10 @@ impl Rng {
 /// that doubles up to `max`, each plus up to `jitter` of it at random; at most `max_sends`
 /// sends in all.
 ///
-/// `max_sends` counts every send, the first one included, for the client's requests and the
-/// ring's hops alike: 5 means a first send and 4 more. 0 counts as 1.
+/// `max_sends` counts every send, the first one included: 5 means a first send and 4 more.
+/// 0 counts as 1. The ring's hops are bounded by it; the client's requests by a window of
+/// time instead (`ClientConfig::retry_window`, which a person waiting understands better),
+/// and give it `u32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Backoff {
     /// The timeout after the first send.
@@ -77,6 +79,7 @@ impl Backoff {
 
     /// The sum of the timeouts of every send, jitter left out: how long a sender waits in
     /// all before it gives up, on average a little more.
+    #[cfg(test)]
     pub(crate) fn window(&self) -> Duration {
         self.timeouts().sum()
     }

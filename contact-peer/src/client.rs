@@ -2,9 +2,22 @@
 //! I/O.
 //!
 //! One request is in flight at a time; the others wait in a queue, in order. A request that
-//! gets no answer is sent again after a timeout that doubles each time (plus jitter), a
-//! bounded number of times, then fails with [`ClientError::Timeout`]: the client never waits
-//! forever.
+//! gets no answer is sent again after a timeout that doubles each time up to a cap (plus
+//! jitter), for as long as its retry window lasts ([`ClientConfig::retry_window`]), then fails
+//! with [`ClientError::Timeout`]: the client never waits forever. Each send after the first is
+//! reported ([`ClientEvent::Resent`]), so that a user can be told that the server is being
+//! waited for.
+//!
+//! # Why a window of 60 s, a send every 2 s at most
+//! On a link that loses 30% of the datagrams each way, one send in two is answered, so a
+//! request that may be sent 11 times fails once in a thousand; the default window holds
+//! about 30 sends (0.5 s, 1 s, then every 2 s, each plus up to 10% jitter), so that such a
+//! link all but never fails a request (about 1 in 10^9) and even 50% loss each way fails
+//! fewer than 1 in 1,000. The cap keeps a retry going out every 2 s, a small load (a request
+//! is a few dozen bytes) that a person waiting sees move. CoAP allows a confirmable message
+//! 93 s (RFC 7252 `MAX_TRANSMIT_WAIT`) for 5 sends; TCP retransmits for many minutes. The
+//! server keeps the answers of tagged requests longer than the window (120 s), so a late
+//! retransmission is still answered from its cache and applied at most once.
 //!
 //! # Which server is it?
 //! Our server understands request ids (`#ID-_-command`) and deduplicates retried requests by
@@ -42,11 +55,12 @@ pub struct ClientConfig {
     pub initial_timeout: Duration,
     /// The longest wait between two sends; each timeout doubles up to it.
     pub max_timeout: Duration,
-    /// How many times in all a request that may be retried is sent, the first send
-    /// included, before it fails (as [`RingConfig::max_sends`](crate::RingConfig::max_sends)
-    /// counts a hop's sends; 0 counts as 1). A request that may not be retried (a mutation to
-    /// the reference server) is sent once and waits as long as all these sends would.
-    pub max_sends: u32,
+    /// How long a request may wait for its answer, from its first send: it is sent again at
+    /// each timeout until then, and fails at the end of the window. A request that may not
+    /// be retried (a mutation to the reference server) is sent once and waits the whole
+    /// window. Keep it shorter than the server's memory of answers
+    /// ([`ServerConfig::dedup_lifetime`](crate::ServerConfig::dedup_lifetime), 120 s).
+    pub retry_window: Duration,
     /// Up to this fraction of each timeout is added at random, so that peers that lost the
     /// server at the same moment do not retry in step.
     pub jitter: f64,
@@ -56,13 +70,13 @@ pub struct ClientConfig {
 }
 
 impl Default for ClientConfig {
-    /// 0.5 s, doubling to 4 s at most, 5 sends (11.5 s in all before a failure),
-    /// 10% jitter.
+    /// 0.5 s, doubling to 2 s at most, for 60 s (about 30 sends) before a failure, 10%
+    /// jitter (see the [module docs](self) for why).
     fn default() -> Self {
         Self {
             initial_timeout: Duration::from_millis(500),
-            max_timeout: Duration::from_secs(4),
-            max_sends: 5,
+            max_timeout: Duration::from_secs(2),
+            retry_window: Duration::from_secs(60),
             jitter: 0.1,
             rng_seed: 0x5EED_C0DE_D00D_F00D,
         }
@@ -70,13 +84,13 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The timeouts of a request's sends.
+    /// The timeouts of a request's sends; how many there are is the window's business.
     pub(crate) fn backoff(&self) -> Backoff {
         Backoff {
             initial: self.initial_timeout,
             max: self.max_timeout,
             jitter: self.jitter,
-            max_sends: self.max_sends,
+            max_sends: u32::MAX,
         }
     }
 }
@@ -112,6 +126,23 @@ pub enum ClientEvent {
         command: Command,
         /// The answer.
         answer: Answer,
+    },
+    /// A request got no answer yet and was sent again: the server is being waited for.
+    /// Sends of the client's own first `query-lists` (which learns what kind of server it
+    /// talks to) count for the request it was sent for. A request that may not be retried
+    /// (a mutation to the reference server) is sent once and is never reported here.
+    Resent {
+        /// The handle [`Client::send`] returned.
+        id: RequestId,
+        /// The request's command.
+        command: Command,
+        /// How many times the datagram in flight has been sent, this send included.
+        sends: u32,
+        /// How long the request has waited since its first send.
+        waited: Duration,
+        /// The whole retry window ([`ClientConfig::retry_window`]): the request fails when
+        /// `waited` reaches it.
+        window: Duration,
     },
     /// A request got no answer.
     Failed {
@@ -150,6 +181,8 @@ struct InFlight {
     tag: Option<RequestId>,
     attempts: u32,
     first_sent: Instant,
+    /// The end of the retry window: the request fails then.
+    gives_up_at: Instant,
     deadline: Instant,
     /// Whether a timeout sends again (or fails at once).
     retry: bool,
@@ -176,7 +209,8 @@ struct InFlight {
 /// client.handle_datagram(now, server, br#"200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#);
 /// assert!(matches!(client.poll_event(), Some(ClientEvent::Answer { id: i, .. }) if i == id));
 ///
-/// // No answer at all: after the retries, a failure, never a hang.
+/// // No answer at all: sent again and again (each resend reported), then, at the end of
+/// // the retry window, a failure, never a hang.
 /// client.send(now, Command::QueryLists);
 /// let mut now = now;
 /// while let Some(t) = client.poll_timeout() {
@@ -184,7 +218,9 @@ struct InFlight {
 ///     now = t;
 ///     client.handle_timeout(now);
 /// }
-/// assert!(matches!(client.poll_event(), Some(ClientEvent::Failed { .. })));
+/// assert!(matches!(client.poll_event(), Some(ClientEvent::Resent { sends: 2, .. })));
+/// let last = std::iter::from_fn(|| client.poll_event()).last();
+/// assert!(matches!(last, Some(ClientEvent::Failed { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -307,9 +343,8 @@ impl Client {
         if now < flight.deadline {
             return;
         }
-        let backoff = self.config.backoff();
-        if flight.retry && backoff.may_send_again(flight.attempts) {
-            flight.timeout = backoff.next_timeout(flight.timeout);
+        if flight.retry && now < flight.gives_up_at {
+            flight.timeout = self.config.backoff().next_timeout(flight.timeout);
             flight.attempts += 1;
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
             let bytes = Request {
@@ -320,11 +355,30 @@ impl Client {
                 command: flight.pending.command.clone(),
             }
             .to_bytes();
-            let wait = flight.timeout;
+            let (wait, sends, waited) = (
+                flight.timeout,
+                flight.attempts,
+                now.duration_since(flight.first_sent),
+            );
+            // The user's request: the flight itself, or the one its probe was sent for.
+            let user = if flight.pending.user {
+                Some(&flight.pending)
+            } else {
+                self.queue.front()
+            };
+            if let Some(user) = user {
+                self.events.push_back(ClientEvent::Resent {
+                    id: user.id,
+                    command: user.command.clone(),
+                    sends,
+                    waited,
+                    window: self.config.retry_window,
+                });
+            }
             self.transmit = Some(bytes);
             let wait = self.jittered(wait);
             if let Some(flight) = &mut self.in_flight {
-                flight.deadline = now + wait;
+                flight.deadline = (now + wait).min(flight.gives_up_at);
             }
             return;
         }
@@ -414,12 +468,8 @@ impl Client {
                 (None, matches!(pending.command, Command::QueryLists))
             }
         };
-        let timeout = if retry {
-            self.config.initial_timeout
-        } else {
-            // One send, and the whole window the retries would have had to answer it.
-            self.config.backoff().window()
-        };
+        let gives_up_at = now + self.config.retry_window;
+        let timeout = self.config.initial_timeout;
         let bytes = Request {
             id: tag,
             cookie: tag.map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
@@ -427,13 +477,19 @@ impl Client {
         }
         .to_bytes();
         self.transmit = Some(bytes);
-        let wait = self.jittered(timeout);
+        let deadline = if retry {
+            (now + self.jittered(timeout)).min(gives_up_at)
+        } else {
+            // One send, and the whole window to answer it.
+            gives_up_at
+        };
         self.in_flight = Some(InFlight {
             pending,
             tag,
             attempts: 1,
             first_sent: now,
-            deadline: now + wait,
+            gives_up_at,
+            deadline,
             retry,
             timeout,
         });
@@ -536,9 +592,10 @@ mod tests {
         assert!(matches!(c.poll_event(), Some(ClientEvent::Answer { .. })));
         c.send(now, create());
         assert_eq!(sent(&mut c).as_deref(), Some("create-_-l"));
-        // No retry: one datagram, then a failure after the whole window (11.5 s).
+        // No retry: one datagram, then a failure after the whole window (60 s), and no
+        // progress reported (nothing was sent again).
         let deadline = c.poll_timeout().unwrap();
-        assert_eq!(deadline - now, Duration::from_millis(11_500));
+        assert_eq!(deadline - now, Duration::from_secs(60));
         c.handle_timeout(deadline);
         assert_eq!(sent(&mut c), None);
         assert!(matches!(
@@ -565,16 +622,69 @@ mod tests {
             now = t;
             c.handle_timeout(now);
         }
-        assert_eq!(sends, 5);
-        // 0.5 + 1 + 2 + 4 + 4
-        assert_eq!(now - start, Duration::from_millis(11_500));
-        assert!(matches!(
-            c.poll_event(),
-            Some(ClientEvent::Failed {
-                error: ClientError::Timeout { attempts: 5, .. },
+        // At 0, 0.5, 1.5 s, then every 2 s up to 59.5 s; the failure at exactly 60 s.
+        assert_eq!(sends, 32);
+        assert_eq!(now - start, Duration::from_secs(60));
+        let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(events.len(), 32, "31 resends reported, then the failure");
+        for (i, e) in events[..31].iter().enumerate() {
+            let ClientEvent::Resent {
+                sends,
+                waited,
+                window,
                 ..
-            })
+            } = e
+            else {
+                panic!("{e:?}")
+            };
+            assert_eq!((*sends, *window), (i as u32 + 2, Duration::from_secs(60)));
+            assert!(*waited < *window);
+        }
+        assert_eq!(
+            events[1],
+            ClientEvent::Resent {
+                id: match &events[0] {
+                    ClientEvent::Resent { id, .. } => *id,
+                    _ => unreachable!(),
+                },
+                command: Command::QueryLists,
+                sends: 3,
+                waited: Duration::from_millis(1500),
+                window: Duration::from_secs(60),
+            }
+        );
+        assert!(matches!(
+            events[31],
+            ClientEvent::Failed {
+                error: ClientError::Timeout { attempts: 32, .. },
+                ..
+            }
         ));
+    }
+
+    #[test]
+    fn the_window_is_configurable_and_jitter_never_stretches_it() {
+        let start = Instant::now();
+        let mut c = Client::new(
+            server(),
+            ClientConfig {
+                retry_window: Duration::from_secs(3),
+                jitter: 1.0,
+                ..ClientConfig::default()
+            },
+        );
+        c.send(start, Command::QueryLists);
+        let mut now = start;
+        while let Some(t) = c.poll_timeout() {
+            while sent(&mut c).is_some() {}
+            now = t;
+            c.handle_timeout(now);
+        }
+        assert_eq!(now - start, Duration::from_secs(3));
+        let last = std::iter::from_fn(|| c.poll_event()).last();
+        assert!(
+            matches!(last, Some(ClientEvent::Failed { error: ClientError::Timeout { elapsed, .. }, .. }) if elapsed == Duration::from_secs(3))
+        );
     }
 
     #[test]
@@ -587,10 +697,23 @@ mod tests {
             now = t;
             c.handle_timeout(now);
         }
-        assert!(matches!(c.poll_event(), Some(ClientEvent::Failed { id: i, .. }) if i == id));
+        // The probe's resends are reported as the user's request's.
+        let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(events[..events.len() - 1].iter().all(
+            |e| matches!(e, ClientEvent::Resent { id: i, command, .. } if *i == id && *command == create())
+        ));
+        assert!(matches!(events.last(), Some(ClientEvent::Failed { id: i, .. }) if *i == id));
         assert!(c.is_idle());
-        c.send(now, create());
+        assert_eq!(c.server_kind(), ServerKind::Unknown);
+        // The server comes back: the next request probes again, learns the kind, and goes
+        // through.
+        let id = c.send(now, create());
         assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
+        c.handle_datagram(now, server(), LISTS_EXT);
+        assert_eq!(c.server_kind(), ServerKind::Extended(1));
+        assert_eq!(sent(&mut c), Some(format!("#{id}~-_-create-_-l")));
+        c.handle_datagram(now, server(), format!("#{id}-_-200-_-null").as_bytes());
+        assert!(matches!(c.poll_event(), Some(ClientEvent::Answer { id: i, .. }) if i == id));
     }
 
     #[test]

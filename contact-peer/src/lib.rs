@@ -19,7 +19,8 @@
 //!   driver [`Server`], the durable journal [`server::store`] for `server --state`, and
 //!   [`DataDir`] ([`server::data_dir`]), the confined, atomic writing of `save FILE`.
 //! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
-//!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`.
+//!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`,
+//!   and [`Peer::send_request`], a request whose resends are reported while it waits.
 //! - [`driver`]: [`Machine`], what every machine above shares with a driver, and the one
 //!   driver loop of the peer's threads (the simulation drives the same trait).
 //! - [`im`]: [`ImLifecycle`], the order of an instant message's steps, written once.
@@ -57,7 +58,7 @@ pub mod server;
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use driver::Machine;
 pub use im::{ImError, ImLifecycle, ImOutcome};
-pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PortChoice};
+pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, RequestUpdate};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
     Cidr, CidrError, CookieKey, DataDir, Record, SaveError, SaveJob, Server, ServerConfig,

@@ -7,6 +7,11 @@
 //! channels. A thread blocks on its socket until its machine's next timer, and is woken for a
 //! command by an empty datagram to its own socket: it never spins.
 //!
+//! A request is one blocking call, [`Peer::request`], or, for a program that shows the wait
+//! (a person at a terminal), [`Peer::send_request`], whose [`PendingRequest`] reports each
+//! resend ([`RequestUpdate::Resent`]: "waiting for the server, 3 sends so far") before the
+//! answer or the failure, on a channel to wait on beside others.
+//!
 //! An instant message's whole lifecycle (`im-start`, the ring, `im-complete`) is one call,
 //! [`Peer::send_im`], or two steps, [`Peer::im_start`] then [`ImStarted::send`], when the
 //! message is typed after `im-start`; both follow [`ImLifecycle`].
@@ -56,8 +61,55 @@ pub struct PeerConfig {
     pub ring: RingConfig,
 }
 
-/// A request and where its answer goes.
-struct ClientCmd(Command, Sender<Result<Answer, ClientError>>);
+/// A request and where its progress and answer go.
+struct ClientCmd(Command, Sender<RequestUpdate>);
+
+/// What a request sent with [`Peer::send_request`] reports, in order: zero or more
+/// [`RequestUpdate::Resent`] while no answer has come, then one [`RequestUpdate::Done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestUpdate {
+    /// No answer yet: the request was sent again (see [`ClientEvent::Resent`]). A request that
+    /// may not be retried (a mutation to a reference server) is sent once and never reports
+    /// this; it waits the whole window all the same.
+    Resent {
+        /// How many times it has been sent so far, this send included.
+        sends: u32,
+        /// How long it has waited since its first send.
+        waited: Duration,
+        /// The whole retry window ([`ClientConfig::retry_window`]): it fails when `waited`
+        /// reaches it.
+        window: Duration,
+    },
+    /// The answer, or why there is none. The last update: the channel closes after it.
+    Done(Result<Answer, ClientError>),
+}
+
+/// A request on its way (see [`Peer::send_request`]). Dropping it does not cancel the
+/// request: its answer is then dropped.
+#[derive(Debug)]
+#[must_use = "the answer comes on the updates"]
+pub struct PendingRequest {
+    updates: Receiver<RequestUpdate>,
+}
+
+impl PendingRequest {
+    /// The request's updates, to wait on beside other channels (`crossbeam_channel::select!`);
+    /// it is disconnected after [`RequestUpdate::Done`].
+    pub fn updates(&self) -> &Receiver<RequestUpdate> {
+        &self.updates
+    }
+
+    /// Waits for the answer, passing over the progress.
+    pub fn wait(self) -> Result<Answer, ClientError> {
+        for update in self.updates.iter() {
+            if let RequestUpdate::Done(result) = update {
+                return result;
+            }
+        }
+        Err(ClientError::Shutdown)
+    }
+}
 
 /// A message to start, where the result goes, and the handle that watches its end, if any.
 struct RingCmd {
@@ -188,16 +240,43 @@ impl Peer {
         self.server
     }
 
-    /// Sends a request and waits for its answer. Never hangs: after the client's retries
-    /// (about 11.5 s with the default configuration) it fails with
-    /// [`ClientError::Timeout`].
+    /// Sends a request and waits for its answer. Never hangs: at the end of the client's
+    /// retry window ([`ClientConfig::retry_window`], 60 s by default) it fails with
+    /// [`ClientError::Timeout`]. The peer keeps working after a failure: the next request is
+    /// sent afresh (after a new `query-lists` if the kind of server is still unknown).
     pub fn request(&self, command: Command) -> Result<Answer, ClientError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.client_tx
-            .send(Control::Do(ClientCmd(command, tx)))
-            .map_err(|_| ClientError::Shutdown)?;
-        self.client_waker.wake();
-        rx.recv().map_err(|_| ClientError::Shutdown)?
+        self.send_request(command).wait()
+    }
+
+    /// Sends a request without waiting: the returned handle reports each resend, then the
+    /// answer or the failure ([`RequestUpdate`]). Requests are sent one at a time, in the
+    /// order given, whatever the thread.
+    ///
+    /// ```no_run
+    /// # use contact_peer::{Peer, RequestUpdate};
+    /// # fn show(peer: &Peer) {
+    /// let pending = peer.send_request(contact_proto::Command::QueryLists);
+    /// for update in pending.updates() {
+    ///     match update {
+    ///         RequestUpdate::Resent { sends, .. } => {
+    ///             println!("waiting for the server, {sends} sends so far")
+    ///         }
+    ///         RequestUpdate::Done(result) => println!("{result:?}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn send_request(&self, command: Command) -> PendingRequest {
+        let (tx, updates) = unbounded();
+        if let Err(e) = self.client_tx.send(Control::Do(ClientCmd(command, tx))) {
+            if let Control::Do(ClientCmd(_, tx)) = e.into_inner() {
+                let _ = tx.send(RequestUpdate::Done(Err(ClientError::Shutdown)));
+            }
+        } else {
+            self.client_waker.wake();
+        }
+        PendingRequest { updates }
     }
 
     /// What the client has learnt of the server so far (our server, or the reference).
@@ -238,8 +317,21 @@ impl Peer {
     /// `im-start`): sends `im-start LIST NAME` and, on 200 with a ring, returns the handle
     /// that sends the message. A refusal is [`ImError::Refused`] with the answer.
     pub fn im_start(&self, list: ListName, name: ContactName) -> Result<ImStarted<'_>, ImError> {
+        let command = ImLifecycle::new(list.clone(), name.clone()).im_start();
+        let answer = self.request(command)?;
+        self.im_started(list, name, answer)
+    }
+
+    /// [`Peer::im_start`] for a caller that sent `im-start LIST NAME` itself (with
+    /// [`Peer::send_request`], to show the wait): takes its answer and, on 200 with a ring,
+    /// returns the handle that sends the message; a refusal is [`ImError::Refused`].
+    pub fn im_started(
+        &self,
+        list: ListName,
+        name: ContactName,
+        answer: Answer,
+    ) -> Result<ImStarted<'_>, ImError> {
         let mut im = ImLifecycle::new(list, name);
-        let answer = self.request(im.im_start())?;
         im.handle_im_start(&answer)?;
         Ok(ImStarted {
             peer: self,
@@ -341,7 +433,7 @@ fn bind_pair(ip: IpAddr, ports: &PortChoice) -> io::Result<(UdpSocket, UdpSocket
 /// the client learns of the server is published for [`Peer::server_kind`].
 struct ClientTask {
     client: Client,
-    waiting: HashMap<u32, Sender<Result<Answer, ClientError>>>,
+    waiting: HashMap<u32, Sender<RequestUpdate>>,
     kind: Arc<Mutex<ServerKind>>,
     last_kind: ServerKind,
 }
@@ -364,9 +456,25 @@ impl Task for ClientTask {
             let (id, result) = match event {
                 ClientEvent::Answer { id, answer, .. } => (id, Ok(answer)),
                 ClientEvent::Failed { id, error, .. } => (id, Err(error)),
+                ClientEvent::Resent {
+                    id,
+                    sends,
+                    waited,
+                    window,
+                    ..
+                } => {
+                    if let Some(updates) = self.waiting.get(&id) {
+                        let _ = updates.send(RequestUpdate::Resent {
+                            sends,
+                            waited,
+                            window,
+                        });
+                    }
+                    continue;
+                }
             };
             if let Some(reply) = self.waiting.remove(&id) {
-                let _ = reply.send(result);
+                let _ = reply.send(RequestUpdate::Done(result));
             }
         }
         if self.client.server_kind() != self.last_kind {

@@ -7,22 +7,22 @@
 //! never write control characters from the network raw.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::name::is_invisible;
 
 /// `text` with every control character (C0, DEL, C1: Unicode category Cc) and every
 /// invisible or reordering character ([`is_invisible`]: bidirectional controls, zero-width
-/// characters) replaced by a visible escape: `\xNN` below U+0100, `\u{NNNN}` above. Borrowed
-/// unchanged when there is nothing to escape (the common case). Backslashes are not escaped:
-/// the result is for people to read, not to parse back.
+/// characters) replaced by its Rust escape ([`char::escape_default`]): `\n`, `\r`, `\t`,
+/// `\u{1b}`, `\u{202e}`. Borrowed unchanged when there is nothing to escape (the common
+/// case). Backslashes and quotes are not escaped: the result is for people to read, not to
+/// parse back.
 ///
 /// ```
 /// use contact_proto::escape_controls;
 /// assert_eq!(escape_controls("hi"), "hi");
-/// assert_eq!(escape_controls("\x1b[2J\r\n[club] alice: x"), "\\x1b[2J\\x0d\\x0a[club] alice: x");
+/// assert_eq!(escape_controls("\x1b[2J\r\n[club] alice: x"), "\\u{1b}[2J\\r\\n[club] alice: x");
 /// assert_eq!(escape_controls("\u{202e}abc"), "\\u{202e}abc");
-/// assert_eq!(escape_controls("caf\u{e9} \u{85}"), "caf\u{e9} \\x85");
+/// assert_eq!(escape_controls("caf\u{e9} \u{85}"), "caf\u{e9} \\u{85}");
 /// ```
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     let unsafe_char = |c: char| c.is_control() || is_invisible(c);
@@ -31,12 +31,10 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if !unsafe_char(c) {
-            out.push(c);
-        } else if u32::from(c) < 0x100 {
-            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
         } else {
-            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            out.push(c);
         }
     }
     Cow::Owned(out)
@@ -63,7 +61,8 @@ mod tests {
                 "{a:?} -> {shown:?}"
             );
         }
-        assert_eq!(escape_controls("\t"), "\\x09");
+        assert_eq!(escape_controls("\t"), "\\t");
+        assert_eq!(escape_controls("\x1b"), "\\u{1b}");
         assert!(matches!(escape_controls("plain text é"), Cow::Borrowed(_)));
     }
 }

@@ -42,13 +42,13 @@ pub(crate) use transcript::DemoReport;
 
 use cast::{ask, set_up, strays};
 use checks::{check_body, check_saved, im};
-use script::{Step, script};
+use script::{NAMES, Step, script};
 use transcript::Transcript;
 
 /// How long to wait for one ring event before the check fails, on a clean network.
+/// Through lossy relays, where hops are sent again, the ring's own deadline for the largest
+/// ring of the demo ([`cast::lossy_ring_wait`]).
 const WAIT: Duration = Duration::from_secs(2);
-/// The same through lossy relays, where requests are retried.
-const LOSSY_WAIT: Duration = Duration::from_secs(5);
 
 /// Options of `contact-cli demo`.
 #[derive(Debug, clap::Args)]
@@ -244,7 +244,7 @@ fn config_from(args: DemoArgs) -> Result<DemoConfig, String> {
         data_dir: args.data_dir,
         colour,
         wait: if args.loss.is_some() {
-            LOSSY_WAIT
+            cast::lossy_ring_wait(NAMES.len())
         } else {
             WAIT
         },

@@ -157,11 +157,10 @@ impl RingEngine {
             });
         }
         let key = (initiator, im_id);
-        // Skipping each member may take a whole retry window; the timeout only covers a
-        // ring that is really broken.
-        let members = u32::try_from(n).unwrap_or(u32::MAX);
-        let deadline =
-            now + self.config.completion_timeout + self.config.give_up_after() * (members - 1);
+        // Each hop, the return included, may take a whole hop budget on a very lossy network
+        // (or to skip a member); the timeout only covers a ring that is really broken.
+        let hops = u32::try_from(n).unwrap_or(u32::MAX);
+        let deadline = now + self.config.completion_timeout + self.config.give_up_after() * hops;
         self.initiated.insert(
             key.clone(),
             Initiated {

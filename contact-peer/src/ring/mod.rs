@@ -34,9 +34,18 @@
 //! without `"im_id"` (from a reference initiator) are shown and forwarded exactly as the
 //! reference does: no reference peer ever forwards twice, so there is nothing to deduplicate.
 //!
-//! The initiator waits at most [`RingConfig::completion_timeout`] (plus the time to skip
-//! each member) for its packet to come back, then reports [`RingEvent::NotConfirmed`]: a
-//! ring broken at a reference peer never leaves anyone waiting for good.
+//! The initiator waits at most [`RingConfig::completion_timeout`] (plus a whole hop budget
+//! per hop, the return included) for its packet to come back, then reports
+//! [`RingEvent::NotConfirmed`]: a ring broken at a reference peer never leaves anyone
+//! waiting for good.
+//!
+//! # Why 24 sends, one a second at most
+//! A member is skipped only when it is really gone, not because it was unlucky. On a link
+//! that loses 30% of the datagrams each way, a send and its ack both arrive one time in
+//! two, so a hop sent `n` times is wrongly given up with probability 0.51^n: the default 24
+//! sends (0.2, 0.4, 0.8 s, then every second: 22.4 s, at most 24.6 s with jitter) make that
+//! about 1 in 10 million hops. A hop is one small datagram between two peers, so a send a
+//! second costs little; a longer cap would only delay the members after a gone one.
 //!
 //! # Layout
 //! - this file: [`RingConfig`], [`RingEvent`], [`RingError`];
@@ -78,17 +87,20 @@ pub struct RingConfig {
     /// The longest wait between two sends of a hop; each timeout doubles up to it.
     pub max_timeout: Duration,
     /// How many times in all a hop to one of our peers is sent, the first send included,
-    /// before that member is skipped (as [`ClientConfig::max_sends`](crate::ClientConfig::max_sends)
-    /// counts a request's sends; 0 counts as 1).
+    /// before that member is skipped (0 counts as 1). A count, where a request has a window
+    /// in time ([`ClientConfig::retry_window`](crate::ClientConfig::retry_window)): no
+    /// person waits on a hop, and the count is what decides how much loss a hop survives.
     pub max_sends: u32,
     /// Up to this fraction of each timeout is added at random.
     pub jitter: f64,
-    /// How long an initiator waits for its message to come back, on top of the time it takes
-    /// to skip each member, before it reports [`RingEvent::NotConfirmed`].
+    /// How long an initiator waits for its message to come back, on top of a whole hop
+    /// budget ([`RingConfig::give_up_after`]) per hop, the return included, before it reports
+    /// [`RingEvent::NotConfirmed`].
     pub completion_timeout: Duration,
     /// How many messages a receiver remembers to show each once.
     pub dedup_capacity: usize,
-    /// How long a receiver remembers a message; longer than a sender's retries.
+    /// How long a receiver remembers a message; longer than a sender's retries
+    /// ([`RingConfig::give_up_after`]).
     pub dedup_lifetime: Duration,
     /// How many hops to our peers an engine keeps waiting for their acks. A hop beyond is
     /// sent once and not retried (counted in [`RingStats::hops_dropped`]), so that a flood
@@ -113,14 +125,15 @@ pub struct RingConfig {
 }
 
 impl Default for RingConfig {
-    /// 200 ms doubling, 5 sends (a silent member is skipped after about 6.2 s, up to 6.8 s
-    /// with the 10% jitter), a 30 s completion timeout, 4096 messages remembered for 60 s,
-    /// 1024 hops waiting for acks, 1024 events waiting for the user, a resend budget of 2 x 5 - 1 = 9.
+    /// 200 ms doubling to 1 s at most, 24 sends (a silent member is skipped after about
+    /// 22.4 s, up to 24.6 s with the 10% jitter; see the [module docs](self) for why), a 30 s
+    /// completion timeout, 4096 messages remembered for 60 s, 1024 hops waiting for acks,
+    /// 1024 events waiting for the user, a resend budget of 2 x 24 - 1 = 47.
     fn default() -> Self {
         Self {
             initial_timeout: Duration::from_millis(200),
-            max_timeout: Duration::from_millis(3200),
-            max_sends: 5,
+            max_timeout: Duration::from_secs(1),
+            max_sends: 24,
             jitter: 0.1,
             completion_timeout: Duration::from_secs(30),
             dedup_capacity: 4096,

@@ -212,9 +212,10 @@ fn silent_member_is_skipped_and_reported() {
             break;
         }
     }
-    assert_eq!(sends, 5, "max_sends to the silent member");
+    assert_eq!(sends, 24, "max_sends to the silent member");
     assert!(now - start <= RingConfig::default().give_up_after());
-    assert!(now - start >= Duration::from_millis(6200));
+    // 0.2 + 0.4 + 0.8 + 21 x 1 s, jitter aside.
+    assert!(now - start >= Duration::from_millis(22_400));
     assert_eq!(to_c.len(), 1);
     assert_eq!(to_c[0].0, addr(22005));
     let skip = &to_c[0].1;
@@ -272,9 +273,10 @@ fn broken_ring_is_reported_not_confirmed_once() {
     assert!(drain(&mut a).is_empty() && events(&mut a).is_empty());
     let deadline = a.poll_timeout().unwrap();
     let config = RingConfig::default();
+    // A hop budget for each of the two hops, the return included.
     assert_eq!(
         deadline - start,
-        config.completion_timeout + config.give_up_after()
+        config.completion_timeout + config.give_up_after() * 2
     );
     a.handle_timeout(deadline);
     assert!(
@@ -637,8 +639,9 @@ mod hostile {
     }
 
     /// The same row with 1,000 different ports of the victim (no member named twice): the
-    /// peer sends at most 10 times the bytes it received (its first forward plus
-    /// `resend_factor()` = 9), in place of ~5,000 copies.
+    /// peer sends at most its first forward plus `resend_factor()` (2 x max_sends - 1) times
+    /// the bytes it received, in place of a copy per send to each of the 1,000 members.
+    /// (Ring proofs would bound this to 3x: not done yet, see docs/security.md.)
     #[test]
     fn forged_1000_member_ring_to_many_victim_ports_is_bounded() {
         let mut members: Vec<(&str, u16, u32)> = (0..1000)
@@ -651,8 +654,9 @@ mod hostile {
         let victim = |a: SocketAddr| a.ip() == "127.0.0.9".parse::<std::net::IpAddr>().unwrap();
         let sent = bytes_sent(&mut e, Instant::now(), &bytes, victim);
         let factor = sent as f64 / bytes.len() as f64;
+        let bound = 1.0 + f64::from(e.config.resend_factor());
         assert!(
-            factor <= 10.0,
+            factor <= bound,
             "sent {sent} bytes for {}: {factor:.1}x",
             bytes.len()
         );

@@ -30,8 +30,8 @@ use std::net::{IpAddr, SocketAddr};
 use contact_proto::RequestId;
 
 /// How long an answer is never evicted for another source's: longer than a client's whole
-/// retry window (11.5 s by default).
-pub(crate) const PROTECTED_MS: u64 = 15_000;
+/// retry window (60 s by default).
+pub(crate) const PROTECTED_MS: u64 = 65_000;
 
 /// (expiry in ms, source, id): where an answer sits in the expiry queues.
 type Key = (u64, SocketAddr, RequestId);

@@ -69,7 +69,9 @@ pub struct ServerConfig {
     /// How many of them one source IP address may have (default 64): beyond, the source's
     /// own oldest answer is forgotten, never another's.
     pub dedup_per_source: usize,
-    /// How long such an answer is kept (default 30 s, longer than a client's retry window).
+    /// How long such an answer is kept (default 120 s, twice a client's default retry
+    /// window of 60 s, so that a retransmission at the end of the window, delayed on the
+    /// way, is still answered from the cache and never applied twice).
     pub dedup_lifetime: Duration,
     /// Accept `join`, `leave`, `exit`, `im-start` and `im-complete` only from the named
     /// contact's registered address (472 otherwise). Off by default: the seed's demo types
@@ -142,7 +144,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("."),
             dedup_capacity: 16_384,
             dedup_per_source: 64,
-            dedup_lifetime: Duration::from_secs(30),
+            dedup_lifetime: Duration::from_secs(120),
             auth: false,
             im_timeout: Some(Duration::from_secs(600)),
             error_rate: 100,

@@ -1,10 +1,13 @@
 //! The peer driver: ports, timeouts, shutdown.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use contact_peer::{ClientConfig, ClientError, Peer, PeerConfig, PortChoice, ServerKind};
-use contact_proto::Command;
+use contact_peer::{
+    ClientConfig, ClientError, Peer, PeerConfig, PortChoice, RequestUpdate, Server, ServerConfig,
+    ServerKind,
+};
+use contact_proto::{Command, Status};
 
 use crate::util::{TestServer, WAIT, ok, peer, register};
 
@@ -12,28 +15,19 @@ use crate::util::{TestServer, WAIT, ok, peer, register};
 fn unanswered_requests_fail_in_bounded_time() {
     // A socket that never answers stands for a dead server.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let config = PeerConfig {
-        client: ClientConfig {
-            initial_timeout: Duration::from_millis(20),
-            max_timeout: Duration::from_millis(40),
-            max_sends: 4,
-            ..ClientConfig::default()
-        },
-        ..PeerConfig::default()
-    };
-    let p = Peer::bind_with(
-        "127.0.0.1".parse().unwrap(),
-        silent.local_addr().unwrap(),
-        PortChoice::Ephemeral,
-        config,
-    )
-    .unwrap();
+    let p = quick_peer(silent.local_addr().unwrap(), 0.0);
     let start = Instant::now();
     let err = p.request(Command::QueryLists).unwrap_err();
-    assert!(
-        matches!(err, ClientError::Timeout { attempts: 4, .. }),
-        "{err}"
-    );
+    // Sent at 0, 20, 60 and 100 ms (later on a busy machine, as the thread wakes late);
+    // given up at the end of the 130 ms window.
+    let ClientError::Timeout {
+        attempts, elapsed, ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert!((2..=4).contains(&attempts), "{attempts} sends");
+    assert!(elapsed >= Duration::from_millis(130), "{elapsed:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
     // It retried: four datagrams reached the silent server.
     silent
@@ -45,7 +39,7 @@ fn unanswered_requests_fail_in_bounded_time() {
         assert_eq!(&buf[..11], b"query-lists");
         n += 1;
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, attempts);
 }
 
 #[test]
@@ -104,25 +98,26 @@ fn a_restarted_peer_on_the_same_port_gets_fresh_answers() {
                 .command,
         )
         .unwrap();
-    assert_eq!(answer.status, contact_proto::Status::ListExists);
+    assert_eq!(answer.status, Status::ListExists);
 }
 
 #[test]
 fn retries_through_a_lossy_network_apply_each_request_once() {
     use contact_peer::relay::{Impairment, Relay};
     let server = TestServer::start();
-    // 20% loss each way, 10% duplication, reordering: answers get lost, requests arrive twice.
+    // 30% loss each way (one send in two answered), 15% duplication, reordering: answers
+    // get lost, requests arrive twice.
     let relay = Relay::start(
         "127.0.0.1:0".parse().unwrap(),
         server.addr(),
-        Impairment::lossy(0.2, 42),
+        Impairment::lossy(0.3, 42),
     )
     .unwrap();
     let config = PeerConfig {
         client: ClientConfig {
             initial_timeout: Duration::from_millis(20),
             max_timeout: Duration::from_millis(80),
-            max_sends: 16,
+            retry_window: Duration::from_secs(5),
             ..ClientConfig::default()
         },
         ..PeerConfig::default()
@@ -201,4 +196,145 @@ fn two_step_im_start_then_the_message() {
         Ok(RingEvent::Completed { members: 1, .. })
     ));
     ok(&a, "im-complete solo a");
+    // The same with im-start sent by the caller, who shows the wait meanwhile.
+    let (list, name) = ("solo".parse().unwrap(), "a".parse().unwrap());
+    let pending = a.send_request(contact_peer::ImLifecycle::new(list, name).im_start());
+    let answer = pending.wait().unwrap();
+    let (list, name) = ("solo".parse().unwrap(), "a".parse().unwrap());
+    let started = a.im_started(list, name, answer).unwrap();
+    started.send_unwatched("again?").unwrap();
+    ok(&a, "im-complete solo a");
+    // A refusal is the answer, kept.
+    let (list, name) = ("solo".parse().unwrap(), "a".parse().unwrap());
+    let refused = a.im_started(
+        list,
+        name,
+        contact_proto::Answer::status(Status::NoImPending),
+    );
+    assert!(
+        matches!(refused, Err(contact_peer::ImError::Refused(_))),
+        "{refused:?}"
+    );
+}
+
+/// A peer whose requests are sent at 0, 20 and 60 ms, then every 40 ms, for a window of
+/// 130 ms (the default's shape, 25 times faster and shorter), with this much jitter.
+fn quick_peer(server: SocketAddr, jitter: f64) -> Peer {
+    let config = PeerConfig {
+        client: ClientConfig {
+            initial_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_millis(40),
+            retry_window: Duration::from_millis(130),
+            jitter,
+            ..ClientConfig::default()
+        },
+        ..PeerConfig::default()
+    };
+    Peer::bind_with(
+        "127.0.0.1".parse().unwrap(),
+        server,
+        PortChoice::Ephemeral,
+        config,
+    )
+    .unwrap()
+}
+
+/// Issue 16: a peer whose server is down keeps working. Its first request fails at the end
+/// of the window (and does not learn the kind of server); once a server listens at that
+/// address, the next request probes again, learns it is ours and goes through.
+#[test]
+fn a_peer_keeps_working_after_its_server_was_silent() {
+    // Nothing answers at first: a bound socket that never replies.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let p = quick_peer(addr, 0.1);
+    let err = p.request(Command::QueryLists).unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+    let create = || {
+        contact_proto::parse_line("create l")
+            .unwrap()
+            .unwrap()
+            .command
+    };
+    assert!(p.request(create()).is_err());
+    assert_eq!(p.server_kind(), ServerKind::Unknown);
+    // The server comes up on that very address.
+    drop(silent);
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(addr, config).unwrap().spawn().unwrap();
+    let answer = p.request(create()).unwrap();
+    assert_eq!(answer.status, Status::Ok);
+    assert_eq!(p.server_kind(), ServerKind::Extended(1));
+    server.shutdown().unwrap();
+}
+
+/// Issue 16: while a request waits, each resend is reported on its handle ("waiting for the
+/// server, N sends so far"), then its answer; a server that comes up within the window
+/// answers the very request that was waiting.
+#[test]
+fn a_waiting_request_reports_each_resend_then_its_answer() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let config = PeerConfig {
+        client: ClientConfig {
+            initial_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_millis(40),
+            retry_window: Duration::from_secs(30),
+            ..ClientConfig::default()
+        },
+        ..PeerConfig::default()
+    };
+    let p = Peer::bind_with(
+        "127.0.0.1".parse().unwrap(),
+        addr,
+        PortChoice::Ephemeral,
+        config,
+    )
+    .unwrap();
+    let pending = p.send_request(Command::QueryLists);
+    // Two resends reported, counted from the first send.
+    for want in [2, 3] {
+        match pending.updates().recv_timeout(WAIT).unwrap() {
+            RequestUpdate::Resent {
+                sends,
+                waited,
+                window,
+            } => {
+                assert_eq!(sends, want);
+                assert!(waited >= Duration::from_millis(20) && waited < window);
+                assert_eq!(window, Duration::from_secs(30));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The server comes up: the next resend is answered.
+    drop(silent);
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(addr, config).unwrap().spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let answer = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match pending
+            .updates()
+            .recv_timeout(left)
+            .expect("an answer in time")
+        {
+            RequestUpdate::Resent { .. } => {}
+            RequestUpdate::Done(result) => break result.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(answer.status, Status::Ok);
+    assert_eq!(p.server_kind(), ServerKind::Extended(1));
+    // The handle is done: its channel is closed after the answer.
+    assert!(pending.updates().recv_timeout(WAIT).is_err());
+    server.shutdown().unwrap();
 }

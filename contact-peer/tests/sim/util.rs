@@ -92,6 +92,17 @@ impl NetConfig {
             max_delay: Duration::from_millis(40),
         }
     }
+
+    /// `drop` of the datagrams lost (each way: a request and its answer are two datagrams),
+    /// 10% of the others duplicated, each delayed by 1 to 40 ms (so reordered); 30% is the
+    /// bad mobile or congested wireless link of issue 16.
+    pub fn losing(drop: f64) -> Self {
+        Self {
+            drop,
+            duplicate: if drop > 0.0 { 0.1 } else { 0.0 },
+            ..Self::lossy()
+        }
+    }
 }
 
 /// One step of a peer's script.
@@ -133,6 +144,13 @@ pub struct SimPeer {
     ring: RingEngine,
     todo: VecDeque<Action>,
     wait: Wait,
+    /// When each request in flight was handed to the client.
+    asked: HashMap<RequestId, Instant>,
+    /// How long each answered request took, from `Client::send` to its answer (the probe
+    /// of the first one included): what a user waits.
+    pub latencies: Vec<Duration>,
+    /// How many resends the client reported.
+    pub resends: u64,
     pub crashed: bool,
     crash_at: Option<Instant>,
     /// (sender, text) of every message shown.
@@ -236,17 +254,16 @@ impl Sim {
                 let im = addr(1 + i as u8, 22001);
                 nodes.insert(control, Node::Control(i));
                 nodes.insert(im, Node::Im(i));
+                // The default timeouts and retries: what the simulation shows is what a peer
+                // gets.
                 let client = Client::new(
                     server_addr,
                     ClientConfig {
-                        max_sends: 11,
                         rng_seed: rng.next_u64(),
                         ..ClientConfig::default()
                     },
                 );
                 let ring = RingEngine::with_config(RingConfig {
-                    max_sends: 10,
-                    max_timeout: Duration::from_millis(1600),
                     rng_seed: rng.next_u64(),
                     ..RingConfig::default()
                 });
@@ -258,6 +275,9 @@ impl Sim {
                     ring,
                     todo: VecDeque::new(),
                     wait: Wait::Nothing,
+                    asked: HashMap::new(),
+                    latencies: Vec::new(),
+                    resends: 0,
                     crashed: false,
                     crash_at: None,
                     shown: Vec::new(),
@@ -622,6 +642,13 @@ impl SimPeer {
             progress = true;
             let (id, answer) = match event {
                 ClientEvent::Answer { id, answer, .. } => (id, answer),
+                ClientEvent::Resent { id, sends, .. } => {
+                    self.resends += 1;
+                    if !self.asked.contains_key(&id) || sends < 2 {
+                        errors.push(format!("{}: resend {sends} of request {id}", self.name));
+                    }
+                    continue;
+                }
                 ClientEvent::Failed { command, error, .. } => {
                     errors.push(format!("{}: {command} failed: {error}", self.name));
                     continue;
@@ -631,6 +658,9 @@ impl SimPeer {
                     continue;
                 }
             };
+            if let Some(at) = self.asked.remove(&id) {
+                self.latencies.push(now - at);
+            }
             if answer.status != Status::Ok {
                 errors.push(format!(
                     "{}: answer {answer:?} in {:?}",
@@ -694,12 +724,19 @@ impl SimPeer {
                 progress = true;
                 match action {
                     Action::Request(command) => {
-                        self.wait = Wait::Answer(self.client.send(now, command));
+                        let id = self.client.send(now, command);
+                        self.asked.insert(id, now);
+                        self.wait = Wait::Answer(id);
                     }
                     Action::Im { list, text } => {
                         let im = ImLifecycle::new(list, self.name.clone());
-                        let request = Some(self.client.send(now, im.im_start()));
-                        self.wait = Wait::Im { im, request, text };
+                        let id = self.client.send(now, im.im_start());
+                        self.asked.insert(id, now);
+                        self.wait = Wait::Im {
+                            im,
+                            request: Some(id),
+                            text,
+                        };
                     }
                     Action::Crash | Action::CrashWithin(_) => {
                         self.crashed = true;
@@ -721,7 +758,9 @@ impl SimPeer {
         {
             if im.handle_ring_event(event).is_some() {
                 if let Ok(command) = im.im_complete() {
-                    *request = Some(self.client.send(now, command));
+                    let id = self.client.send(now, command);
+                    self.asked.insert(id, now);
+                    *request = Some(id);
                     return;
                 }
             }

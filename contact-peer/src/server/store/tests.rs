@@ -1,0 +1,432 @@
+use contact_proto::Status;
+use contact_registry::Reply;
+
+use super::*;
+
+fn cmd(line: &str) -> Command {
+    contact_proto::parse_line(line).unwrap().unwrap().command
+}
+
+fn apply(store: &mut Store, registry: &mut Registry, line: &str) {
+    let command = cmd(line);
+    let reply = registry.apply(command.clone());
+    assert_eq!(reply.status(), Some(Status::Ok), "{line}");
+    store.record(&Record {
+        ext: 0,
+        command: Some(command),
+        answer: None,
+    });
+}
+
+fn demo(store: &mut Store, registry: &mut Registry) {
+    let name: contact_proto::ContactName = "Me".parse().unwrap();
+    assert_eq!(
+        registry.register(name.clone(), "10.0.0.1".parse().unwrap(), 22000, 1),
+        Status::Ok
+    );
+    store.record(&Record {
+        ext: 1,
+        command: Some(Command::Register {
+            name,
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 22000,
+        }),
+        answer: None,
+    });
+    for line in [
+        "register Myself 10.0.0.1 22002",
+        "register \"I am\" ::1 22004",
+        "create list_1",
+        "create \"list 2\"",
+        "join list_1 Me",
+        "join list_1 Myself",
+        "join \"list 2\" \"I am\"",
+        "join list_1 \"I am\"",
+        "leave list_1 Myself",
+        "im-start list_1 Me",
+        "im-start list_1 Me",
+        "im-complete list_1 Me",
+        "im-start \"list 2\" \"I am\"",
+    ] {
+        apply(store, registry, line);
+    }
+}
+
+fn assert_same(a: &Registry, b: &Registry) {
+    assert_eq!(a, b);
+    for c in a.contacts() {
+        assert_eq!(b.contact(c.name()).map(Contact::ext), Some(c.ext()));
+    }
+    for list in a.lists() {
+        assert_eq!(a.ongoing(list), b.ongoing(list));
+        for m in a.members(list).unwrap() {
+            assert_eq!(a.pending(list, m.name()), b.pending(list, m.name()));
+        }
+    }
+}
+
+use contact_registry::Contact;
+
+#[test]
+fn committed_mutations_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    demo(&mut store, &mut registry);
+    store.commit().unwrap();
+    drop(store);
+    let (_, again) = Store::open(&path, Limits::default()).unwrap();
+    assert_same(&registry, &again);
+    assert_eq!(again.ongoing("list_1"), Some(1));
+    assert_eq!(again.contact("Me").unwrap().ext(), 1);
+}
+
+#[test]
+fn uncommitted_records_are_not_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    assert!(store.has_pending());
+    drop(store);
+    let (_, again) = Store::open(&path, Limits::default()).unwrap();
+    assert_eq!(again.num_lists(), 0);
+}
+
+#[test]
+fn a_torn_tail_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    store.commit().unwrap();
+    drop(store);
+    let good = fs::read(&path).unwrap();
+    for tail in [
+        &b"0badc0de 0 create-_-b"[..],
+        b"0badc0de 0 create-_-b\n",
+        b"12",
+    ] {
+        let mut torn = good.clone();
+        torn.extend_from_slice(tail);
+        fs::write(&path, &torn).unwrap();
+        let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), good, "tail {tail:?} cut off");
+        assert_eq!(registry.lists().count(), 1);
+        // Appending after the cut gives a clean journal.
+        apply(&mut store, &mut registry, "create c");
+        store.commit().unwrap();
+        drop(store); // one store per file at a time
+        let (_, again) = Store::open(&path, Limits::default()).unwrap();
+        assert_eq!(again.lists().count(), 2);
+        fs::write(&path, &good).unwrap();
+    }
+}
+
+#[test]
+fn damage_before_the_tail_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    for line in ["create a", "create b", "create c"] {
+        apply(&mut store, &mut registry, line);
+    }
+    store.commit().unwrap();
+    drop(store);
+    let mut bytes = fs::read(&path).unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes[second + 20] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let err = Store::open(&path, Limits::default()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { line: 2, reason, .. } if reason.contains("checksum")),
+        "{err}"
+    );
+}
+
+#[test]
+fn lowered_limits_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    apply(&mut store, &mut registry, "create b");
+    store.commit().unwrap();
+    drop(store);
+    let limits = Limits {
+        max_lists: 1,
+        ..Limits::default()
+    };
+    let err = Store::open(&path, limits).unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn compaction_keeps_the_state_and_shrinks_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    demo(&mut store, &mut registry);
+    for _ in 0..50 {
+        apply(&mut store, &mut registry, "im-start \"list 2\" \"I am\"");
+        apply(&mut store, &mut registry, "im-complete \"list 2\" \"I am\"");
+    }
+    store.commit().unwrap();
+    let before = fs::metadata(&path).unwrap().len();
+    store.compact(&registry, []).unwrap();
+    let after = fs::metadata(&path).unwrap().len();
+    assert!(after < before / 4, "{after} < {before} / 4");
+    // Records after a compaction go to the new file.
+    apply(&mut store, &mut registry, "create more");
+    store.commit().unwrap();
+    drop(store);
+    let (_, again) = Store::open(&path, Limits::default()).unwrap();
+    assert_same(&registry, &again);
+}
+
+fn three_lists(path: &Path) -> Vec<u8> {
+    let (mut store, mut registry) = Store::open(path, Limits::default()).unwrap();
+    for line in ["create a", "create b", "create c", "create d"] {
+        apply(&mut store, &mut registry, line);
+    }
+    store.commit().unwrap();
+    drop(store);
+    fs::read(path).unwrap()
+}
+
+fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn a_record_deleted_from_the_middle_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let mut records = lines(&three_lists(&path));
+    records.remove(1);
+    fs::write(&path, records.concat()).unwrap();
+    let err = Store::open(&path, Limits::default()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { line: 2, reason, .. } if reason.contains("sequence number 3 where 2")),
+        "{err}"
+    );
+    // Even the last record: a missing one is not a torn write.
+    let path = dir.path().join("state2");
+    let mut records = lines(&three_lists(&path));
+    records.remove(2);
+    fs::write(&path, records.concat()).unwrap();
+    let err = Store::open(&path, Limits::default()).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { line: 3, .. }), "{err}");
+}
+
+#[test]
+fn records_out_of_order_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let mut records = lines(&three_lists(&path));
+    records.swap(1, 2);
+    fs::write(&path, records.concat()).unwrap();
+    let err = Store::open(&path, Limits::default()).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { line: 2, .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_last_record_is_cut_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let good = three_lists(&path);
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 0x20;
+    let last = lines(&good).last().unwrap().len() as u64;
+    fs::write(&path, &bad).unwrap();
+    let (store, restored) = Store::restore(&path, Limits::default()).unwrap();
+    assert_eq!(restored.torn_bytes, last);
+    assert_eq!(restored.records, 3);
+    assert_eq!(store.last_seq(), 3);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        &good[..good.len() - last as usize]
+    );
+}
+
+#[test]
+fn a_bit_flip_in_the_middle_is_refused_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let good = three_lists(&path);
+    let mut bad = good.clone();
+    let second = lines(&good)[0].len();
+    bad[second + 14] ^= 1;
+    fs::write(&path, &bad).unwrap();
+    assert!(matches!(
+        Store::open(&path, Limits::default()).unwrap_err(),
+        StoreError::Corrupt { line: 2, .. }
+    ));
+    let v = verify(&path, Limits::default()).unwrap();
+    assert_eq!(v.problem.as_ref().map(|p| p.0), Some(2));
+    assert_eq!(v.restored.records, 1);
+    // Beside the original, which is left alone.
+    let r = repair(&path, Limits::default(), false).unwrap();
+    assert_eq!(r.written, dir.path().join("state.repaired"));
+    assert_eq!(fs::read(&path).unwrap(), bad);
+    assert_eq!(fs::read(&r.written).unwrap(), lines(&good)[0]);
+    assert_eq!(r.dropped_bytes, (good.len() - second) as u64);
+    // In place: the server starts from the valid prefix.
+    repair(&path, Limits::default(), true).unwrap();
+    let (_, registry) = Store::open(&path, Limits::default()).unwrap();
+    assert_eq!(
+        registry.lists().map(|l| l.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+}
+
+#[test]
+fn one_store_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (store, _) = Store::open(&path, Limits::default()).unwrap();
+    let err = Store::open(&path, Limits::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string().contains("in use by another server"),
+        "{err}"
+    );
+    // Nor may a repair replace it under the server.
+    assert!(matches!(
+        repair(&path, Limits::default(), true).unwrap_err(),
+        StoreError::Locked { .. }
+    ));
+    drop(store);
+    Store::open(&path, Limits::default()).unwrap();
+}
+
+#[test]
+fn a_removed_or_replaced_journal_fails_the_commit_and_is_rewritten() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+        apply(&mut store, &mut registry, "create a");
+        store.commit().unwrap();
+        if replace {
+            fs::rename(&path, dir.path().join("state.1")).unwrap();
+            fs::write(&path, b"").unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+        apply(&mut store, &mut registry, "create b");
+        let err = store.commit().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(if replace { "replaced" } else { "removed" })
+        );
+        // The committed state is read back from the open file.
+        let restored = store.reload(Limits::default()).unwrap();
+        assert_eq!(restored.registry.lists().count(), 1);
+        // A fresh journal, then appends to it.
+        store.rewrite(&restored.registry, []).unwrap();
+        let mut registry = restored.registry;
+        apply(&mut store, &mut registry, "create b");
+        store.commit().unwrap();
+        drop(store);
+        let (_, again) = Store::open(&path, Limits::default()).unwrap();
+        assert_eq!(again.lists().count(), 2);
+    }
+}
+
+#[test]
+fn answers_are_journaled_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let from: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "register A 127.0.0.1 4000");
+    apply(&mut store, &mut registry, "create l");
+    apply(&mut store, &mut registry, "join l A");
+    let tag = |id, bytes: &[u8]| KeptAnswer {
+        from,
+        id,
+        digest: 99,
+        at: 1_000,
+        bytes: bytes.to_vec(),
+    };
+    let command = cmd("im-start l A");
+    let Reply::Answer(answer) = registry.apply(command.clone()) else {
+        panic!()
+    };
+    store.record(&Record {
+        ext: 1,
+        command: Some(command),
+        answer: Some(tag(7, b"")),
+    });
+    store.record(&Record {
+        ext: 0,
+        command: None,
+        answer: Some(tag(8, b"#8-_-457-_-null")),
+    });
+    store.commit().unwrap();
+    drop(store);
+    let (mut store, restored) = Store::restore(&path, Limits::default()).unwrap();
+    let mut sent = Vec::new();
+    answer.with_id(Some(7)).encode(&mut sent);
+    assert_eq!(
+        restored.answers,
+        [tag(7, &sent), tag(8, b"#8-_-457-_-null")]
+    );
+    // A compaction keeps the answers it is given.
+    store
+        .compact(&restored.registry, restored.answers.clone())
+        .unwrap();
+    drop(store);
+    let (_, again) = Store::restore(&path, Limits::default()).unwrap();
+    assert_eq!(again.answers, restored.answers);
+    assert_eq!(again.registry.ongoing("l"), Some(1));
+}
+
+#[cfg(unix)]
+#[test]
+fn compaction_does_not_follow_a_planted_symbolic_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    // The old, predictable temporary name.
+    std::os::unix::fs::symlink(&victim, dir.path().join("state.compact.tmp")).unwrap();
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    demo(&mut store, &mut registry);
+    store.compact(&registry, []).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    // No temporary file is left behind.
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") && n != "state.compact.tmp")
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_journal_truncated_under_the_store_fails_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    store.commit().unwrap();
+    // What logrotate's copytruncate would do.
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    apply(&mut store, &mut registry, "create b");
+    let err = store.commit().unwrap_err();
+    assert!(
+        err.to_string().contains("changed by another process"),
+        "{err}"
+    );
+}
