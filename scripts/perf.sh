@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The figures of docs/performance.md, measured side by side in one run on this machine:
-# our server (trusting loopback: --trust, since a load test from one host is what the
-# per-source limits are for) against the in-process echo loop (query and mixed, 8 and 64 clients), the
+# our server (with --trust 127.0.0.1: one host's load would otherwise meet the per-source
+# limits) against the in-process echo loop (query and mixed, 8 and 64 clients), the
 # same with a durable state file, and a ring of 20 peers. Each line is one JSON object.
 set -euo pipefail
 cd "$(dirname "$0")/.."
