@@ -112,7 +112,11 @@ impl Front {
         }
         let id = Request::peek_id(bytes);
         tracing::info!(%from, ?id, len = bytes.len(), error = %e, "bad request");
-        Route::Answer(Answer::error(e.status(), e.to_string()).with_id(id).to_bytes())
+        Route::Answer(
+            Answer::error(e.status(), e.to_string())
+                .with_id(id)
+                .to_bytes(),
+        )
     }
 
     /// How many bad requests went unanswered because their source exceeded its error rate.
@@ -348,7 +352,8 @@ impl ReplicatedCore {
                 return Err(input.bad("cache entry"));
             };
             let answer = input.bytes(len)?;
-            core.cache.restore(expiry, from, id, digest, answer.to_vec());
+            core.cache
+                .restore(expiry, from, id, digest, answer.to_vec());
         }
         let n = input.counted("ims")?;
         let mut timers = Vec::new();
@@ -556,7 +561,10 @@ mod tests {
         r.apply(1_000, a, b"register-_-A-_-127.0.0.1-_-30001");
         r.apply(1_000, a, b"create-_-l");
         r.apply(1_000, a, b"join-_-l-_-A");
-        assert!(r.apply(2_000, a, b"im-start-_-l-_-A").starts_with(b"200-_-{"));
+        assert!(
+            r.apply(2_000, a, b"im-start-_-l-_-A")
+                .starts_with(b"200-_-{")
+        );
         assert_eq!(r.next_deadline(), Some(62_000));
         // A leader whose clock is behind: log time stays.
         r.apply(500, a, b"query-lists");
@@ -593,7 +601,9 @@ mod tests {
         assert!(ReplicatedCore::restore(&good, &config()).is_ok());
         let cut = &good[..good.len() - 3];
         assert!(ReplicatedCore::restore(cut, &config()).is_err());
-        let bad = String::from_utf8(good.clone()).unwrap().replace("create", "crate");
+        let bad = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("create", "crate");
         let err = ReplicatedCore::restore(bad.as_bytes(), &config()).unwrap_err();
         assert!(err.to_string().starts_with("snapshot line 4"), "{err}");
     }

@@ -1,0 +1,259 @@
+//! Three nodes in one process over the in-memory router: answers through any node, a leader
+//! killed under load, a cut-off minority that answers "try later", replicas identical.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contact_cluster::{ClusterConfig, ClusterNode, Router, Transport};
+use contact_peer::ServerConfig;
+
+struct Cluster {
+    router: Arc<Router>,
+    nodes: BTreeMap<u64, ClusterNode>,
+}
+
+fn config(id: u64, n: u64) -> ClusterConfig {
+    let members = (1..=n)
+        .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 23000 + i as u16))))
+        .collect();
+    let mut c = ClusterConfig::new(id, members, ServerConfig::default());
+    c.election_timeout_ms = (300, 600);
+    c.heartbeat_ms = 50;
+    c.propose_timeout = Duration::from_millis(1500);
+    c
+}
+
+impl Cluster {
+    async fn start(n: u64) -> Self {
+        let router = Router::new();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            let transport: Arc<dyn Transport> = router.clone();
+            let node = ClusterNode::start(config(id, n), transport).await.unwrap();
+            router.register(id, Arc::downgrade(&node.handler()));
+            nodes.insert(id, node);
+        }
+        let c = Self { router, nodes };
+        c.leader(Duration::from_secs(10)).await;
+        c
+    }
+
+    /// The leader every live node agrees on, waiting up to `within` for one.
+    async fn leader(&self, within: Duration) -> u64 {
+        let start = Instant::now();
+        loop {
+            let leaders: Vec<_> = self.nodes.values().map(|n| n.status().leader).collect();
+            if let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l))
+                && self.nodes.contains_key(l)
+            {
+                return *l;
+            }
+            assert!(
+                start.elapsed() < within,
+                "no leader within {within:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ask(&self, node: u64, from: SocketAddr, request: &str) -> String {
+        let answer = self.nodes[&node]
+            .handle_datagram(from, request.as_bytes())
+            .await;
+        String::from_utf8(answer.expect("an answer")).unwrap()
+    }
+
+    /// Waits until every live node has applied as far as the others, then checks that
+    /// their replicas are byte for byte the same.
+    async fn assert_identical(&self) {
+        let start = Instant::now();
+        loop {
+            // The machines' own applied indexes: openraft's metrics may run ahead of them.
+            let applied: Vec<u64> = self
+                .nodes
+                .values()
+                .map(|n| *n.machine().applied().borrow())
+                .collect();
+            let texts: Vec<_> = self
+                .nodes
+                .values()
+                .map(|n| n.machine().snapshot_text())
+                .collect();
+            let after: Vec<u64> = self
+                .nodes
+                .values()
+                .map(|n| *n.machine().applied().borrow())
+                .collect();
+            if applied == after && applied.windows(2).all(|w| w[0] == w[1]) {
+                for t in &texts[1..] {
+                    if t != &texts[0] {
+                        let a = String::from_utf8_lossy(&texts[0]);
+                        let b = String::from_utf8_lossy(t);
+                        let diff: Vec<_> = a
+                            .lines()
+                            .zip(b.lines())
+                            .filter(|(x, y)| x != y)
+                            .take(5)
+                            .collect();
+                        panic!("replicas differ at {applied:?}: {diff:?}");
+                    }
+                }
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "replicas do not converge: {applied:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn kill(&mut self, id: u64) {
+        self.router.set_cut(id, true);
+        let node = self.nodes.remove(&id).unwrap();
+        node.shutdown().await;
+    }
+}
+
+fn peer(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 9], port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_answers_and_the_replicas_agree() {
+    let c = Cluster::start(3).await;
+    let a = peer(30001);
+    assert_eq!(
+        c.ask(1, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await,
+        "#1-_-200-_-null"
+    );
+    assert_eq!(c.ask(2, a, "#2-_-create-_-l").await, "#2-_-200-_-null");
+    assert_eq!(c.ask(3, a, "#3-_-join-_-l-_-A").await, "#3-_-200-_-null");
+    // A retransmission through another node after the fact: the same answer, applied once.
+    assert_eq!(c.ask(1, a, "#2-_-create-_-l").await, "#2-_-200-_-null");
+    assert_eq!(c.ask(3, a, "create-_-l").await, "457-_-null");
+    // Linearizable reads through every node see every acknowledged mutation.
+    for id in 1..=3 {
+        let lists = c.ask(id, a, "query-lists").await;
+        assert_eq!(
+            lists,
+            r#"200-_-{"num_lists": 1, "list_names": ["l"], "ext": 1}"#
+        );
+    }
+    // Garbage is answered where it arrives.
+    assert!(c.ask(2, a, "#9-_-frob").await.starts_with("#9-_-466-_-"));
+    c.assert_identical().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_under_load_loses_no_acknowledged_mutation() {
+    let mut c = Cluster::start(3).await;
+    let nodes: Vec<u64> = c.nodes.keys().copied().collect();
+    let c_ref = &c;
+    // Tagged creates through all nodes, each retried with the same id (as our peers do)
+    // until it is answered 200, moving to the next node on "try later".
+    let mut acked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = async {
+        for i in 0..60u32 {
+            let mut node = nodes[i as usize % nodes.len()];
+            loop {
+                assert!(Instant::now() < deadline, "load did not finish");
+                let answer = c_ref
+                    .ask(node, peer(40000), &format!("#{i}-_-create-_-l{i}"))
+                    .await;
+                if answer == format!("#{i}-_-200-_-null") {
+                    break;
+                }
+                assert!(answer.starts_with(&format!("#{i}-_-473-_-")), "{answer}");
+                node = nodes[(nodes.iter().position(|&n| n == node).unwrap() + 1) % nodes.len()];
+            }
+            acked.push(i);
+        }
+    };
+    first.await;
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let killed_at = Instant::now();
+    c.kill(leader).await;
+    let survivors: Vec<u64> = c.nodes.keys().copied().collect();
+    let mut first_answer = None;
+    for i in 60..120u32 {
+        let mut k = i as usize;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "load did not finish after the kill"
+            );
+            let node = survivors[k % survivors.len()];
+            let answer = c
+                .ask(node, peer(40000), &format!("#{i}-_-create-_-l{i}"))
+                .await;
+            if answer == format!("#{i}-_-200-_-null") {
+                break;
+            }
+            // Never 457: no create was applied twice.
+            assert!(answer.starts_with(&format!("#{i}-_-473-_-")), "{answer}");
+            k += 1;
+        }
+        first_answer.get_or_insert(killed_at.elapsed());
+        acked.push(i);
+    }
+    eprintln!(
+        "leader {leader} killed: first mutation answered again after {:?}",
+        first_answer.unwrap()
+    );
+    c.leader(Duration::from_secs(5)).await;
+    c.assert_identical().await;
+    for node in c.nodes.values() {
+        let registry = node.machine().with_core(|core| core.registry().clone());
+        for i in &acked {
+            assert!(
+                registry.members(&format!("l{i}")).is_some(),
+                "l{i} missing on node {}",
+                node.id()
+            );
+        }
+        assert_eq!(registry.num_lists(), acked.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_minority_answers_try_later_and_catches_up() {
+    let c = Cluster::start(3).await;
+    let a = peer(30001);
+    assert_eq!(c.ask(1, a, "#1-_-create-_-before").await, "#1-_-200-_-null");
+    let leader = c.leader(Duration::from_secs(5)).await;
+    // Cut the leader off: it is the minority now.
+    c.router.set_cut(leader, true);
+    let start = Instant::now();
+    let answer = c.ask(leader, a, "#2-_-create-_-cut").await;
+    assert!(answer.starts_with("#2-_-473-_-"), "{answer}");
+    let read = c.ask(leader, a, "#3-_-query-lists").await;
+    assert!(read.starts_with("#3-_-473-_-"), "{read}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    // The majority elects a leader and goes on; the same request id through it is applied.
+    let others: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+    let mut answer = String::new();
+    for _ in 0..10 {
+        answer = c.ask(others[0], a, "#2-_-create-_-cut").await;
+        if answer == "#2-_-200-_-null" {
+            break;
+        }
+    }
+    assert_eq!(answer, "#2-_-200-_-null");
+    // Healed, the old leader follows and holds what the majority acknowledged.
+    c.router.set_cut(leader, false);
+    c.leader(Duration::from_secs(10)).await;
+    c.assert_identical().await;
+    assert_eq!(
+        c.ask(leader, a, "query-lists").await,
+        r#"200-_-{"num_lists": 2, "list_names": ["before", "cut"], "ext": 1}"#
+    );
+}
