@@ -3,6 +3,8 @@
 //! ```text
 //! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
 //! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
+//! contact-cli server ... --data-dir DIR --node-id 1 --cluster 1=IP1:23000,2=IP2:23000,3=IP3:23000
+//! contact-cli cluster status --node IP:23000 [--json]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
 //! ```
@@ -15,6 +17,7 @@
 //! - `server.rs`: the `server` subcommand, a thin shell around `contact_peer::Server`.
 //! - `peer.rs`: the `peer` subcommand: input lines in, requests out, answers and messages
 //!   printed.
+//! - `cluster.rs`: the `cluster` subcommand (`cluster status`).
 //! - `bench.rs`: the `bench` subcommand, a load generator.
 //! - `demo.rs`: the `demo` subcommand, the seed's final demo played and checked.
 
@@ -25,6 +28,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
+mod cluster;
 mod demo;
 mod peer;
 mod server;
@@ -52,6 +56,9 @@ enum Cmd {
     Peer(peer::Args),
     /// Measure a server's throughput and latency (like redis-benchmark).
     Bench(bench::BenchArgs),
+    /// Inspect a replicated cluster (`server --cluster`).
+    #[command(subcommand)]
+    Cluster(cluster::Cmd),
     /// Play the seed's final demo: a server and five peers (Me, Myself, I, Foo, Bar), every
     /// outcome checked; exit 0 only if all held.
     Demo(demo::DemoArgs),
@@ -66,7 +73,7 @@ fn main() -> ExitCode {
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
+        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_) | Cmd::Cluster(_), ..) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -78,6 +85,7 @@ fn main() -> ExitCode {
         Cmd::Server(args) => server::run(args),
         Cmd::Peer(args) => peer::run(args),
         Cmd::Demo(args) => demo::main(args),
+        Cmd::Cluster(cmd) => cluster::run(cmd),
         Cmd::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -448,6 +448,14 @@ impl Inner {
                 let contact_proto::Command::Save { file } = &request.command else {
                     return None;
                 };
+                // The raft state lives in the data directory too: never a save's target.
+                let raft = self.config.raft_dir.as_ref();
+                if let (Some(raft), Ok(target)) = (raft, self.data.resolve(file))
+                    && target.starts_with(raft)
+                {
+                    let why = "the raft state's folder is not a place to save to".to_string();
+                    return Some(save_answer(&request, Err((Status::PathRefused, why))));
+                }
                 let registry = self.machine.with_core(|c| c.registry().clone());
                 let data = self.data.clone();
                 let file = file.clone();
