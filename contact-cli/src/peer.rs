@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
-use contact_peer::{Peer, PortChoice, RingEvent};
+use contact_peer::{Peer, PeerConfig, PortChoice, RingEvent};
 use contact_proto::{Answer, Body, Command, ContactName, ListName, parse_line};
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use rustyline::ExternalPrinter;
@@ -19,8 +19,11 @@ const PORT_RANGE: std::ops::RangeInclusive<u16> = 22000..=22499;
 /// Options of `contact-cli peer`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The server's IP address.
-    server_ip: IpAddr,
+    /// The server's IP address; for a replicated registry (`server --cluster`), every
+    /// node's, comma-separated (`IP1,IP2,IP3`): a request that gets no answer moves to the
+    /// next, with the same id.
+    #[arg(value_parser = parse_ips)]
+    server_ip: IpList,
     /// The server's port.
     server_port: u16,
     /// Use port P to talk to the server and P+1 for instant messages. Without it, the first
@@ -37,9 +40,26 @@ enum Input {
     End,
 }
 
+/// The servers' IP addresses, `IP[,IP...]`.
+#[derive(Debug, Clone)]
+struct IpList(Vec<IpAddr>);
+
+fn parse_ips(text: &str) -> Result<IpList, String> {
+    text.split(',')
+        .map(|ip| ip.trim().parse().map_err(|e| format!("`{ip}`: {e}")))
+        .collect::<Result<_, _>>()
+        .map(IpList)
+}
+
 pub(crate) fn run(args: Args) -> ExitCode {
-    let server = SocketAddr::new(args.server_ip, args.server_port);
-    let ip = args.bind.unwrap_or(match args.server_ip {
+    let servers: Vec<SocketAddr> = args
+        .server_ip
+        .0
+        .iter()
+        .map(|&ip| SocketAddr::new(ip, args.server_port))
+        .collect();
+    let server = servers[0];
+    let ip = args.bind.unwrap_or(match server.ip() {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     });
@@ -54,7 +74,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             PortChoice::FirstFree(start..=*PORT_RANGE.end())
         }
     };
-    let peer = match Peer::bind(ip, server, ports) {
+    let peer = match Peer::bind_servers(ip, &servers, ports, PeerConfig::default()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: cannot bind the peer's ports: {e}");

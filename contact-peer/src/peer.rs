@@ -111,6 +111,19 @@ impl Peer {
         Self::from_sockets(control, im, server, config)
     }
 
+    /// [`Peer::bind_with`] for a registry served at several addresses (a replicated
+    /// cluster): requests move to the next server when one does not answer
+    /// ([`Client::with_servers`]).
+    pub fn bind_servers(
+        ip: IpAddr,
+        servers: &[SocketAddr],
+        ports: PortChoice,
+        config: PeerConfig,
+    ) -> io::Result<Self> {
+        let (control, im) = bind_pair(ip, &ports)?;
+        Self::from_sockets_servers(control, im, servers, config)
+    }
+
     /// Starts a peer on two sockets already bound (the second one for instant messages,
     /// conventionally on the first one's port + 1).
     pub fn from_sockets(
@@ -119,6 +132,19 @@ impl Peer {
         server: SocketAddr,
         config: PeerConfig,
     ) -> io::Result<Self> {
+        Self::from_sockets_servers(control, im, &[server], config)
+    }
+
+    /// [`Peer::from_sockets`] with several servers (see [`Peer::bind_servers`]).
+    pub fn from_sockets_servers(
+        control: UdpSocket,
+        im: UdpSocket,
+        servers: &[SocketAddr],
+        config: PeerConfig,
+    ) -> io::Result<Self> {
+        let server = *servers
+            .first()
+            .ok_or_else(|| io::Error::other("no server address"))?;
         let control_addr = control.local_addr()?;
         let im_addr = im.local_addr()?;
         let client_waker = Waker::new(&control)?;
@@ -130,7 +156,7 @@ impl Peer {
         let kind_tx = Arc::clone(&kind);
         let mut client_config = config.client;
         client_config.rng_seed ^= fresh_seed(control_addr);
-        let client = Client::new(server, client_config);
+        let client = Client::with_servers(servers, client_config);
         // Message ids must differ between peers and between runs of one peer.
         let mut ring_config = config.ring;
         ring_config.rng_seed ^= fresh_seed(im_addr).rotate_left(17);
