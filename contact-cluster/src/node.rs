@@ -543,8 +543,17 @@ impl Inner {
                     return Err(NOT_CONFIRMED);
                 }
             }
-            let mut metrics = self.raft.metrics();
-            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+            self.wait_for_news().await;
+        }
+    }
+
+    /// Waits until openraft's view changes (a leader is elected, say), 50 ms at most.
+    async fn wait_for_news(&self) {
+        let mut metrics = self.raft.metrics();
+        let changed = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+        if let Ok(Err(_)) = changed {
+            // openraft has stopped: nothing will change; do not spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -604,8 +613,7 @@ impl Inner {
                     .await
                     .is_ok();
             }
-            let mut metrics = self.raft.metrics();
-            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+            self.wait_for_news().await;
         }
     }
 

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use contact_cluster::{ClusterConfig, ClusterNode, Router, Transport};
 use contact_peer::ServerConfig;
+use contact_registry::Limits;
 
 struct Cluster {
     router: Arc<Router>,
@@ -18,7 +19,14 @@ fn config(id: u64, n: u64) -> ClusterConfig {
     let members = (1..=n)
         .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 23000 + i as u16))))
         .collect();
-    let mut c = ClusterConfig::new(id, members, ServerConfig::default());
+    let server = ServerConfig {
+        limits: Limits {
+            max_lists: 10_000,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let mut c = ClusterConfig::new(id, members, server);
     c.election_timeout_ms = (300, 600);
     c.heartbeat_ms = 50;
     c.propose_timeout = Duration::from_millis(1500);
@@ -148,71 +156,100 @@ async fn every_node_answers_and_the_replicas_agree() {
     c.assert_identical().await;
 }
 
+/// One client's load: tagged creates of its own lists, each retried with the same id (as
+/// our peers do) and moved to the next node on "try later" until answered 200. Never a
+/// `457`: no create is applied twice.
+async fn load(
+    nodes: Vec<ClusterNode>,
+    dead: Arc<Mutex<Vec<u64>>>,
+    client: u16,
+    count: u32,
+    acked: Arc<Mutex<Vec<(Instant, String)>>>,
+) {
+    let from = peer(40000 + client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..count {
+        let list = format!("c{client}_{i}");
+        let (request, ok) = (
+            format!("#{i}-_-create-_-{list}"),
+            format!("#{i}-_-200-_-null"),
+        );
+        let mut k = usize::from(client) + i as usize;
+        loop {
+            assert!(Instant::now() < deadline, "{list} not acknowledged in time");
+            let node = &nodes[k % nodes.len()];
+            if dead.lock().unwrap().contains(&node.id()) {
+                // A dead host does not answer: the peer's timeout, then the next node.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                k += 1;
+                continue;
+            }
+            let answer = node.handle_datagram(from, request.as_bytes()).await;
+            let answer = String::from_utf8(answer.expect("an answer")).unwrap();
+            if answer == ok {
+                break;
+            }
+            assert!(
+                answer.starts_with(&format!("#{i}-_-473-_-")),
+                "{list}: {answer}"
+            );
+            k += 1;
+        }
+        acked.lock().unwrap().push((Instant::now(), list));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_under_load_loses_no_acknowledged_mutation() {
     let mut c = Cluster::start(3).await;
-    let nodes: Vec<u64> = c.nodes.keys().copied().collect();
-    let c_ref = &c;
-    // Tagged creates through all nodes, each retried with the same id (as our peers do)
-    // until it is answered 200, moving to the next node on "try later".
-    let mut acked = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first = async {
-        for i in 0..60u32 {
-            let mut node = nodes[i as usize % nodes.len()];
-            loop {
-                assert!(Instant::now() < deadline, "load did not finish");
-                let answer = c_ref
-                    .ask(node, peer(40000), &format!("#{i}-_-create-_-l{i}"))
-                    .await;
-                if answer == format!("#{i}-_-200-_-null") {
-                    break;
-                }
-                assert!(answer.starts_with(&format!("#{i}-_-473-_-")), "{answer}");
-                node = nodes[(nodes.iter().position(|&n| n == node).unwrap() + 1) % nodes.len()];
-            }
-            acked.push(i);
-        }
-    };
-    first.await;
-    let leader = c.leader(Duration::from_secs(5)).await;
-    let killed_at = Instant::now();
-    c.kill(leader).await;
-    let survivors: Vec<u64> = c.nodes.keys().copied().collect();
-    let mut first_answer = None;
-    for i in 60..120u32 {
-        let mut k = i as usize;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "load did not finish after the kill"
-            );
-            let node = survivors[k % survivors.len()];
-            let answer = c
-                .ask(node, peer(40000), &format!("#{i}-_-create-_-l{i}"))
-                .await;
-            if answer == format!("#{i}-_-200-_-null") {
-                break;
-            }
-            // Never 457: no create was applied twice.
-            assert!(answer.starts_with(&format!("#{i}-_-473-_-")), "{answer}");
-            k += 1;
-        }
-        first_answer.get_or_insert(killed_at.elapsed());
-        acked.push(i);
+    let nodes: Vec<ClusterNode> = c.nodes.values().cloned().collect();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..3)
+        .map(|client| {
+            tokio::spawn(load(
+                nodes.clone(),
+                Arc::clone(&dead),
+                client,
+                80,
+                Arc::clone(&acked),
+            ))
+        })
+        .collect();
+    // Mid-load, kill the leader.
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 60 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no progress before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    eprintln!(
-        "leader {leader} killed: first mutation answered again after {:?}",
-        first_answer.unwrap()
-    );
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let killed = Instant::now();
+    dead.lock().unwrap().push(leader);
+    c.kill(leader).await;
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let first = acked
+        .iter()
+        .map(|(at, _)| *at)
+        .filter(|at| *at > killed)
+        .min()
+        .unwrap()
+        - killed;
+    eprintln!("leader {leader} killed: first mutation answered again after {first:?}");
     c.leader(Duration::from_secs(5)).await;
     c.assert_identical().await;
+    assert_eq!(acked.len(), 240);
     for node in c.nodes.values() {
         let registry = node.machine().with_core(|core| core.registry().clone());
-        for i in &acked {
+        for (_, list) in &acked {
             assert!(
-                registry.members(&format!("l{i}")).is_some(),
-                "l{i} missing on node {}",
+                registry.members(list).is_some(),
+                "{list} missing on node {}",
                 node.id()
             );
         }
