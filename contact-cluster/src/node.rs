@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +132,22 @@ struct Inner {
     data: DataDir,
     started: Instant,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    reads: ReadBatch,
+}
+
+/// Concurrent linearizable reads share ReadIndex rounds: one round at a time, and a read
+/// is served by the first round that started after it arrived (that round's index covers
+/// everything acknowledged before the read), so a burst of reads costs one round, not one
+/// each.
+#[derive(Default)]
+struct ReadBatch {
+    /// One round at a time.
+    turn: tokio::sync::Mutex<()>,
+    /// The number of the last round started.
+    started: AtomicU64,
+    /// The number of the last round that succeeded, and of the last that failed.
+    succeeded: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// The leader's clock: ms since the Unix epoch, the same scale on every node (within clock
@@ -205,6 +222,7 @@ impl ClusterNode {
                 config,
                 started: Instant::now(),
                 tasks: Mutex::new(Vec::new()),
+                reads: ReadBatch::default(),
             }),
         };
         if !found {
@@ -577,10 +595,34 @@ impl Inner {
         }
     }
 
-    /// Waits until this replica holds every mutation acknowledged before the call
-    /// (ReadIndex: the leader confirms it still leads and gives its commit index, and this
-    /// node waits until it has applied that far). False if that cannot be done in time.
+    /// Waits until this replica holds every mutation acknowledged before the call, sharing
+    /// the round with the reads that arrived meanwhile ([`ReadBatch`]). False if that
+    /// cannot be done in time.
     async fn read_barrier(&self) -> bool {
+        let batch = &self.reads;
+        let arrived = batch.started.load(Ordering::SeqCst);
+        let Ok(_turn) = tokio::time::timeout(self.config.propose_timeout, batch.turn.lock()).await
+        else {
+            return false;
+        };
+        // A round that started after this read arrived has ended meanwhile: its answer is
+        // this read's too.
+        if batch.succeeded.load(Ordering::SeqCst) > arrived {
+            return true;
+        }
+        if batch.failed.load(Ordering::SeqCst) > arrived {
+            return false;
+        }
+        let round = batch.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let ok = self.read_round().await;
+        let outcome = if ok { &batch.succeeded } else { &batch.failed };
+        outcome.fetch_max(round, Ordering::SeqCst);
+        ok
+    }
+
+    /// One ReadIndex round: the leader confirms it still leads and gives its commit index,
+    /// and this node waits until it has applied that far.
+    async fn read_round(&self) -> bool {
         let deadline = tokio::time::Instant::now() + self.config.propose_timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
