@@ -114,6 +114,19 @@ pub struct NodeStatus {
     pub last_log_index: Option<u64>,
     /// The last entry it applied.
     pub last_applied: Option<u64>,
+    /// The registry options it runs with, which decide answers and must be the same on
+    /// every node ([`rules`]).
+    #[serde(default)]
+    pub rules: String,
+}
+
+/// The registry options that decide answers, as text: every node of a cluster must run
+/// with the same (a node whose reachable peers differ refuses to start).
+pub fn rules(config: &ServerConfig) -> String {
+    format!(
+        "{:?} auth={} im_timeout={:?} dedup={}x{:?}",
+        config.limits, config.auth, config.im_timeout, config.dedup_capacity, config.dedup_lifetime
+    )
 }
 
 /// A node of the cluster; clones share it.
@@ -225,9 +238,7 @@ impl ClusterNode {
                 reads: ReadBatch::default(),
             }),
         };
-        if !found {
-            node.check_not_wiped().await?;
-        }
+        node.check_peers(found).await?;
         let ticker = tokio::spawn(Arc::clone(&node.inner).tick_loop());
         node.inner.tasks.lock().expect("tasks lock").push(ticker);
         if !found && node.inner.config.members.keys().next() == Some(&id) {
@@ -275,10 +286,12 @@ impl ClusterNode {
         let _ = self.inner.raft.shutdown().await;
     }
 
-    /// Checks, for a node that holds no raft state, that no reachable member already counts
-    /// it as a member (openraft's FAQ: a wiped node must not rejoin under its old id).
-    async fn check_not_wiped(&self) -> Result<(), StartError> {
+    /// Checks that the reachable members run with the same registry options, and, for a
+    /// node that holds no raft state (`found` false), that none of them already counts it as
+    /// a member (openraft's FAQ: a wiped node must not rejoin under its old id).
+    async fn check_peers(&self, found: bool) -> Result<(), StartError> {
         let me = self.inner.id;
+        let mine = rules(&self.inner.config.server);
         for (&other, status) in self
             .inner
             .peer_statuses(Duration::from_millis(500))
@@ -286,7 +299,14 @@ impl ClusterNode {
             .iter()
         {
             let Some(status) = status else { continue };
-            if status.members.iter().any(|(m, _)| *m == me) {
+            if !status.rules.is_empty() && status.rules != mine {
+                return Err(StartError::Config(format!(
+                    "node {other} runs with other registry options ({}) than this node ({mine}): \
+                     they decide answers and must be the same on every node",
+                    status.rules
+                )));
+            }
+            if !found && status.members.iter().any(|(m, _)| *m == me) {
                 return Err(StartError::WipedMember {
                     id: me,
                     witness: other,
@@ -349,6 +369,7 @@ impl Inner {
                 .collect(),
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
+            rules: rules(&self.config.server),
         }
     }
 

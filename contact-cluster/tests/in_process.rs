@@ -294,3 +294,16 @@ async fn a_cut_off_minority_answers_try_later_and_catches_up() {
         r#"200-_-{"num_lists": 2, "list_names": ["before", "cut"], "ext": 1}"#
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_other_registry_options_is_refused() {
+    let c = Cluster::start(3).await;
+    let mut other = config(3, 3);
+    other.server.auth = true;
+    let transport: Arc<dyn Transport> = c.router.clone();
+    let err = match ClusterNode::start(other, transport).await {
+        Ok(_) => panic!("started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("other registry options"), "{err}");
+}
