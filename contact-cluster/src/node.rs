@@ -46,6 +46,9 @@ pub struct ClusterConfig {
     pub stale_reads: bool,
     /// Take a snapshot every this many entries.
     pub snapshot_every: u64,
+    /// Entries kept in the log after a snapshot, for followers a little behind (one further
+    /// behind is sent the snapshot).
+    pub keep_after_snapshot: u64,
 }
 
 impl ClusterConfig {
@@ -67,6 +70,7 @@ impl ClusterConfig {
             propose_timeout: Duration::from_secs(2),
             stale_reads: false,
             snapshot_every: 10_000,
+            keep_after_snapshot: 1000,
         }
     }
 }
@@ -212,7 +216,7 @@ impl ClusterNode {
             election_timeout_max: config.election_timeout_ms.1,
             heartbeat_interval: config.heartbeat_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: config.keep_after_snapshot,
             ..Default::default()
         }
         .validate()

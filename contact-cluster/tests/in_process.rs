@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use contact_cluster::{ClusterConfig, ClusterNode, Router, Transport};
 use contact_peer::ServerConfig;
 use contact_registry::Limits;
+use openraft::async_runtime::WatchReceiver;
 
 struct Cluster {
     router: Arc<Router>,
@@ -35,11 +36,17 @@ fn config(id: u64, n: u64) -> ClusterConfig {
 
 impl Cluster {
     async fn start(n: u64) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    async fn start_with(n: u64, tweak: impl Fn(&mut ClusterConfig)) -> Self {
         let router = Router::new();
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             let transport: Arc<dyn Transport> = router.clone();
-            let node = ClusterNode::start(config(id, n), transport).await.unwrap();
+            let mut config = config(id, n);
+            tweak(&mut config);
+            let node = ClusterNode::start(config, transport).await.unwrap();
             router.register(id, Arc::downgrade(&node.handler()));
             nodes.insert(id, node);
         }
@@ -306,4 +313,57 @@ async fn a_node_with_other_registry_options_is_refused() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("other registry options"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_far_behind_is_sent_a_snapshot() {
+    let c = Cluster::start_with(3, |config| {
+        config.snapshot_every = 10;
+        config.keep_after_snapshot = 2;
+    })
+    .await;
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let behind = (1..=3).find(|&n| n != leader).unwrap();
+    c.router.set_cut(behind, true);
+    let a = peer(30001);
+    assert_eq!(
+        c.ask(leader, a, "#1-_-register-_-A-_-127.0.0.9-_-30001")
+            .await,
+        "#1-_-200-_-null"
+    );
+    for i in 0..60 {
+        let answer = c
+            .ask(leader, a, &format!("#{}-_-create-_-l{i}", i + 2))
+            .await;
+        assert_eq!(answer, format!("#{}-_-200-_-null", i + 2));
+    }
+    // The leader has purged what the cut-off node lacks: it can only catch up by snapshot.
+    let start = Instant::now();
+    while c.nodes[&leader].status().last_applied < Some(60)
+        || c.nodes[&leader]
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .purged
+            .is_none()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no snapshot taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.router.set_cut(behind, false);
+    c.assert_identical().await;
+    let snapshot = c.nodes[&behind].raft().metrics().borrow_watched().snapshot;
+    assert!(
+        snapshot.is_some(),
+        "node {behind} caught up without a snapshot"
+    );
+    // A retransmission, through it, of a request answered while it was cut off: answered
+    // again, not applied twice.
+    assert_eq!(
+        c.ask(behind, a, "#2-_-create-_-l0").await,
+        "#2-_-200-_-null"
+    );
 }
