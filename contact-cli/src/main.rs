@@ -75,6 +75,12 @@ fn main() -> ExitCode {
         (Cmd::Server(_), ..) => "info",
         (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_) | Cmd::Cluster(_), ..) => "warn",
     };
+    // openraft reports every failed heartbeat to a dead node as a warning, ten a second:
+    // only its errors, unless asked for more (-v or RUST_LOG).
+    let default = match cli.verbose {
+        0 => format!("{default},openraft=error"),
+        _ => default.to_string(),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

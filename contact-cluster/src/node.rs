@@ -451,9 +451,15 @@ impl Inner {
     /// clock, so that every replica completes it at the same point of the log.
     async fn tick_loop(self: Arc<Self>) {
         let mut interval = tokio::time::interval(Duration::from_millis(100));
+        let mut known = None;
         loop {
             interval.tick().await;
-            if self.leader() != Some(self.id) {
+            let leader = self.leader();
+            if leader != known {
+                tracing::info!(node = self.id, ?leader, "leader changed");
+                known = leader;
+            }
+            if leader != Some(self.id) {
                 continue;
             }
             let now = unix_ms();
