@@ -561,7 +561,11 @@ impl Inner {
                         from,
                         request: request.clone(),
                     };
-                    match self.transport.call(self.id, l, rpc, left).await {
+                    match self
+                        .transport
+                        .call(self.id, l, rpc, self.attempt(left))
+                        .await
+                    {
                         Ok(Reply::Forwarded(r)) => r,
                         Ok(other) => Err(Refusal::Other(format!("{other:?}"))),
                         Err(e) => Err(Refusal::Other(e.to_string())),
@@ -594,6 +598,13 @@ impl Inner {
             }
             self.wait_for_news().await;
         }
+    }
+
+    /// How long one call to the leader may take: at most an election timeout, after which
+    /// a dead leader has been replaced (a host cut off does not refuse connections, it
+    /// just never answers) and the call is worth making again to the new one.
+    fn attempt(&self, left: Duration) -> Duration {
+        left.min(Duration::from_millis(self.config.election_timeout_ms.1))
     }
 
     /// Waits until openraft's view changes (a leader is elected, say), 50 ms at most.
@@ -673,7 +684,11 @@ impl Inner {
                         Err(_) => return false,
                     }
                 }
-                Some(l) => match self.transport.call(self.id, l, Rpc::ReadIndex, left).await {
+                Some(l) => match self
+                    .transport
+                    .call(self.id, l, Rpc::ReadIndex, self.attempt(left))
+                    .await
+                {
                     Ok(Reply::ReadIndex(Ok(index))) => Some(index),
                     _ => None,
                 },
