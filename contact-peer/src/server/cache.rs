@@ -282,10 +282,22 @@ impl AnswerCache {
     /// Every kept answer, oldest first, as (expiry in ms, source, id, digest, answer): what
     /// a replica's snapshot holds (`replicated.rs`).
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, SocketAddr, RequestId, u64, &[u8])> {
-        self.order.iter().filter_map(|&(at, f, i)| {
-            let e = self.answers.get(&(f, i))?;
-            Some((at, f, i, e.digest, &e.answer[..]))
-        })
+        // A key answered again stays queued under its older position too: only its last
+        // queue entry, the one whose expiry is the answer's own, stands for it.
+        let mut last: HashMap<(SocketAddr, RequestId), usize> = HashMap::new();
+        for (n, &(_, f, i)) in self.order.iter().enumerate() {
+            last.insert((f, i), n);
+        }
+        self.order
+            .iter()
+            .enumerate()
+            .filter_map(move |(n, &(at, f, i))| {
+                if last.get(&(f, i)) != Some(&n) {
+                    return None;
+                }
+                let e = self.answers.get(&(f, i)).filter(|e| e.expiry == at)?;
+                Some((at, f, i, e.digest, &e.answer[..]))
+            })
     }
 
     /// Puts back an answer given by [`AnswerCache::entries`], in the same order.
