@@ -5,6 +5,8 @@
 //! contact-cli peer SERVER_IP SERVER_PORT [--port P] [--bind IP] [-q|-v]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
+//! contact-cli completions SHELL              (bash, zsh, fish, elvish, powershell)
+//! contact-cli man [--dir DIR]                (the man page, or every page into DIR)
 //! ```
 //!
 //! Exit status: 0 on success (for a peer: `exit NAME` answered 200, or the end of its input);
@@ -19,11 +21,13 @@
 //!   baseline and the report.
 //! - `demo/`: the `demo` subcommand, the seed's final demo played and checked: the script,
 //!   the cast of peers, the checks and the transcript.
+//! - `completions` and `man` are generated from the clap definitions below (`clap_complete`,
+//!   `clap_mangen`), so they cannot drift from `--help`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
@@ -57,10 +61,50 @@ enum Cmd {
     /// Play the seed's final demo: a server and five peers (Me, Myself, I, Foo, Bar), every
     /// outcome checked; exit 0 only if all held.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script to standard output, e.g.
+    /// `contact-cli completions bash > /etc/bash_completion.d/contact-cli`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, e.g. `contact-cli man | man -l -`; with
+    /// `--dir`, write it and one page per subcommand there instead.
+    Man {
+        /// Write `contact-cli.1` and `contact-cli-SUBCOMMAND.1` into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// Generates the completions or the man pages: no logging, no network.
+fn generate(cmd: &Cmd) -> std::io::Result<()> {
+    let mut command = Cli::command();
+    match cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command, "contact-cli", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(command, dir)
+        }
+        Cmd::Man { dir: None } => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Completions { .. } | Cmd::Man { .. } = cli.command {
+        return match generate(&cli.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("contact-cli: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // A server logs every request at info; a peer prints what matters itself, so its logs
     // start at warnings.
     let default = match (&cli.command, cli.quiet, cli.verbose) {
@@ -68,7 +112,7 @@ fn main() -> ExitCode {
         (_, _, 1) => "debug",
         (_, _, v) if v >= 2 => "trace",
         (Cmd::Server(_), ..) => "info",
-        (Cmd::Peer(_) | Cmd::Bench(_) | Cmd::Demo(_), ..) => "warn",
+        _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -87,5 +131,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
     }
 }

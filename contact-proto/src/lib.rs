@@ -16,7 +16,8 @@
 //!   acknowledgement of a hop; [`ImDatagram`], either of them decoded in one call; the
 //!   next-member rule [`recipient`] and [`Member::im_address`].
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
-//! - [`roundtrip`]: decode/encode/decode checks, the bodies of the fuzz targets.
+//! - `roundtrip.rs`: decode/encode/decode checks, the bodies of the fuzz targets (hidden:
+//!   public only so that the fuzz crate can call them; not API).
 //! - `json.rs`: JSON written as the reference writes it, and the checks every JSON datagram
 //!   shares; `write.rs`: the number and word writers that requests, answers and lines share.
 //!
@@ -47,6 +48,7 @@ mod json;
 mod line;
 pub mod name;
 mod ring;
+#[doc(hidden)] // the fuzz targets' bodies: not API, may change in any release
 pub mod roundtrip;
 mod status;
 mod write;

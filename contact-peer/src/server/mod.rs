@@ -36,11 +36,11 @@ use contact_registry::Limits;
 
 mod cache;
 mod core;
-pub mod data_dir;
+mod data_dir;
 mod driver;
 mod error_budget;
 mod im_timers;
-pub mod store;
+mod store;
 
 pub use self::core::ServerCore;
 pub use data_dir::{DataDir, SaveError};
@@ -71,7 +71,7 @@ pub struct ServerConfig {
     /// a flood of garbage. 0: no limit.
     pub error_rate: u32,
     /// The durable state file (`--state`): every acknowledged mutation survives a crash.
-    /// See [`store`].
+    /// See [`Store`].
     pub state: Option<PathBuf>,
 }
 
