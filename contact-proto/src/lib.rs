@@ -65,6 +65,11 @@ pub use ring::{
 pub use status::Status;
 pub use write::write_word;
 
+/// The `serde_json` whose [`Map`](serde_json::Map) and [`Value`](serde_json::Value) hold
+/// unknown keys ([`RingPacket::extra`], [`Member::extra`]), re-exported so that an embedder
+/// uses the same version without naming it.
+pub use serde_json;
+
 /// The delimiter between the fields of requests and answers.
 pub const DELIMITER: &str = "-_-";
 
