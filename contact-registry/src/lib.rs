@@ -106,3 +106,8 @@ pub use limits::Limits;
 pub use outcome::{Outcome, Reply};
 pub use registry::{Contact, Contacts, Registry};
 pub use save::{LoadError, LoadErrorKind};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
