@@ -23,7 +23,7 @@ fn completions_for_every_shell_name_every_subcommand() {
         }
     }
     let bash = run(&["completions", "bash"]);
-    assert!(bash.contains("complete -F _contact-cli"), "{bash}");
+    assert!(bash.contains("complete -F _contact__cli"), "{bash}");
 }
 
 #[test]

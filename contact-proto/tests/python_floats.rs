@@ -163,8 +163,8 @@ fn integers_beyond_64_bits_and_minus_zero_differ() {
         ("123456789012345678901234567890", "1.2345678901234568e+29"),
         ("-0", "-0.0"), // Python: 0
     ] {
-        let decoded = RingPacket::decode(packet("", &format!(r#", "x": {input}"#)).as_bytes())
-            .unwrap();
+        let decoded =
+            RingPacket::decode(packet("", &format!(r#", "x": {input}"#)).as_bytes()).unwrap();
         let sent = String::from_utf8(decoded.to_bytes()).unwrap();
         assert_eq!(sent, packet("", &format!(r#", "x": {ours}"#)), "{input}");
     }
