@@ -8,6 +8,8 @@
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
 //! contact-cli state check FILE | state repair FILE [--in-place]
+//! contact-cli completions SHELL              (bash, zsh, fish, elvish, powershell)
+//! contact-cli man [--dir DIR]                (the man page, or every page into DIR)
 //! ```
 //!
 //! Exit status: 0 on success; 1 when the program cannot start (a port is busy, a file cannot
@@ -24,11 +26,13 @@
 //!   the cast of peers, the checks and the transcript.
 //! - `state.rs`: the `state` subcommand, the operator's tools for a server's journal.
 //! - `cluster.rs`: the `cluster` subcommand (`cluster status`).
+//! - `completions` and `man` are generated from the clap definitions below (`clap_complete`,
+//!   `clap_mangen`), so they cannot drift from `--help`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
@@ -69,10 +73,50 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Check or repair a server's journal (`server --state FILE`).
     State(state::Args),
+    /// Print a shell completion script to standard output, e.g.
+    /// `contact-cli completions bash > /etc/bash_completion.d/contact-cli`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, e.g. `contact-cli man | man -l -`; with
+    /// `--dir`, write it and one page per subcommand there instead.
+    Man {
+        /// Write `contact-cli.1` and `contact-cli-SUBCOMMAND.1` into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// Generates the completions or the man pages: no logging, no network.
+fn generate(cmd: &Cmd) -> std::io::Result<()> {
+    let mut command = Cli::command();
+    match cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command, "contact-cli", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(command, dir)
+        }
+        Cmd::Man { dir: None } => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Completions { .. } | Cmd::Man { .. } = cli.command {
+        return match generate(&cli.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("contact-cli: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // A server logs every request at info; a peer prints what matters itself, so it logs
     // nothing unless asked.
     let default = match (&cli.command, cli.quiet, cli.verbose) {
@@ -83,6 +127,7 @@ fn main() -> ExitCode {
         // A person at the peer's prompt reads sentences, not log lines: only with -v.
         (Cmd::Peer(_), ..) => "off",
         (Cmd::Bench(_) | Cmd::Demo(_) | Cmd::State(_) | Cmd::Cluster(_), ..) => "warn",
+        (Cmd::Completions { .. } | Cmd::Man { .. }, ..) => "warn",
     };
     // openraft reports every failed heartbeat to a dead node as a warning, ten a second:
     // only its errors, unless asked for more (-v or RUST_LOG).
@@ -112,5 +157,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
     }
 }

@@ -1,12 +1,12 @@
 //! `contact-cli state`: the operator's tools for a server's journal (`server --state FILE`):
 //! `check` reads and verifies it and prints what it holds, `repair` keeps its longest valid
-//! prefix. The work is `contact_peer::server::store`'s ([`verify`], [`repair`]); this is
+//! prefix. The work is `contact_peer::store`'s ([`verify`], [`repair`]); this is
 //! the glue.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use contact_peer::server::store::{self, Verified, repair, verify};
+use contact_peer::store::{self, Verified, repair, verify};
 use contact_registry::Limits;
 
 /// Options of `contact-cli state`.

@@ -3,7 +3,7 @@
 //!
 //! The log entry is the request as a node received it (source address, the datagram) with
 //! the leader's timestamp; the state machine is contact-peer's
-//! [`ReplicatedCore`](contact_peer::server::replicated::ReplicatedCore) (the registry, the
+//! [`ReplicatedCore`](contact_peer::replicated::ReplicatedCore) (the registry, the
 //! answer cache, the instant-message deadlines, `--auth`), applied on log time, so that every
 //! replica gives the same answers. Tokio lives here only, on a small runtime of its own
 //! ([`run`]), so that the other crates stay free of async. See `docs/cluster.md`.

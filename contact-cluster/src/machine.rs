@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use contact_peer::ServerConfig;
-use contact_peer::server::replicated::ReplicatedCore;
+use contact_peer::replicated::ReplicatedCore;
 use contact_registry::Registry;
 use futures_util::{Stream, StreamExt};
 use openraft::alias::SnapshotOf;

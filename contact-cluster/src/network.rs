@@ -53,7 +53,7 @@ pub enum Rpc {
         vote: Vote,
         /// What the snapshot covers.
         meta: SnapshotMeta,
-        /// [`ReplicatedCore::snapshot`](contact_peer::server::replicated::ReplicatedCore::snapshot)'s text.
+        /// [`ReplicatedCore::snapshot`](contact_peer::replicated::ReplicatedCore::snapshot)'s text.
         data: Vec<u8>,
     },
     /// Ours: a request a follower received, for the leader to put in the log.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use contact_peer::server::replicated::{Front, Route, save_answer};
+use contact_peer::replicated::{Front, Route, save_answer};
 use contact_peer::{DataDir, ServerConfig};
 use contact_proto::{Answer, RequestId, Status};
 use openraft::async_runtime::WatchReceiver;

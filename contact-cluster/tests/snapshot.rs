@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use contact_peer::ServerConfig;
-use contact_peer::server::replicated::ReplicatedCore;
+use contact_peer::replicated::ReplicatedCore;
 use contact_registry::{Limits, Registry};
 use proptest::prelude::*;
 

@@ -88,7 +88,7 @@ enum Stage {
 /// One instant message of `name` around `list`, from `im-start` to `im-complete`.
 ///
 /// ```
-/// use contact_peer::im::{ImLifecycle, ImOutcome};
+/// use contact_peer::{ImLifecycle, ImOutcome};
 /// use contact_peer::RingEvent;
 /// use contact_proto::{Answer, Body, ImStartBody, Member};
 ///

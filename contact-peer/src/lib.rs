@@ -10,21 +10,26 @@
 //! touches a socket or draws a random number of its own, so each is tested with virtual time.
 //!
 //! # Layout
-//! - [`ring`]: [`RingEngine`], the instant message going round a list, peer to peer.
-//! - [`client`]: [`Client`], requests to a server with timeouts and bounded retries.
+//! Every public type is at the crate root; the files (each opens with the why of its part):
+//! - `ring/`: [`RingEngine`], the instant message going round a list, peer to peer.
+//! - `client.rs`: [`Client`], requests to a server with timeouts and bounded retries.
 //! - `backoff.rs`: the one seeded random source and the one backoff with jitter that the
 //!   client, the ring and the relay share.
-//! - [`server`] (a folder): the server side. [`ServerCore`] (decode, deduplicate, execute on
-//!   the registry, encode), its answer cache, instant-message timers and error budget, its
-//!   driver [`Server`], the durable journal [`server::store`] for `server --state`, and
-//!   [`DataDir`] ([`server::data_dir`]), the confined, atomic writing of `save FILE`.
-//! - [`peer`]: [`Peer`], the driver of one peer's two sockets (control port P, messages on
+//! - `server/`: the server side. [`ServerCore`] (decode, deduplicate, execute on the
+//!   registry, encode), its answer cache, instant-message timers and error budget, its
+//!   driver [`Server`], the durable journal [`Store`] for `server --state`, and [`DataDir`],
+//!   the confined, atomic writing of `save FILE`.
+//! - `peer.rs`: [`Peer`], the driver of one peer's two sockets (control port P, messages on
 //!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`,
 //!   and [`Peer::send_request`], a request whose resends are reported while it waits.
-//! - [`driver`]: [`Machine`], what every machine above shares with a driver, and the one
+//! - `driver.rs`: [`Machine`], what every machine above shares with a driver, and the one
 //!   driver loop of the peer's threads (the simulation drives the same trait).
-//! - [`im`]: [`ImLifecycle`], the order of an instant message's steps, written once.
-//! - [`relay`]: a user-space lossy relay for tests and trials.
+//! - `im.rs`: [`ImLifecycle`], the order of an instant message's steps, written once.
+//! - `relay` (with the `relay` feature, off by default): a user-space lossy relay for tests
+//!   and trials.
+//!
+//! # Features
+//! - `relay`: the `relay` module. The `contact-cli` binary turns it on for `demo --loss`.
 //!
 //! # Example
 //! A server and a peer in a few lines (see also the crate's README):
@@ -45,25 +50,36 @@
 
 use std::net::SocketAddr;
 
+// The modules are private and their public items re-exported here, so that each type has
+// one path (`contact_peer::Server`, not also `contact_peer::server::Server`). `relay` is the
+// exception: a tool, not part of the SDK, it keeps its own path behind its feature.
 mod backoff;
-pub mod client;
-pub mod driver;
-pub mod im;
+mod client;
+mod driver;
+mod im;
 mod net;
-pub mod peer;
+mod peer;
+#[cfg(feature = "relay")]
 pub mod relay;
-pub mod ring;
-pub mod server;
+mod ring;
+mod server;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use driver::Machine;
-pub use im::{ImError, ImLifecycle, ImOutcome};
+pub use im::{ImError, ImLifecycle, ImOutcome, RingStart};
 pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, RequestUpdate};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
     Cidr, CidrError, CookieKey, DataDir, Record, SaveError, SaveJob, Server, ServerConfig,
-    ServerCore, ServerHandle, ShutdownHandle,
+    ServerCore, ServerHandle, ShutdownHandle, Store, StoreError,
 };
+/// The journal's format and the operator's tools (`verify`, `repair`), and the server's
+/// rules on log time for a replicated registry (`contact-cluster`).
+pub use server::{replicated, store};
+
+/// The receiving end of [`Peer::events`] and its errors, from `crossbeam-channel`,
+/// re-exported so that an embedder needs no dependency of its own to name them.
+pub use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 
 /// A datagram a state machine wants sent: where, and how many bytes of the buffer given to
 /// its `poll_transmit`.

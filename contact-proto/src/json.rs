@@ -15,7 +15,7 @@ use serde_json::ser::Formatter;
 
 use crate::{DecodeError, MAX_DATAGRAM_LEN};
 
-/// A [`Formatter`] with Python's separators and `ensure_ascii` escaping.
+/// A [`Formatter`] with Python's separators, `ensure_ascii` escaping and float spelling.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct PyFormatter;
 
@@ -60,6 +60,57 @@ impl Formatter for PyFormatter {
             start = i + ch.len_utf8();
         }
         w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    // Floats only occur in unknown keys (of ring packets and members), carried along.
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        write_py_float(w, value)
+    }
+}
+
+/// Writes `value` as Python's `repr(float)` (and so `json.dumps`) spells it: the shortest
+/// digits that read back as the same `f64`, in positional notation with at least one digit
+/// after the point (`100.0`, `0.0001`) when the decimal exponent is in `-4..16`, else in
+/// scientific notation with a signed exponent of at least two digits (`1.5e-07`, `1e+16`).
+/// Rust's `{:e}` gives the same shortest digits (both pick, among the shortest strings that
+/// round-trip, the one nearest the value); only the layout differs.
+fn write_py_float<W: ?Sized + io::Write>(w: &mut W, value: f64) -> io::Result<()> {
+    if !value.is_finite() {
+        // Python's spellings; serde_json never holds these (they are not JSON).
+        let text = match value {
+            v if v.is_nan() => "NaN",
+            v if v > 0.0 => "Infinity",
+            _ => "-Infinity",
+        };
+        return w.write_all(text.as_bytes());
+    }
+    let sci = format!("{value:e}"); // `-1.5e-7`, `1e16`, `0e0`
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` writes an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` writes an integer exponent");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
+    w.write_all(sign.as_bytes())?;
+    if (-4..16).contains(&exp) {
+        // Positional: the point goes after `exp + 1` digits.
+        if exp < 0 {
+            let zeros = "0".repeat((-exp - 1) as usize);
+            write!(w, "0.{zeros}{digits}")
+        } else {
+            let point = exp as usize + 1;
+            if digits.len() > point {
+                write!(w, "{}.{}", &digits[..point], &digits[point..])
+            } else {
+                write!(w, "{digits}{}.0", "0".repeat(point - digits.len()))
+            }
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        write!(w, "{first}{dot}{rest}e{exp_sign}{:02}", exp.unsigned_abs())
     }
 }
 

@@ -17,7 +17,8 @@
 //!   next-member rule [`recipient`] and [`Member::im_address`].
 //! - [`escape_controls`]: network text made safe for a terminal (`display.rs`).
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
-//! - [`roundtrip`]: decode/encode/decode checks, the bodies of the fuzz targets.
+//! - `roundtrip.rs`: decode/encode/decode checks, the bodies of the fuzz targets (hidden:
+//!   public only so that the fuzz crate can call them; not API).
 //! - `json.rs`: JSON written as the reference writes it, and the checks every JSON datagram
 //!   shares; `write.rs`: the number and word writers that requests, answers and lines share.
 //!
@@ -49,6 +50,7 @@ mod json;
 mod line;
 pub mod name;
 mod ring;
+#[doc(hidden)] // the fuzz targets' bodies: not API, may change in any release
 pub mod roundtrip;
 mod status;
 mod write;
@@ -65,6 +67,11 @@ pub use ring::{
 };
 pub use status::Status;
 pub use write::write_word;
+
+/// The `serde_json` whose [`Map`](serde_json::Map) and [`Value`](serde_json::Value) hold
+/// unknown keys ([`RingPacket::extra`], [`Member::extra`]), re-exported so that an embedder
+/// uses the same version without naming it.
+pub use serde_json;
 
 /// The delimiter between the fields of requests and answers.
 pub const DELIMITER: &str = "-_-";

@@ -1,11 +1,13 @@
-//! Replays the checked-in fuzz corpus (`fuzz/corpus/<target>/`) through the same functions the
-//! fuzz targets call, so that every CI run on stable exercises them.
+//! Replays the checked-in fuzz corpus (`tests/corpus/<target>/`, which the fuzz targets in
+//! `fuzz/` also start from) through the same functions the fuzz targets call, so that every
+//! test run on stable exercises them. The corpus ships in the package, so the packaged tests
+//! pass too.
 
 use std::path::PathBuf;
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
+        .join("tests/corpus")
         .join(target);
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut count = 0;

@@ -16,12 +16,13 @@
 //! - [`Registry`]: the state, [`Registry::apply`] and [`Registry::execute`], read access and
 //!   the internals (`registry/mod.rs`, which also explains the data layout); the typed
 //!   commands and their checks (`registry/commands.rs`), [`Contact`] (`registry/contact.rs`),
-//!   the exact answer-size bounds (`registry/answer_len.rs`) and
-//!   [`Registry::assert_consistent`] (`registry/invariants.rs`).
+//!   the exact answer-size bounds (`registry/answer_len.rs`) and the internal consistency
+//!   check of the tests (`registry/invariants.rs`).
 //! - [`Reply`] and [`Outcome`]: what a command gave back and what it did (`outcome.rs`).
 //! - [`Limits`]: how much it may hold and how large its answers may grow (`limits.rs`).
 //! - [`Registry::save`] / [`Registry::load`]: the saved-file format (`save.rs`).
-//! - [`fuzzing`]: the body of the fuzz target.
+//! - `fuzzing`: the body of the fuzz target, with the `arbitrary` feature (off by default, so
+//!   that embedders never build `arbitrary`).
 //!
 //! # Example
 //! ```
@@ -93,6 +94,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "arbitrary")]
 pub mod fuzzing;
 mod limits;
 mod list_ids;
@@ -104,3 +106,8 @@ pub use limits::Limits;
 pub use outcome::{Outcome, Reply};
 pub use registry::{Contact, Contacts, Registry};
 pub use save::{LoadError, LoadErrorKind};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

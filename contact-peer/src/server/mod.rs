@@ -47,7 +47,7 @@ use contact_registry::Limits;
 mod abuse;
 mod cache;
 mod core;
-pub mod data_dir;
+mod data_dir;
 mod driver;
 mod error_budget;
 mod im_timers;
@@ -58,7 +58,7 @@ pub use self::core::ServerCore;
 pub use abuse::{Cidr, CidrError, CookieKey};
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
-pub use store::{Restored, Store, StoreError};
+pub use store::{Store, StoreError};
 
 /// How a server is run.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub struct ServerConfig {
     /// a flood of garbage. 0: no limit.
     pub error_rate: u32,
     /// The durable state file (`--state`): every acknowledged mutation survives a crash.
-    /// See [`store`].
+    /// See [`Store`].
     pub state: Option<PathBuf>,
     /// While the state file cannot be written, how often the server tries again (default
     /// 1 s); meanwhile it refuses changes with 474. A failed compaction is tried again after

@@ -36,7 +36,7 @@ use super::im_timers::ImTimers;
 ///
 /// ```
 /// use contact_peer::ServerConfig;
-/// use contact_peer::server::replicated::ReplicatedCore;
+/// use contact_peer::replicated::ReplicatedCore;
 /// use contact_registry::{Limits, Registry};
 ///
 /// let config = ServerConfig::default();

@@ -101,6 +101,7 @@ fn a_restarted_peer_on_the_same_port_gets_fresh_answers() {
     assert_eq!(answer.status, Status::ListExists);
 }
 
+#[cfg(feature = "relay")] // the crate's own tests turn it on
 #[test]
 fn retries_through_a_lossy_network_apply_each_request_once() {
     use contact_peer::relay::{Impairment, Relay};

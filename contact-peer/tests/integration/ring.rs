@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+#[cfg(feature = "relay")]
 use contact_peer::relay::{Impairment, Relay};
 use contact_peer::{Peer, PeerConfig, PortChoice, RingConfig, RingEvent};
 use contact_proto::{Command, ListName, Status};
@@ -193,6 +194,7 @@ fn completion(p: &Peer) -> Vec<String> {
     }
 }
 
+#[cfg(feature = "relay")] // the crate's own tests turn it on
 #[test]
 fn lossy_links_between_our_peers_each_message_shown_once() {
     // Every member's message port behind a relay that loses 25% and duplicates 12.5% of the

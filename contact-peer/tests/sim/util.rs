@@ -20,7 +20,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use contact_peer::server::store;
+use contact_peer::store;
 use contact_peer::{
     Client, ClientConfig, ClientEvent, ImLifecycle, Machine, RingConfig, RingEngine, RingEvent,
     ServerConfig, ServerCore,

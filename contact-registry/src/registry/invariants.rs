@@ -13,6 +13,9 @@ impl Registry {
     /// membership set and the lists agree; the registration-order links cover every contact;
     /// the cached answer sizes are exact; outstanding `im-start`s are of members and add up
     /// to each list's ongoing count.
+    ///
+    /// Hidden: public only for the crate's own tests, benchmarks and fuzz target; not API.
+    #[doc(hidden)]
     pub fn assert_consistent(&self) {
         let mut seen = 0;
         let mut prev = NONE;
