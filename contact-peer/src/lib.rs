@@ -62,7 +62,7 @@ pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, 
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
 pub use server::{
     DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore, ServerHandle,
-    ShutdownHandle,
+    ServerStats, ShutdownHandle,
 };
 
 /// A datagram a state machine wants sent: where, and how many bytes of the buffer given to

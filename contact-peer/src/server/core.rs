@@ -20,7 +20,8 @@ use contact_registry::{Registry, Reply};
 use super::cache::{AnswerCache, digest};
 use super::error_budget::ErrorBudget;
 use super::im_timers::ImTimers;
-use super::{KeptAnswer, Record, SaveJob, ServerConfig};
+use super::stats::Counters;
+use super::{KeptAnswer, Record, SaveJob, ServerConfig, ServerStats};
 use crate::Transmit;
 
 /// The server's state machine: datagrams in, answers out.
@@ -70,6 +71,8 @@ pub struct ServerCore {
     /// The wall clock (Unix ms) at the core's epoch, given by the driver
     /// ([`ServerCore::set_clock`]); 0 until then. Journaled answer times are on this clock.
     unix_epoch: u64,
+    /// What [`ServerCore::stats`] reports: plain integers, one thread owns the core.
+    counters: Counters,
 }
 
 impl ServerCore {
@@ -90,6 +93,7 @@ impl ServerCore {
             degraded: false,
             unstored: 0,
             unix_epoch: 0,
+            counters: Counters::default(),
         }
     }
 
@@ -169,6 +173,34 @@ impl ServerCore {
         self.errors.suppressed()
     }
 
+    /// What the core has done so far ([`ServerStats`]). Cheap enough for a periodic
+    /// summary, not for every request: the open instant messages are summed over the lists.
+    pub fn stats(&self) -> ServerStats {
+        let mut stats = self.counters.stats();
+        stats.suppressed_errors = self.counters.suppressed_before + self.errors.suppressed();
+        stats.unstored = self.counters.unstored_before + self.unstored;
+        stats.open_ims = (self.registry.lists())
+            .map(|l| u64::from(self.registry.ongoing(l).unwrap_or(0)))
+            .sum();
+        stats.contacts = self.registry.num_contacts() as u64;
+        stats.lists = self.registry.num_lists() as u64;
+        stats.degraded = self.degraded;
+        stats
+    }
+
+    /// How many datagrams the core has handled: the one counter the driver reads every turn.
+    pub(crate) fn requests(&self) -> u64 {
+        self.counters.requests
+    }
+
+    /// Makes this core's [`ServerCore::stats`] count on from `old`'s: a core that replaces
+    /// another (the driver's recovery from a failed journal) keeps the server's totals.
+    pub fn carry_stats_from(&mut self, old: &Self) {
+        self.counters.carry_over(&old.counters);
+        self.counters.suppressed_before += old.errors.suppressed();
+        self.counters.unstored_before += old.unstored;
+    }
+
     /// The registry, to read (and to save from).
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -184,6 +216,7 @@ impl ServerCore {
     /// exceeds its error rate ([`ServerConfig::error_rate`]).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.handle_timeout(now);
+        self.counters.requests += 1;
         let at = self.millis(now);
         let request = match Request::decode(bytes) {
             Ok(r) => r,
@@ -194,7 +227,7 @@ impl ServerCore {
                 }
                 let status = e.status();
                 let id = Request::peek_id(bytes);
-                tracing::info!(%from, ?id, len = bytes.len(), status = status.code(), error = %e, "bad request");
+                tracing::debug!(%from, id, len = bytes.len(), status = status.code(), error = %e, "bad request");
                 let answer = Answer::error(status, e.to_string()).with_id(id);
                 return self.answer(at, from, answer, digest(bytes), false);
             }
@@ -204,17 +237,18 @@ impl ServerCore {
         let digest = request.id.map_or(0, |_| digest(bytes));
         if let Some(id) = request.id {
             if let Some(bytes) = self.cache.get(from, id, digest) {
-                tracing::info!(%from, id, request = %request.command, "retransmission answered again");
+                tracing::debug!(%from, id, request = %request.command, status = "cached", "retransmission answered again");
+                self.counters.cache_hits += 1;
                 self.transmits.push_back((from, bytes.to_vec()));
                 return;
             }
         }
         let Request { id, command } = request;
         // Formatting the command costs an allocation: only when the log line is wanted.
-        let text = tracing::enabled!(tracing::Level::INFO).then(|| command.to_string());
+        let text = tracing::enabled!(tracing::Level::DEBUG).then(|| command.to_string());
         // Checks before the registry sees the command.
         if let Some(answer) = self.refuse(from, &command) {
-            tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
+            tracing::debug!(%from, id, request = text.as_deref(), status = answer.status.code(), "request");
             return self.answer(at, from, answer.with_id(id), digest, false);
         }
         let mutation = !matches!(command, Command::QueryLists | Command::Save { .. });
@@ -222,7 +256,8 @@ impl ServerCore {
             // Refused before the registry sees it, so that memory never holds a change the
             // journal does not; not cached, so that its retransmission is tried afresh.
             self.unstored += 1;
-            tracing::debug!(%from, ?id, request = text.as_deref(), status = 474, "request");
+            self.counters.answered(Status::NotStored);
+            tracing::debug!(%from, id, request = text.as_deref(), status = 474, "request");
             let answer = Answer::error(
                 Status::NotStored,
                 "the server cannot write its journal: nothing was changed; try again later",
@@ -236,7 +271,7 @@ impl ServerCore {
         if command == Command::QueryLists {
             if let Some(body) = self.lists_body.take() {
                 // A read whose answer the registry gave before and has not changed since.
-                tracing::info!(%from, ?id, request = text.as_deref(), status = 200, "request");
+                tracing::debug!(%from, id, request = text.as_deref(), status = 200, "request");
                 self.answer_lists(at, from, id, &body, digest);
                 self.lists_body = Some(body);
                 return;
@@ -275,7 +310,7 @@ impl ServerCore {
         }
         match outcome.reply {
             Reply::Answer(answer) => {
-                tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
+                tracing::debug!(%from, id, request = text.as_deref(), status = answer.status.code(), "request");
                 self.answer(at, from, answer.with_id(id), digest, tag.is_some());
                 if let Some(mut tag) = tag.filter(|_| !outcome.changed) {
                     if let (Some(records), Some(bytes)) =
@@ -348,7 +383,8 @@ impl ServerCore {
             Ok(()) => Answer::ok(),
             Err((status, text)) => Answer::error(status, text),
         };
-        tracing::info!(from = %job.from, id = ?job.id, request = %Command::Save { file: job.file }, status = answer.status.code(), "request");
+        let request = Command::Save { file: job.file }.to_string();
+        tracing::debug!(from = %job.from, id = job.id, request, status = answer.status.code(), "request");
         self.answer(at, job.from, answer.with_id(job.id), job.digest, false);
     }
 
@@ -371,6 +407,7 @@ impl ServerCore {
             // the same record for the journal. The timer is already gone.
             let outcome = self.registry.execute(command.clone(), 0);
             let status = outcome.status().map_or(0, Status::code);
+            self.counters.im_timeouts += 1;
             tracing::warn!(%list, %name, status, "instant message timed out: completed by the server");
             if let Some(records) = self.records.as_mut().filter(|_| outcome.changed) {
                 records.push_back(Record {
@@ -417,6 +454,7 @@ impl ServerCore {
     }
 
     fn answer(&mut self, at: u64, to: SocketAddr, answer: Answer, digest: u64, durable: bool) {
+        self.counters.answered(answer.status);
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         answer.encode(&mut bytes);
@@ -440,6 +478,7 @@ impl ServerCore {
     ) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
+        self.counters.answered(Status::Ok);
         Answer::ok().with_id(id).encode_head(&mut bytes);
         bytes.extend_from_slice(body);
         self.queue(at, to, id, bytes, digest, false);

@@ -28,6 +28,9 @@
 //! - `cache.rs`: the answer cache that makes tagged requests at-most-once.
 //! - `im_timers.rs`: the deadlines of open instant messages (`--im-timeout`).
 //! - `error_budget.rs`: how many error answers a source may get (`--error-rate`).
+//! - `stats.rs`: [`ServerStats`], what the server has done, for embedders and the
+//!   periodic summary line.
+//! - `batch.rs`: the datagrams of a turn in and out, `recvmmsg`/`sendmmsg` on Linux.
 //! - `driver.rs`: [`Server`], the blocking socket loop, and its [`ServerHandle`] and
 //!   [`ShutdownHandle`].
 //! - [`store`]: the durable journal behind `--state`, and the verify/repair tools.
@@ -40,17 +43,20 @@ use std::time::Duration;
 use contact_proto::{Command, RequestId, SavePath};
 use contact_registry::Limits;
 
+mod batch;
 mod cache;
 mod core;
 pub mod data_dir;
 mod driver;
 mod error_budget;
 mod im_timers;
+mod stats;
 pub mod store;
 
 pub use self::core::ServerCore;
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
+pub use stats::ServerStats;
 pub use store::{Restored, Store, StoreError};
 
 /// How a server is run.
