@@ -237,7 +237,7 @@ impl ServerCore {
         let digest = request.id.map_or(0, |_| digest(bytes));
         if let Some(id) = request.id {
             if let Some(bytes) = self.cache.get(from, id, digest) {
-                tracing::debug!(%from, id, request = %request.command, status = "cached", "retransmission answered again");
+                tracing::debug!(%from, id, request = request.command.to_string(), status = status_of(bytes), "retransmission answered again");
                 self.counters.cache_hits += 1;
                 self.transmits.push_back((from, bytes.to_vec()));
                 return;
@@ -510,6 +510,19 @@ impl ServerCore {
         }
         self.transmits.push_back((to, bytes));
     }
+}
+
+/// The status code of an encoded answer (`[#ID-_-]CODE-_-BODY`), for a log line; 0 if none.
+fn status_of(answer: &[u8]) -> u16 {
+    let rest = if answer.starts_with(b"#") {
+        (answer.windows(3).position(|w| w == b"-_-")).map_or(&[][..], |i| &answer[i + 3..])
+    } else {
+        answer
+    };
+    (rest.get(..3))
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A duration in whole milliseconds (saturating: a lifetime of centuries is forever).
