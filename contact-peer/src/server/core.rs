@@ -195,7 +195,7 @@ impl ServerCore {
 
     /// Makes this core's [`ServerCore::stats`] count on from `old`'s: a core that replaces
     /// another (the driver's recovery from a failed journal) keeps the server's totals.
-    pub fn carry_stats_from(&mut self, old: &Self) {
+    pub(crate) fn carry_stats_from(&mut self, old: &Self) {
         self.counters.carry_over(&old.counters);
         self.counters.suppressed_before += old.errors.suppressed();
         self.counters.unstored_before += old.unstored;
