@@ -269,7 +269,9 @@ fn usage_errors_exit_2_and_bad_load_exits_1() {
 fn the_default_console_is_quiet_and_the_port_is_positional() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let mut p = Proc::spawn(&["server", "0", "--bind", "127.0.0.1", "--data-dir", data]);
+    let args = ["server", "0", "--bind", "127.0.0.1", "--data-dir", data];
+    // Trusted: 150 answers in a burst would meet the per-source answer volume limit.
+    let mut p = Proc::spawn(&[&args[..], &["--trust", "127.0.0.1"]].concat());
     let line = p.expect("listening on");
     let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -297,4 +299,29 @@ fn the_default_console_is_quiet_and_the_port_is_positional() {
         p.seen
     );
     assert!(p.seen.len() < 10, "{:#?}", p.seen);
+}
+
+/// Issue 10, row "a ring packet whose text holds `\x1b[2J\x1b[31m...` or
+/// `\r\n[club] alice: ...`": printed raw, it wiped and recoloured the screen and forged a
+/// line. Now every control character is shown escaped, on one line.
+#[test]
+fn ring_text_with_terminal_controls_is_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = server(dir.path(), &[]);
+    let (mut p, port) = peer(addr);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let packet = format!(
+        "{{\"num_contacts_in_list\": 2, \"contact_list\": [{{\"name\": \"mallory\", \"ip\": \"127.0.0.1\", \"port\": {a}}}, {{\"name\": \"me\", \"ip\": \"127.0.0.1\", \"port\": {port}}}], \"text_message\": \"{}\", \"pointer\": 2}}",
+        r"\u001b[2J\u001b[31mred\r\n[club] alice: forged\u009b\u202e",
+        a = attacker.local_addr().unwrap().port() - 1,
+    );
+    attacker
+        .send_to(packet.as_bytes(), ("127.0.0.1", port + 1))
+        .unwrap();
+    let line = p.expect("mallory:");
+    assert_eq!(
+        line,
+        r"[?] mallory: \u{1b}[2J\u{1b}[31mred\r\n[club] alice: forged\u{9b}\u{202e}"
+    );
+    assert!(!line.chars().any(char::is_control));
 }
