@@ -1,7 +1,7 @@
 //! `contact-cli`: the command-line front end of contact: a server and an interactive peer.
 //!
 //! ```text
-//! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
+//! contact-cli server [PORT] [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
 //! contact-cli peer SERVER SERVER_PORT [--port P] [--bind IP] [--keep-going] [-v]
 //! contact-cli server ... --data-dir DIR --node-id 1 --cluster 1=IP1:23000,2=IP2:23000,3=IP3:23000
 //! contact-cli cluster status --node IP:23000 [--json]
@@ -117,7 +117,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    // A server logs every request at info; a peer prints what matters itself, so it logs
+    // A server logs its start, a summary every 10 s while busy, warnings and its stop at
+    // info (each request at debug, -v); a peer prints what matters itself, so it logs
     // nothing unless asked.
     let default = match (&cli.command, cli.quiet, cli.verbose) {
         (_, true, _) => "warn",

@@ -17,9 +17,12 @@ pub(crate) struct Args {
     /// The address to listen on; an IPv6 address serves IPv6.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
-    /// The UDP port to listen on.
-    #[arg(long, default_value_t = 22000)]
-    port: u16,
+    /// The UDP port to listen on (22000 when neither is given).
+    #[arg(long, conflicts_with = "port_arg")]
+    port: Option<u16>,
+    /// The UDP port, as the reference server takes it: `contact-cli server 22000`.
+    #[arg(value_name = "PORT", id = "port_arg")]
+    port_arg: Option<u16>,
     /// The directory `save FILE` writes into; paths that leave it are refused (471).
     #[arg(long, default_value = ".")]
     data_dir: PathBuf,
@@ -160,7 +163,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             members,
             id,
             args.stale_reads,
-            SocketAddr::new(args.bind, args.port),
+            SocketAddr::new(args.bind, args.port.or(args.port_arg).unwrap_or(22000)),
             config,
         );
     }
@@ -191,7 +194,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
             }
         }
     };
-    let addr = SocketAddr::new(args.bind, args.port);
+    let port = args.port.or(args.port_arg).unwrap_or(22000);
+    let addr = SocketAddr::new(args.bind, port);
     let server = match Server::bind_with_registry(addr, config, registry) {
         Ok(s) => s,
         Err(e) => {

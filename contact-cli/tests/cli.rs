@@ -262,6 +262,45 @@ fn usage_errors_exit_2_and_bad_load_exits_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load"));
 }
 
+/// At the default level a busy server prints no line per request: its start, warnings and
+/// its stop (and a summary every 10 s); the port may be given as the reference takes it.
+#[cfg(unix)]
+#[test]
+fn the_default_console_is_quiet_and_the_port_is_positional() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let args = ["server", "0", "--bind", "127.0.0.1", "--data-dir", data];
+    // Trusted: 150 answers in a burst would meet the per-source answer volume limit.
+    let mut p = Proc::spawn(&[&args[..], &["--trust", "127.0.0.1"]].concat());
+    let line = p.expect("listening on");
+    let addr: SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 2048];
+    // 50 bad requests: within the error budget of one source (100).
+    for i in 0..150 {
+        let request: &[u8] = if i % 3 == 0 {
+            b"nonsense"
+        } else {
+            b"query-lists"
+        };
+        s.send_to(request, addr).unwrap();
+        s.recv_from(&mut buf).unwrap();
+    }
+    let _ = Command::new("kill").arg(p.child.id().to_string()).status();
+    let stopped = p.expect("server stopped");
+    assert!(stopped.contains("requests=150"), "{stopped}");
+    assert!(stopped.contains("errors=50"), "{stopped}");
+    assert!(
+        !p.seen
+            .iter()
+            .any(|l| l.contains("DEBUG") || l.contains(" request ")),
+        "{:#?}",
+        p.seen
+    );
+    assert!(p.seen.len() < 10, "{:#?}", p.seen);
+}
+
 /// Issue 10, row "a ring packet whose text holds `\x1b[2J\x1b[31m...` or
 /// `\r\n[club] alice: ...`": printed raw, it wiped and recoloured the screen and forged a
 /// line. Now every control character is shown escaped, on one line.

@@ -71,7 +71,7 @@ pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, 
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
     Cidr, CidrError, CookieKey, DataDir, Record, SaveError, SaveJob, Server, ServerConfig,
-    ServerCore, ServerHandle, ShutdownHandle, Store, StoreError,
+    ServerCore, ServerHandle, ServerStats, ShutdownHandle, Store, StoreError,
 };
 /// The journal's format and the operator's tools (`verify`, `repair`), and the server's
 /// rules on log time for a replicated registry (`contact-cluster`).

@@ -22,7 +22,8 @@ use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
 use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
 use super::im_timers::ImTimers;
-use super::{KeptAnswer, Record, SaveJob, ServerConfig};
+use super::stats::Counters;
+use super::{KeptAnswer, Record, SaveJob, ServerConfig, ServerStats};
 use crate::Transmit;
 
 /// The server's state machine: datagrams in, answers out.
@@ -72,6 +73,8 @@ pub struct ServerCore {
     /// The wall clock (Unix ms) at the core's epoch, given by the driver
     /// ([`ServerCore::set_clock`]); 0 until then. Journaled answer times are on this clock.
     unix_epoch: u64,
+    /// What [`ServerCore::stats`] reports: plain integers, one thread owns the core.
+    counters: Counters,
     /// How sources are grouped into prefixes, and which are trusted.
     sources: Sources,
     /// The volume of answers to each prefix.
@@ -116,6 +119,7 @@ impl ServerCore {
             degraded: false,
             unstored: 0,
             unix_epoch: 0,
+            counters: Counters::default(),
             sources: Sources {
                 v4_len: config.source_prefix_v4,
                 v6_len: config.source_prefix_v6,
@@ -234,6 +238,34 @@ impl ServerCore {
         self.errors.suppressed()
     }
 
+    /// What the core has done so far ([`ServerStats`]). Cheap enough for a periodic
+    /// summary, not for every request: the open instant messages are summed over the lists.
+    pub fn stats(&self) -> ServerStats {
+        let mut stats = self.counters.stats();
+        stats.suppressed_errors = self.counters.suppressed_before + self.errors.suppressed();
+        stats.unstored = self.counters.unstored_before + self.unstored;
+        stats.open_ims = (self.registry.lists())
+            .map(|l| u64::from(self.registry.ongoing(l).unwrap_or(0)))
+            .sum();
+        stats.contacts = self.registry.num_contacts() as u64;
+        stats.lists = self.registry.num_lists() as u64;
+        stats.degraded = self.degraded;
+        stats
+    }
+
+    /// How many datagrams the core has handled: the one counter the driver reads every turn.
+    pub(crate) fn requests(&self) -> u64 {
+        self.counters.requests
+    }
+
+    /// Makes this core's [`ServerCore::stats`] count on from `old`'s: a core that replaces
+    /// another (the driver's recovery from a failed journal) keeps the server's totals.
+    pub(crate) fn carry_stats_from(&mut self, old: &Self) {
+        self.counters.carry_over(&old.counters);
+        self.counters.suppressed_before += old.errors.suppressed();
+        self.counters.unstored_before += old.unstored;
+    }
+
     /// The registry, to read (and to save from).
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -249,6 +281,7 @@ impl ServerCore {
     /// exceeds its error rate ([`ServerConfig::error_rate`]).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.handle_timeout(now);
+        self.counters.requests += 1;
         let at = self.millis(now);
         self.turn = Turn::default();
         let request = match Request::decode(bytes) {
@@ -260,7 +293,7 @@ impl ServerCore {
                 }
                 let status = e.status();
                 let id = Request::peek_id(bytes);
-                tracing::info!(%from, ?id, len = bytes.len(), status = status.code(), error = %e, "bad request");
+                tracing::debug!(%from, id, len = bytes.len(), status = status.code(), error = %e, "bad request");
                 let answer = Answer::error(status, excerpt(&e.to_string())).with_id(id);
                 return self.answer(at, from, answer, Some(digest(bytes)), false);
             }
@@ -287,14 +320,15 @@ impl ServerCore {
         if let Some(id) = request.id {
             match self.cache.lookup(from, id, digest) {
                 Lookup::Answered(bytes) => {
-                    tracing::info!(%from, id, request = %request.command, "retransmission answered again");
+                    tracing::debug!(%from, id, request = request.command.to_string(), status = status_of(bytes), "retransmission answered again");
+                    self.counters.cache_hits += 1;
                     let bytes = bytes.to_vec();
                     return self.send(at, from, bytes);
                 }
                 Lookup::Conflict => {
                     // Bound to the request that made it: never overwritten by another
                     // under the same id (a forged one, say), and that one is not applied.
-                    tracing::info!(%from, id, request = %request.command, status = 475, "request id reused for another request");
+                    tracing::debug!(%from, id, request = request.command.to_string(), status = 475, "request id reused for another request");
                     let answer = Answer::error(
                         Status::IdConflict,
                         "this request id was used for another request; use a fresh id",
@@ -306,10 +340,10 @@ impl ServerCore {
         }
         let Request { id, command, .. } = request;
         // Formatting the command costs an allocation: only when the log line is wanted.
-        let text = tracing::enabled!(tracing::Level::INFO).then(|| command.to_string());
+        let text = tracing::enabled!(tracing::Level::DEBUG).then(|| command.to_string());
         // Checks before the registry sees the command.
         if let Some(answer) = self.refuse(from, &command) {
-            tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
+            tracing::debug!(%from, id, request = text.as_deref(), status = answer.status.code(), "request");
             return self.answer(at, from, answer.with_id(id), id.map(|_| digest), false);
         }
         // `query-lists` changes nothing: its answer is never kept, so it needs no room.
@@ -317,7 +351,7 @@ impl ServerCore {
         if cached && !self.cache.has_room(at, from) {
             // Keeping this answer would evict another source's that its client may still
             // retransmit for: refused unapplied, so at-most-once holds for both.
-            tracing::warn!(%from, ?id, request = text.as_deref(), status = 473, "answer cache full: request refused");
+            tracing::warn!(%from, id, request = text.as_deref(), status = 473, "answer cache full: request refused");
             let answer = Answer::error(
                 Status::Busy,
                 "the server is busy (answer cache full); try again later",
@@ -352,7 +386,7 @@ impl ServerCore {
                 } else {
                     ("lists created", self.quotas.max_lists)
                 };
-                tracing::warn!(%from, ?id, request = text.as_deref(), status = 476, "source quota reached");
+                tracing::warn!(%from, id, request = text.as_deref(), status = 476, "source quota reached");
                 let answer = Answer::error(
                     Status::SourceQuota,
                     format!("this source already has {max} {what}, as many as one source may"),
@@ -369,7 +403,8 @@ impl ServerCore {
             // Refused before the registry sees it, so that memory never holds a change the
             // journal does not; not cached, so that its retransmission is tried afresh.
             self.unstored += 1;
-            tracing::debug!(%from, ?id, request = text.as_deref(), status = 474, "request");
+            self.counters.answered(Status::NotStored);
+            tracing::debug!(%from, id, request = text.as_deref(), status = 474, "request");
             let answer = Answer::error(
                 Status::NotStored,
                 "the server cannot write its journal: nothing was changed; try again later",
@@ -382,7 +417,7 @@ impl ServerCore {
         if command == Command::QueryLists {
             if let Some(body) = self.lists_body.take() {
                 // A read whose answer the registry gave before and has not changed since.
-                tracing::info!(%from, ?id, request = text.as_deref(), status = 200, "request");
+                tracing::debug!(%from, id, request = text.as_deref(), status = 200, "request");
                 self.answer_lists(at, from, id, &body);
                 self.lists_body = Some(body);
                 return;
@@ -429,7 +464,7 @@ impl ServerCore {
         }
         match outcome.reply {
             Reply::Answer(answer) => {
-                tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
+                tracing::debug!(%from, id, request = text.as_deref(), status = answer.status.code(), "request");
                 self.answer(at, from, answer.with_id(id), digest, tag.is_some());
                 if let Some(mut tag) = tag.filter(|_| !outcome.changed) {
                     if let (Some(records), Some(bytes)) =
@@ -519,7 +554,8 @@ impl ServerCore {
             Ok(()) => Answer::ok(),
             Err((status, text)) => Answer::error(status, text),
         };
-        tracing::info!(from = %job.from, id = ?job.id, request = %Command::Save { file: job.file }, status = answer.status.code(), "request");
+        let request = Command::Save { file: job.file }.to_string();
+        tracing::debug!(from = %job.from, id = job.id, request, status = answer.status.code(), "request");
         let cache = job.id.map(|_| job.digest);
         self.answer(at, job.from, answer.with_id(job.id), cache, false);
     }
@@ -543,6 +579,7 @@ impl ServerCore {
             // the same record for the journal. The timer is already gone.
             let outcome = self.registry.execute(command.clone(), 0);
             let status = outcome.status().map_or(0, Status::code);
+            self.counters.im_timeouts += 1;
             tracing::warn!(%list, %name, status, "instant message timed out: completed by the server");
             if let Some(records) = self.records.as_mut().filter(|_| outcome.changed) {
                 records.push_back(Record {
@@ -602,6 +639,7 @@ impl ServerCore {
             Some(_) => answer.with_cookie(self.turn.give),
             None => answer,
         };
+        self.counters.answered(answer.status);
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         answer.encode(&mut bytes);
@@ -618,6 +656,7 @@ impl ServerCore {
     fn answer_lists(&mut self, at: u64, to: SocketAddr, id: Option<RequestId>, body: &[u8]) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
+        self.counters.answered(Status::Ok);
         Answer::ok()
             .with_id(id)
             .with_cookie(self.turn.give)
@@ -671,6 +710,19 @@ impl ServerCore {
         }
         self.transmits.push_back((to, bytes));
     }
+}
+
+/// The status code of an encoded answer (`[#ID-_-]CODE-_-BODY`), for a log line; 0 if none.
+fn status_of(answer: &[u8]) -> u16 {
+    let rest = if answer.starts_with(b"#") {
+        (answer.windows(3).position(|w| w == b"-_-")).map_or(&[][..], |i| &answer[i + 3..])
+    } else {
+        answer
+    };
+    (rest.get(..3))
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `bytes` without the cookie part of its tag (`#ID~COOKIE-_-...` as `#ID-_-...`): what a

@@ -21,19 +21,20 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use contact_proto::Status;
 use contact_registry::Registry;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::abuse::SaveRate;
-use super::{DataDir, SaveError, SaveJob, ServerConfig, ServerCore, Store};
-use crate::RECV_BUFFER_LEN;
-use crate::net::{self, Received, Waker};
+use super::batch::{BATCH, BatchIo};
+use super::stats::ErrorsSince;
+use super::{DataDir, SaveError, SaveJob, ServerConfig, ServerCore, ServerStats, Store};
+use crate::net::{self, Waker};
 
 /// A server on a UDP socket: [`ServerCore`] driven by a blocking loop.
 ///
@@ -59,6 +60,12 @@ pub struct Server {
     degraded: Option<Episode>,
     /// After a failed compaction, not before this.
     compact_retry_at: Option<Instant>,
+    /// Journal syncs so far.
+    syncs: u64,
+    /// The last [`ServerStats`] published for [`ServerHandle::stats`], and the summary
+    /// line's state.
+    shared: Arc<Mutex<ServerStats>>,
+    summary: SummaryClock,
     /// `save` jobs, written on a thread of their own.
     saves: Saves,
 }
@@ -85,6 +92,21 @@ struct Saves {
 /// Saves waiting for the writer at most; more are refused with 477.
 const MAX_PENDING_SAVES: usize = 4;
 
+/// When the periodic summary line is due, and what the last one said.
+#[derive(Debug)]
+struct SummaryClock {
+    every: Duration,
+    at: Instant,
+    last: ServerStats,
+    /// When the snapshot for [`ServerHandle::stats`] is next refreshed.
+    publish_at: Instant,
+}
+
+/// How often a busy server writes its one-line summary at `info`.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// How often the snapshot behind [`ServerHandle::stats`] is refreshed while busy.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
 /// The requests of one turn.
 #[derive(Debug, Default)]
 struct Batch {
@@ -106,11 +128,6 @@ fn unix_ms() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
-
-/// How many datagrams the loop takes before it syncs the journal and sends the answers:
-/// large enough that one disk sync serves many requests, small enough that a burst does not
-/// delay the first answers much.
-const BATCH: usize = 64;
 
 impl Server {
     /// Binds a server to `addr` (port 0: any free port), with an empty registry or, with
@@ -208,6 +225,14 @@ impl Server {
             batch: Batch::default(),
             degraded,
             compact_retry_at: None,
+            syncs: 0,
+            shared: Arc::new(Mutex::new(ServerStats::default())),
+            summary: SummaryClock {
+                every: SUMMARY_EVERY,
+                at: now + SUMMARY_EVERY,
+                last: ServerStats::default(),
+                publish_at: now,
+            },
             saves,
         })
     }
@@ -227,31 +252,45 @@ impl Server {
 
     /// Serves until a [`ShutdownHandle`] stops it; returns the registry as it is then.
     ///
-    /// Without a state file each answer goes out as soon as its request is handled: the
-    /// loop is a receive and a send per request, as short as a bare echo loop. With one,
-    /// each turn takes up to 64 datagrams (`BATCH`) that are waiting, makes their mutations
-    /// durable with one journal sync, and only then sends their answers: an answer is never
-    /// sent for a mutation that a crash could still lose.
+    /// Each turn takes the datagrams that are waiting, up to 64 (`BATCH`), in one system
+    /// call where the platform has one (`recvmmsg` on Linux), hands them to the core, and
+    /// sends their answers in one call (`sendmmsg`). With a state file, the batch's
+    /// mutations are made durable with one journal sync before any of its answers goes
+    /// out: an answer is never sent for a mutation that a crash could still lose. Elsewhere
+    /// than Linux, without a state file, the loop takes one datagram per turn.
     pub fn run(mut self) -> io::Result<Registry> {
-        let mut recv = vec![0u8; RECV_BUFFER_LEN];
-        let mut send = Vec::with_capacity(RECV_BUFFER_LEN);
+        let mut io = BatchIo::new();
+        let max = if cfg!(target_os = "linux") || self.store.is_some() {
+            BATCH
+        } else {
+            1
+        };
         let mut timeout = net::ReadTimeout::default();
-        tracing::info!(addr = %self.local, "server listening");
+        self.log_start();
         self.core.handle_timeout(Instant::now());
         loop {
             // The core's next deadline, and the store's: a retry of the journal or of a
-            // failed compaction.
+            // failed compaction; and the summary line's, once there is something to say.
             let retry = (self.degraded.as_ref().map(|e| e.retry_at)).or(self.compact_retry_at);
-            let wake = match (self.core.poll_timeout(), retry) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let summary = self.summary_due();
+            let wake = [self.core.poll_timeout(), retry, summary]
+                .into_iter()
+                .flatten()
+                .min();
             timeout.set(&self.socket, wake)?;
-            let received = net::recv(&self.socket, &mut recv)?;
+            let received = io.recv(&self.socket, max)?;
             if self.stop.load(Ordering::SeqCst) {
                 // Every earlier batch was synced and answered before this receive.
+                self.publish();
+                let stats = self.stats();
                 let last_seq = self.store.as_ref().map(Store::last_seq);
-                tracing::info!(addr = %self.local, ?last_seq, "server stopped");
+                tracing::info!(
+                    addr = %self.local,
+                    requests = stats.requests,
+                    errors = stats.errors(),
+                    last_seq,
+                    "server stopped"
+                );
                 return Ok(self.core.into_registry());
             }
             let now = Instant::now();
@@ -260,42 +299,102 @@ impl Server {
             }
             self.batch.bytes.clear();
             self.batch.items.clear();
-            match received {
-                Received::Datagram(n, from) if self.saves.waker.is_wake(from, n) => {
-                    self.core.handle_timeout(now);
+            let mut woken = false;
+            for i in 0..received {
+                let (from, bytes) = io.datagram(i);
+                if self.saves.waker.is_wake(from, bytes.len()) {
+                    woken = true;
+                    continue;
                 }
-                Received::Datagram(n, from) => self.take(now, from, &recv[..n]),
-                Received::Nothing => self.core.handle_timeout(now),
-            }
-            if self.store.is_some() {
-                self.socket.set_nonblocking(true)?;
-                for _ in 1..BATCH {
-                    match net::try_recv(&self.socket, &mut recv)? {
-                        Some(Received::Datagram(n, from)) if self.saves.waker.is_wake(from, n) => {}
-                        Some(Received::Datagram(n, from)) => self.take(now, from, &recv[..n]),
-                        Some(Received::Nothing) => {}
-                        None => break,
-                    }
+                if self.store.is_some() {
+                    let start = self.batch.bytes.len();
+                    self.batch.bytes.extend_from_slice(bytes);
+                    self.batch.items.push((from, start..self.batch.bytes.len()));
                 }
-                self.socket.set_nonblocking(false)?;
-                self.sync(now);
+                self.core.handle_datagram(now, from, bytes);
             }
+            if received == 0 || woken {
+                self.core.handle_timeout(now);
+            }
+            self.sync(now);
             self.carry_out_saves(now);
-            while let Some(t) = self.core.poll_transmit(&mut send) {
-                net::send_to(&self.socket, &send[..t.size], t.destination);
-            }
+            let core = &mut self.core;
+            io.send_all(&self.socket, |buf| core.poll_transmit(buf));
+            self.tick(now);
         }
     }
 
-    /// Hands a datagram to the core, and keeps a copy (with a state file) in case the
-    /// batch must be handled again.
-    fn take(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        if self.store.is_some() {
-            let start = self.batch.bytes.len();
-            self.batch.bytes.extend_from_slice(bytes);
-            self.batch.items.push((from, start..self.batch.bytes.len()));
+    /// What the server has done so far: the core's [`ServerStats`] and the journal syncs.
+    pub fn stats(&self) -> ServerStats {
+        let mut stats = self.core.stats();
+        stats.journal_syncs = self.syncs;
+        stats
+    }
+
+    /// The start-up line: where, what was loaded, the limits.
+    fn log_start(&self) {
+        let registry = self.core.registry();
+        let limits = registry.limits();
+        tracing::info!(
+            addr = %self.local,
+            contacts = registry.num_contacts(),
+            lists = registry.num_lists(),
+            state = self.store.as_ref().map(|s| tracing::field::display(s.path().display())),
+            max_contacts = limits.max_contacts,
+            max_lists = limits.max_lists,
+            max_members = limits.max_members,
+            im_timeout_secs = self.config.im_timeout.map(|t| t.as_secs()),
+            error_rate = self.config.error_rate,
+            auth = self.config.auth,
+            batched_io = cfg!(target_os = "linux"),
+            "server listening"
+        );
+    }
+
+    /// When the next summary line is due, if something happened since the last one.
+    fn summary_due(&self) -> Option<Instant> {
+        let busy = self.core.requests() != self.summary.last.requests;
+        busy.then_some(self.summary.at.min(self.summary.publish_at))
+    }
+
+    /// At the summary's pace, not per request: refreshes the snapshot behind
+    /// [`ServerHandle::stats`] every second, and writes the summary line every 10 s while
+    /// busy (requests per second, errors by code, open instant messages).
+    fn tick(&mut self, now: Instant) {
+        if now < self.summary.publish_at {
+            return;
         }
-        self.core.handle_datagram(now, from, bytes);
+        self.summary.publish_at = now + PUBLISH_EVERY;
+        self.publish();
+        if now < self.summary.at {
+            return;
+        }
+        let stats = self.stats();
+        let requests = stats.requests - self.summary.last.requests;
+        if requests > 0 {
+            let secs = (now + self.summary.every - self.summary.at).as_secs_f64();
+            let secs = secs.max(self.summary.every.as_secs_f64());
+            tracing::info!(
+                requests,
+                per_sec = (requests as f64 / secs).round() as u64,
+                errors = %ErrorsSince { now: &stats, before: &self.summary.last },
+                cache_hits = stats.cache_hits - self.summary.last.cache_hits,
+                suppressed = stats.suppressed_errors - self.summary.last.suppressed_errors,
+                open_ims = stats.open_ims,
+                contacts = stats.contacts,
+                lists = stats.lists,
+                syncs = stats.journal_syncs - self.summary.last.journal_syncs,
+                "summary"
+            );
+        }
+        self.summary.at = now + self.summary.every;
+        self.summary.last = stats;
+    }
+
+    /// Refreshes the snapshot behind [`ServerHandle::stats`].
+    fn publish(&self) {
+        let stats = self.stats();
+        *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = stats;
     }
 
     /// Makes the batch's records durable (or, failing that, forgets the batch's changes
@@ -304,13 +403,16 @@ impl Server {
         let Some(store) = &mut self.store else {
             return;
         };
+        let mut records = false;
         while let Some(record) = self.core.poll_record() {
             store.record(&record);
+            records = true;
         }
         // Without the sync the answers would promise what a crash could undo.
         if let Err(e) = store.commit() {
             return self.degrade(now, &e);
         }
+        self.syncs += u64::from(records);
         let due = self.compact_retry_at.is_none_or(|t| now >= t);
         if due {
             self.compact_retry_at = None;
@@ -355,6 +457,7 @@ impl Server {
         core.set_clock(now, unix_ms());
         core.restore_answers(now, answers);
         core.set_degraded(true);
+        core.carry_stats_from(&self.core);
         self.core = core;
         self.degraded = Some(Episode {
             since: now,
@@ -494,12 +597,14 @@ impl Server {
     pub fn spawn(self) -> io::Result<ServerHandle> {
         let local = self.local;
         let shutdown = self.shutdown_handle();
+        let stats = Arc::clone(&self.shared);
         let thread = std::thread::Builder::new()
             .name(format!("contact-server {local}"))
             .spawn(move || self.run())?;
         Ok(ServerHandle {
             local,
             shutdown,
+            stats,
             thread: Some(thread),
         })
     }
@@ -532,6 +637,7 @@ impl ShutdownHandle {
 pub struct ServerHandle {
     local: SocketAddr,
     shutdown: ShutdownHandle,
+    stats: Arc<Mutex<ServerStats>>,
     thread: Option<JoinHandle<io::Result<Registry>>>,
 }
 
@@ -544,6 +650,16 @@ impl ServerHandle {
     /// A handle that stops the server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// What the server has done: a snapshot the server refreshes about once a second while
+    /// it is busy (and when it stops), so that reading it costs the server nothing per
+    /// request.
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops the server, waits for its thread, and gives its registry back.

@@ -30,6 +30,9 @@
 //! - `error_budget.rs`: how many error answers a source may get (`--error-rate`).
 //! - `abuse.rs`: what one source prefix may take: answer volume to unproven addresses,
 //!   contacts and lists held; trusted prefixes ([`Cidr`], `--trust`).
+//! - `stats.rs`: [`ServerStats`], what the server has done, for embedders and the
+//!   periodic summary line.
+//! - `batch.rs`: the datagrams of a turn in and out, `recvmmsg`/`sendmmsg` on Linux.
 //! - `driver.rs`: [`Server`], the blocking socket loop, and its [`ServerHandle`] and
 //!   [`ShutdownHandle`].
 //! - [`store`]: the durable journal behind `--state`, and the verify/repair tools.
@@ -45,6 +48,7 @@ use contact_proto::{Command, RequestId, SavePath};
 use contact_registry::Limits;
 
 mod abuse;
+mod batch;
 mod cache;
 mod core;
 mod data_dir;
@@ -52,12 +56,14 @@ mod driver;
 mod error_budget;
 mod im_timers;
 pub mod replicated;
+mod stats;
 pub mod store;
 
 pub use self::core::ServerCore;
 pub use abuse::{Cidr, CidrError, CookieKey};
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
+pub use stats::ServerStats;
 pub use store::{Store, StoreError};
 
 /// How a server is run.

@@ -199,3 +199,31 @@ fn ipv6_works_when_bound_to_ipv6() {
         r#"200-_-{"num_contacts_in_list": 1, "contact_list": [{"name": "Me", "ip": "::1", "port": 22000}]}"#
     );
 }
+
+#[test]
+fn the_handle_reports_what_the_server_did() {
+    use contact_proto::Status;
+    let server = TestServer::start();
+    let c = Raw::new(server.addr());
+    assert_eq!(c.ask("#1-_-create-_-l"), "#1-_-200-_-null");
+    assert_eq!(c.ask("#1-_-create-_-l"), "#1-_-200-_-null");
+    assert_eq!(c.ask("create-_-l"), "457-_-null");
+    assert!(c.ask("frobnicate").starts_with("466-_-"));
+    // The snapshot is refreshed about once a second while the server is busy.
+    let deadline = std::time::Instant::now() + crate::util::WAIT;
+    let stats = loop {
+        let stats = server.handle.stats();
+        if stats.requests == 4 || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(stats.requests, 4, "{stats:?}");
+    assert_eq!(stats.cache_hits, 1);
+    assert_eq!(stats.answers(Status::Ok), 1);
+    assert_eq!(stats.answers(Status::ListExists), 1);
+    assert_eq!(stats.answers(Status::Malformed), 1);
+    assert_eq!(stats.errors(), 2);
+    assert_eq!(stats.lists, 1);
+    assert_eq!(stats.journal_syncs, 0);
+}
