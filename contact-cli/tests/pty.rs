@@ -524,7 +524,13 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
     let started = Instant::now();
     // A short retry window, so that the client gives up within the test.
     let mut peer = Term::spawn(
-        &["peer", "127.0.0.1", &port.to_string(), "--retry-window", "3"],
+        &[
+            "peer",
+            "127.0.0.1",
+            &port.to_string(),
+            "--retry-window",
+            "3",
+        ],
         dir.path(),
     );
     // Reported at the first retry, not after the client has given up.
