@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use contact_peer::{ImError, ImOutcome, Peer, PortChoice};
-use contact_proto::{Answer, Command, ContactName, ImStartBody, ListName};
+use contact_proto::{Answer, Command, ContactName, ImStartBody, ListName, Status};
 use hdrhistogram::Histogram;
 
 use super::BenchArgs;
@@ -39,7 +39,9 @@ pub(super) fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
     }
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let tag = std::process::id();
-    let list = ListName::try_from(format!("bench-ring-{tag}")).map_err(|e| e.to_string())?;
+    // The same list on every run (the protocol cannot remove one): running again does not
+    // grow the server. Its members exit at the end.
+    let list = ListName::try_from("bench-ring").map_err(|e| e.to_string())?;
     let mut peers = Vec::with_capacity(args.peers);
     let mut names = Vec::with_capacity(args.peers);
     for i in 0..args.peers {
@@ -56,10 +58,10 @@ pub(super) fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
             "register",
         )?;
         if i == 0 {
-            ok(
-                peer.request(Command::Create { list: list.clone() })?,
-                "create",
-            )?;
+            let created = peer.request(Command::Create { list: list.clone() })?;
+            if created.status != Status::ListExists {
+                ok(created, "create")?;
+            }
         }
         ok(
             peer.request(Command::Join {
