@@ -112,3 +112,28 @@ fn echo_json_has_both_baselines_and_both_ratios() {
     let registry = handle.shutdown().unwrap();
     assert_eq!(registry.contacts().count(), 0);
 }
+
+/// `contact-cli bench | head`: a reader that goes away ends the bench quietly.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_goes_away_ends_it_quietly() {
+    use std::process::Stdio;
+
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--echo-only",
+            "--requests",
+            "200",
+            "--duration",
+            "10",
+        ])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(out.status.success());
+}

@@ -110,8 +110,21 @@ const SWEEP_CLIENTS: [usize; 4] = [1, 8, 64, 256];
 /// The ring sizes of `--mix ring --sweep`.
 pub(super) const SWEEP_PEERS: [usize; 3] = [3, 20, 100];
 
-/// Runs the benchmark described by `args` and prints its report.
+/// Runs the benchmark described by `args` and prints its report. A reader that goes away
+/// (`contact-cli bench | head`) ends it quietly.
 pub(crate) fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    match run_to_stdout(args) {
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn run_to_stdout(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
