@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use contact_peer::{Server, ServerConfig};
+use contact_peer::{Cidr, Server, ServerConfig};
 use contact_registry::{Limits, Registry};
 
 /// Options of `contact-cli server`.
@@ -62,6 +62,51 @@ pub(crate) struct Args {
     /// The longest name, in bytes (467 beyond; at most 255).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT.max_name_len)]
     max_name_len: usize,
+    /// Exempt this prefix (e.g. 10.0.0.0/8, 2001:db8::/32, or one address) from the answer
+    /// volume limits and the per-source quotas; repeatable. None by default, loopback
+    /// included.
+    #[arg(long, value_name = "CIDR")]
+    trust: Vec<Cidr>,
+    /// With --auth, requests from this prefix (e.g. 127.0.0.1, the server's own host) may
+    /// act for any contact: the operator's way to remove a contact (`exit NAME`) or take it
+    /// out of a list (`leave LIST NAME`); repeatable. None by default.
+    #[arg(long, value_name = "CIDR")]
+    operator: Vec<Cidr>,
+    /// The IPv4 prefix length that counts as one source for the limits below.
+    #[arg(long, value_name = "BITS", default_value_t = 32)]
+    source_prefix_v4: u8,
+    /// The IPv6 prefix length that counts as one source for the limits below.
+    #[arg(long, value_name = "BITS", default_value_t = 64)]
+    source_prefix_v6: u8,
+    /// Bytes of answers per second one source may get; answers beyond are dropped, so that
+    /// the server cannot be used to flood a forged source (0: no limit).
+    #[arg(long, value_name = "BYTES", default_value_t = 16_384)]
+    answer_rate: u64,
+    /// The burst of --answer-rate, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_536)]
+    answer_burst: u64,
+    /// Bytes of answers per second to all sources together (0: no limit); its burst is as
+    /// many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    answer_total_rate: u64,
+    /// The most contacts one source may hold registered (476 beyond; default: a quarter of
+    /// --max-contacts).
+    #[arg(long, value_name = "N")]
+    max_contacts_per_source: Option<usize>,
+    /// The most lists one source may have created (476 beyond; default: a quarter of
+    /// --max-lists).
+    #[arg(long, value_name = "N")]
+    max_lists_per_source: Option<usize>,
+    /// How often one source may save: a burst of 5, then one every SECS seconds (477
+    /// beyond; 0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    save_interval: u64,
+    /// The most files the data directory may hold after a save (477 beyond).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    data_dir_max_files: u64,
+    /// The most bytes the data directory may hold after a save (477 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    data_dir_max_bytes: u64,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -81,6 +126,19 @@ pub(crate) fn run(args: Args) -> ExitCode {
         state: args.state,
         store_retry: Duration::from_millis(args.store_retry_ms.max(1)),
         compact_after: args.compact_after,
+        trust: args.trust,
+        operator: args.operator,
+        source_prefix_v4: args.source_prefix_v4.min(32),
+        source_prefix_v6: args.source_prefix_v6.min(128),
+        answer_rate: args.answer_rate,
+        answer_burst: args.answer_burst,
+        answer_total_rate: args.answer_total_rate,
+        answer_total_burst: args.answer_total_rate.max(args.answer_burst),
+        max_contacts_per_source: args.max_contacts_per_source,
+        max_lists_per_source: args.max_lists_per_source,
+        save_interval: Duration::from_secs(args.save_interval),
+        data_dir_max_files: args.data_dir_max_files,
+        data_dir_max_bytes: args.data_dir_max_bytes,
         ..ServerConfig::default()
     };
     let registry = match &args.load {

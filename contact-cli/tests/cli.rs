@@ -261,3 +261,28 @@ fn usage_errors_exit_2_and_bad_load_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load"));
 }
+
+/// Issue 10, row "a ring packet whose text holds `\x1b[2J\x1b[31m...` or
+/// `\r\n[club] alice: ...`": printed raw, it wiped and recoloured the screen and forged a
+/// line. Now every control character is shown escaped, on one line.
+#[test]
+fn ring_text_with_terminal_controls_is_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = server(dir.path(), &[]);
+    let (mut p, port) = peer(addr);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let packet = format!(
+        "{{\"num_contacts_in_list\": 2, \"contact_list\": [{{\"name\": \"mallory\", \"ip\": \"127.0.0.1\", \"port\": {a}}}, {{\"name\": \"me\", \"ip\": \"127.0.0.1\", \"port\": {port}}}], \"text_message\": \"{}\", \"pointer\": 2}}",
+        r"\u001b[2J\u001b[31mred\r\n[club] alice: forged\u009b\u202e",
+        a = attacker.local_addr().unwrap().port() - 1,
+    );
+    attacker
+        .send_to(packet.as_bytes(), ("127.0.0.1", port + 1))
+        .unwrap();
+    let line = p.expect("mallory:");
+    assert_eq!(
+        line,
+        r"[?] mallory: \u{1b}[2J\u{1b}[31mred\r\n[club] alice: forged\u{9b}\u{202e}"
+    );
+    assert!(!line.chars().any(char::is_control));
+}

@@ -40,7 +40,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use contact_proto::{Answer, Body, Command, EXT_VERSION, Request, RequestId, Status};
+use contact_proto::{
+    Answer, Body, Command, Cookie, CookieTag, EXT_VERSION, Request, RequestId, Status,
+};
 use thiserror::Error;
 
 use crate::Transmit;
@@ -232,6 +234,9 @@ pub struct Client {
     transmit: Option<Vec<u8>>,
     events: VecDeque<ClientEvent>,
     rng: Rng,
+    /// The address cookie our server gave (issue 10), echoed in every tagged request; until
+    /// there is one, tagged requests ask for it.
+    cookie: Option<Cookie>,
 }
 
 impl Client {
@@ -251,6 +256,7 @@ impl Client {
             transmit: None,
             events: VecDeque::new(),
             rng,
+            cookie: None,
         }
     }
 
@@ -305,6 +311,10 @@ impl Client {
         let Some(flight) = self.in_flight.take() else {
             return;
         };
+        if answer.cookie.is_some() {
+            // Proof that we receive what the server sends to our address: echoed from now on.
+            self.cookie = answer.cookie;
+        }
         if !flight.pending.user || matches!(flight.pending.command, Command::QueryLists) {
             if let Some(Body::Lists(lists)) = &answer.body {
                 self.kind = if lists.ext >= EXT_VERSION {
@@ -339,6 +349,9 @@ impl Client {
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
             let bytes = Request {
                 id: flight.tag,
+                cookie: flight
+                    .tag
+                    .map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
                 command: flight.pending.command.clone(),
             }
             .to_bytes();
@@ -459,6 +472,7 @@ impl Client {
         let timeout = self.config.initial_timeout;
         let bytes = Request {
             id: tag,
+            cookie: tag.map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
             command: pending.command.clone(),
         }
         .to_bytes();
@@ -539,7 +553,8 @@ mod tests {
         c.handle_datagram(now, server(), LISTS_EXT);
         assert_eq!(c.server_kind(), ServerKind::Extended(1));
         assert!(c.poll_event().is_none(), "the probe is not an event");
-        assert_eq!(sent(&mut c), Some(format!("#{id}-_-create-_-l")));
+        // Tagged, asking for an address cookie (`~`).
+        assert_eq!(sent(&mut c), Some(format!("#{id}~-_-create-_-l")));
         // An untagged or wrongly tagged answer is skipped.
         c.handle_datagram(now, server(), b"200-_-null");
         c.handle_datagram(
@@ -548,12 +563,22 @@ mod tests {
             format!("#{}-_-200-_-null", id.wrapping_add(1)).as_bytes(),
         );
         assert!(c.poll_event().is_none());
-        c.handle_datagram(now, server(), format!("#{id}-_-457-_-null").as_bytes());
+        c.handle_datagram(
+            now,
+            server(),
+            format!("#{id}~00000000000000ab-_-457-_-null").as_bytes(),
+        );
         assert!(matches!(
             c.poll_event(),
             Some(ClientEvent::Answer { id: i, answer, .. }) if i == id && answer.status == Status::ListExists
         ));
         assert!(c.is_idle());
+        // The cookie is echoed from then on.
+        let id = c.send(now, create());
+        assert_eq!(
+            sent(&mut c),
+            Some(format!("#{id}~00000000000000ab-_-create-_-l"))
+        );
     }
 
     #[test]
@@ -686,7 +711,7 @@ mod tests {
         assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
         c.handle_datagram(now, server(), LISTS_EXT);
         assert_eq!(c.server_kind(), ServerKind::Extended(1));
-        assert_eq!(sent(&mut c), Some(format!("#{id}-_-create-_-l")));
+        assert_eq!(sent(&mut c), Some(format!("#{id}~-_-create-_-l")));
         c.handle_datagram(now, server(), format!("#{id}-_-200-_-null").as_bytes());
         assert!(matches!(c.poll_event(), Some(ClientEvent::Answer { id: i, .. }) if i == id));
     }
@@ -721,7 +746,7 @@ mod tests {
         assert_eq!(sent(&mut c).as_deref(), Some("query-lists"));
         assert_eq!(sent(&mut c), None);
         c.handle_datagram(now, server(), LISTS_EXT);
-        let wire = format!("#{id}-_-create-_-l");
+        let wire = format!("#{id}~-_-create-_-l");
         assert_eq!(sent(&mut c), Some(wire.clone()));
         // Tagged requests are retried, with the same id.
         let t = c.poll_timeout().unwrap();

@@ -59,10 +59,10 @@ pub use client::{Client, ClientConfig, ClientError, ClientEvent, ServerKind};
 pub use driver::Machine;
 pub use im::{ImError, ImLifecycle, ImOutcome};
 pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, RequestUpdate};
-pub use ring::{RingConfig, RingEngine, RingError, RingEvent};
+pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
-    DataDir, Record, SaveError, SaveJob, Server, ServerConfig, ServerCore, ServerHandle,
-    ShutdownHandle,
+    Cidr, CidrError, CookieKey, DataDir, Record, SaveError, SaveJob, Server, ServerConfig,
+    ServerCore, ServerHandle, ShutdownHandle,
 };
 
 /// A datagram a state machine wants sent: where, and how many bytes of the buffer given to

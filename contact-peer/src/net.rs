@@ -141,6 +141,13 @@ impl Waker {
         })
     }
 
+    pub(crate) fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            socket: self.socket.try_clone()?,
+            target: self.target,
+        })
+    }
+
     pub(crate) fn wake(&self) {
         let _ = self.socket.send_to(&[], self.target);
     }

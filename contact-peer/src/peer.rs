@@ -172,7 +172,8 @@ impl Peer {
         let ring_waker = Waker::new(&im)?;
         let (client_tx, client_rx) = unbounded();
         let (ring_tx, ring_rx) = unbounded();
-        let (events_tx, events) = unbounded();
+        // Bounded: a flood of messages the user does not read cannot grow it (issue 10).
+        let (events_tx, events) = crossbeam_channel::bounded(config.ring.max_events.max(1));
         let kind = Arc::new(Mutex::new(ServerKind::Unknown));
         let mut client_config = config.client;
         client_config.rng_seed ^= fresh_seed(control_addr);
@@ -188,6 +189,7 @@ impl Peer {
         let ring = RingTask {
             engine: RingEngine::with_config(ring_config),
             events: events_tx,
+            events_dropped: 0,
             replies: Vec::new(),
             watched: Vec::new(),
         };
@@ -489,6 +491,8 @@ impl Task for ClientTask {
 struct RingTask {
     engine: RingEngine,
     events: Sender<RingEvent>,
+    /// Events dropped because [`Peer::events`] was full.
+    events_dropped: u64,
     /// Replies to this turn's starts: they wait until the start's packet is sent and its
     /// events are out, so that a caller sees a one-member list's completion as soon as
     /// `start_im` returns.
@@ -528,7 +532,13 @@ impl Task for RingTask {
                     Err(e) => event = e.into_inner(),
                 }
             }
-            let _ = self.events.send(event);
+            if let Err(crossbeam_channel::TrySendError::Full(_)) = self.events.try_send(event) {
+                self.events_dropped += 1;
+                tracing::warn!(
+                    dropped = self.events_dropped,
+                    "the user's event channel is full: an event dropped"
+                );
+            }
         }
         for (reply, result) in self.replies.drain(..) {
             let _ = reply.send(result);

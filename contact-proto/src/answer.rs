@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::json::{check_count, check_datagram, json_string_len, next_key, set_once, write_py};
 use crate::write::{digits, push_decimal};
-use crate::{ContactName, DELIMITER, DecodeError, ListName, RequestId, Status};
+use crate::{ContactName, Cookie, DELIMITER, DecodeError, ListName, RequestId, Status};
 
 /// The extension level our server and peers announce with `"ext": 1` (see
 /// `docs/protocol.md`, "Extensions"); `0` (the key absent) means a reference implementation.
@@ -43,6 +43,9 @@ pub const EXT_VERSION: u32 = 1;
 pub struct Answer {
     /// The id of the request this answers, if it was tagged (our extension).
     pub id: Option<RequestId>,
+    /// An address cookie for the client to echo (ours: only in the answer to a tagged
+    /// request that asked for one, `#ID~COOKIE-_-`).
+    pub cookie: Option<Cookie>,
     /// Success or the failure.
     pub status: Status,
     /// The body, for `query-lists` and `im-start`, and for our detailed errors.
@@ -306,6 +309,7 @@ impl Answer {
     pub fn status(status: Status) -> Self {
         Self {
             id: None,
+            cookie: None,
             status,
             body: None,
         }
@@ -320,6 +324,7 @@ impl Answer {
     pub fn ok_with(body: Body) -> Self {
         Self {
             id: None,
+            cookie: None,
             status: Status::Ok,
             body: Some(body),
         }
@@ -331,6 +336,7 @@ impl Answer {
         let body = (!status.is_reference()).then(|| Body::Error(text.into()));
         Self {
             id: None,
+            cookie: None,
             status,
             body,
         }
@@ -339,6 +345,12 @@ impl Answer {
     /// The same answer tagged with a request id.
     pub fn with_id(mut self, id: Option<RequestId>) -> Self {
         self.id = id;
+        self
+    }
+
+    /// The same answer carrying `cookie` (written only when it has an id).
+    pub fn with_cookie(mut self, cookie: Option<Cookie>) -> Self {
+        self.cookie = cookie;
         self
     }
 
@@ -358,6 +370,9 @@ impl Answer {
         if let Some(id) = self.id {
             out.push(b'#');
             push_decimal(out, u64::from(id));
+            if let Some(c) = self.cookie {
+                out.extend_from_slice(format!("~{:016x}", c.0).as_bytes());
+            }
             out.extend_from_slice(DELIMITER.as_bytes());
         }
         push_decimal(out, u64::from(self.status.code()));
@@ -375,16 +390,20 @@ impl Answer {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         check_datagram(bytes)?;
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-        let (id, rest) = match text.strip_prefix('#') {
+        let (id, cookie, rest) = match text.strip_prefix('#') {
             Some(rest) => {
-                let (digits, rest) = rest
+                let (tag, rest) = rest
                     .split_once(DELIMITER)
                     .ok_or(DecodeError::BadAnswerHead)?;
-                let id = crate::command::parse_id(digits)
-                    .ok_or_else(|| DecodeError::BadId(digits.into()))?;
-                (Some(id), rest)
+                let bad = || DecodeError::BadId(tag.into());
+                let (id, cookie) = crate::command::split_tag(tag).ok_or_else(bad)?;
+                let cookie = match cookie {
+                    None => None,
+                    Some(hex) => Some(Cookie::parse(hex).ok_or_else(bad)?),
+                };
+                (Some(id), cookie, rest)
             }
-            None => (None, text),
+            None => (None, None, text),
         };
         let (code, json) = rest
             .split_once(DELIMITER)
@@ -411,7 +430,12 @@ impl Answer {
                 value => Some(Body::from_json(value)?),
             },
         };
-        Ok(Self { id, status, body })
+        Ok(Self {
+            id,
+            cookie,
+            status,
+            body,
+        })
     }
 }
 
@@ -467,6 +491,25 @@ mod tests {
         assert!(matches!(a.body, Some(Body::Lists(ref b)) if b.list_names.len() == 1));
         let a = Answer::decode(b"200-_- null ").unwrap();
         assert_eq!(a.body, None);
+    }
+
+    #[test]
+    fn cookies_in_tags() {
+        let a = Answer::ok()
+            .with_id(Some(5))
+            .with_cookie(Some(Cookie(0xab)));
+        assert_eq!(a.to_bytes(), b"#5~00000000000000ab-_-200-_-null");
+        assert_eq!(Answer::decode(&a.to_bytes()).unwrap(), a);
+        assert!(Answer::decode(b"#5~zz-_-200-_-null").is_err());
+        let r = crate::Request::decode(b"#7~-_-query-lists").unwrap();
+        assert_eq!(r.cookie, Some(crate::CookieTag::Ask));
+        assert_eq!(r.to_bytes(), b"#7~-_-query-lists");
+        let r = crate::Request::decode(b"#7~00000000000000ab-_-query-lists").unwrap();
+        assert_eq!(r.cookie, Some(crate::CookieTag::Echo(Cookie(0xab))));
+        assert_eq!(r.to_bytes(), b"#7~00000000000000ab-_-query-lists");
+        assert_eq!(crate::Request::peek_id(b"#7~abc-_-x"), Some(7));
+        assert!(crate::Request::decode(b"#7~abc-_-query-lists").is_err());
+        assert!(crate::Request::decode(b"#~-_-query-lists").is_err());
     }
 
     #[test]

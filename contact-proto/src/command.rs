@@ -313,8 +313,49 @@ pub(crate) fn parse_port(s: &str) -> Option<u16> {
 /// `docs/protocol.md`, "Extensions").
 pub type RequestId = u32;
 
+/// An address cookie (ours, issue 10): 64 bits our server derives from a request's source
+/// address with a key of its own, handed to a client in an answer and echoed in its later
+/// requests, which proves that the client receives what is sent to that address (as DNS
+/// cookies, RFC 7873, and QUIC's tokens do). Written as 16 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cookie(pub u64);
+
+impl Cookie {
+    fn push(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("{:016x}", self.0).as_bytes());
+    }
+
+    pub(crate) fn parse(hex: &str) -> Option<Self> {
+        (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(hex, 16).ok().map(Self))
+            .flatten()
+    }
+}
+
+/// What a tagged request says about cookies: `#ID~-_-` asks for one, `#ID~COOKIE-_-`
+/// carries one. A request without `~` (`#ID-_-`) neither asks nor proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CookieTag {
+    /// `#ID~-_-`: no cookie yet; please send one.
+    Ask,
+    /// `#ID~COOKIE-_-`: the cookie the server gave.
+    Echo(Cookie),
+}
+
+/// Splits a tag's `ID[~[COOKIE]]`.
+pub(crate) fn split_tag(tag: &str) -> Option<(RequestId, Option<&str>)> {
+    match tag.split_once('~') {
+        None => Some((parse_id(tag)?, None)),
+        Some((id, cookie)) => Some((parse_id(id)?, Some(cookie))),
+    }
+}
+
 /// A request datagram: a [`Command`], tagged with a [`RequestId`] when it comes from one of
 /// our peers talking to one of our servers.
+///
+/// ```text
+/// request = [ "#" ID [ "~" [ COOKIE ] ] "-_-" ] command    ; COOKIE: 16 hex digits
+/// ```
 ///
 /// ```
 /// use contact_proto::{Command, Request};
@@ -323,13 +364,16 @@ pub type RequestId = u32;
 /// assert!(matches!(req.command, Command::Join { .. }));
 ///
 /// let mut wire = Vec::new();
-/// Request { id: Some(7), command: Command::QueryLists }.encode(&mut wire);
+/// Request { id: Some(7), cookie: None, command: Command::QueryLists }.encode(&mut wire);
 /// assert_eq!(wire, b"#7-_-query-lists");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Request {
     /// The request id (our extension), or `None` as the reference sends.
     pub id: Option<RequestId>,
+    /// The cookie part of a tagged request (ours), if any: ignored without an id.
+    #[serde(default)]
+    pub cookie: Option<CookieTag>,
     /// The command.
     pub command: Command,
 }
@@ -337,7 +381,11 @@ pub struct Request {
 impl Request {
     /// A request without an id, as the reference sends it.
     pub fn plain(command: Command) -> Self {
-        Self { id: None, command }
+        Self {
+            id: None,
+            cookie: None,
+            command,
+        }
     }
 
     /// Appends the wire form to `out`.
@@ -345,6 +393,14 @@ impl Request {
         if let Some(id) = self.id {
             out.push(b'#');
             push_decimal(out, u64::from(id));
+            match self.cookie {
+                None => {}
+                Some(CookieTag::Ask) => out.push(b'~'),
+                Some(CookieTag::Echo(c)) => {
+                    out.push(b'~');
+                    c.push(out);
+                }
+            }
             out.extend_from_slice(DELIMITER.as_bytes());
         }
         self.command.encode(out);
@@ -375,10 +431,17 @@ impl Request {
         // The longest command has 4 fields; one more is enough to see that there are too
         // many, so the split needs no allocation.
         let mut fields = Fields { rest: Some(text) };
-        let mut id = None;
+        let (mut id, mut cookie) = (None, None);
         let mut first = fields.next().unwrap_or_default();
-        if let Some(digits) = first.strip_prefix('#') {
-            id = Some(parse_id(digits).ok_or_else(|| DecodeError::BadId(digits.into()))?);
+        if let Some(tag) = first.strip_prefix('#') {
+            let bad = || DecodeError::BadId(truncate(tag));
+            let (i, c) = split_tag(tag).ok_or_else(bad)?;
+            id = Some(i);
+            cookie = match c {
+                None => None,
+                Some("") => Some(CookieTag::Ask),
+                Some(hex) => Some(CookieTag::Echo(Cookie::parse(hex).ok_or_else(bad)?)),
+            };
             first = fields.next().ok_or(DecodeError::NoCommand)?;
         }
         let keyword = first;
@@ -404,7 +467,11 @@ impl Request {
                 reason,
             },
         })?;
-        Ok(Self { id, command })
+        Ok(Self {
+            id,
+            cookie,
+            command,
+        })
     }
 }
 
@@ -422,7 +489,7 @@ impl Request {
         let end = rest
             .windows(DELIMITER.len())
             .position(|w| w == DELIMITER.as_bytes())?;
-        parse_id(std::str::from_utf8(&rest[..end]).ok()?)
+        split_tag(std::str::from_utf8(&rest[..end]).ok()?).map(|(id, _)| id)
     }
 }
 

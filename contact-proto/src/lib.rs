@@ -15,6 +15,7 @@
 //!   message; [`RingView`], which reads and forwards one in place; [`RingAck`], the
 //!   acknowledgement of a hop; [`ImDatagram`], either of them decoded in one call; the
 //!   next-member rule [`recipient`] and [`Member::im_address`].
+//! - [`escape_controls`]: network text made safe for a terminal (`display.rs`).
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
 //! - [`roundtrip`]: decode/encode/decode checks, the bodies of the fuzz targets.
 //! - `json.rs`: JSON written as the reference writes it, and the checks every JSON datagram
@@ -42,6 +43,7 @@
 
 mod answer;
 mod command;
+mod display;
 mod error;
 mod json;
 mod line;
@@ -52,7 +54,8 @@ mod status;
 mod write;
 
 pub use answer::{Answer, Body, EXT_VERSION, ImStartBody, ListsBody, Member};
-pub use command::{Command, KEYWORDS, Request, RequestId};
+pub use command::{Command, Cookie, CookieTag, KEYWORDS, Request, RequestId};
+pub use display::escape_controls;
 pub use error::DecodeError;
 pub use json::json_string_len;
 pub use line::{Line, LineError, LineErrorKind, parse_line};

@@ -7,6 +7,8 @@
 //! ```text
 //! name = 1..=255 bytes of UTF-8
 //!        with no control character (Unicode category Cc, e.g. newline, tab, NUL),
+//!        with no invisible character: bidirectional controls and the other
+//!        default-ignorable code points (Unicode TR39), e.g. U+202E, U+200B, U+FEFF,
 //!        not beginning or ending with whitespace,
 //!        never containing the wire delimiter "-_-",
 //!        not ending with "-_"
@@ -14,6 +16,10 @@
 //!
 //! The last rule is the delimiter's too: `a-_` followed by `-_-` reads `a-_-_-`, whose first
 //! delimiter starts inside the name, so the field would split as `a` and `_-...`.
+//!
+//! Invisible characters are refused as Unicode's security guidance (TR39, "General Security
+//! Profile") says an identifier should: `alice\u{200b}` would look like `alice`, and a
+//! right-to-left override would show a name backwards. The set is [`is_invisible`].
 //!
 //! Spaces, quotes, backslashes and any other Unicode are allowed inside a name: the reference
 //! stores `"list` when a user types `create "list 1"`, so a quote is a name character for it.
@@ -48,6 +54,15 @@ pub enum NameError {
     /// The string holds a control character.
     #[error("name holds the control character {ch:?} at character {at}")]
     ControlChar {
+        /// The character.
+        ch: char,
+        /// Its 0-based index among the characters of the name.
+        at: usize,
+    },
+    /// The string holds an invisible character: a bidirectional control or another
+    /// default-ignorable code point ([`is_invisible`]).
+    #[error("name holds the invisible character U+{:04X} at character {at}", u32::from(*ch))]
+    Invisible {
         /// The character.
         ch: char,
         /// Its 0-based index among the characters of the name.
@@ -97,6 +112,9 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
     if let Some((at, ch)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Err(NameError::ControlChar { ch, at });
     }
+    if let Some((at, ch)) = s.chars().enumerate().find(|&(_, c)| is_invisible(c)) {
+        return Err(NameError::Invisible { ch, at });
+    }
     if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
         return Err(NameError::EdgeWhitespace);
     }
@@ -107,6 +125,43 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
         return Err(NameError::DelimiterEdge);
     }
     Ok(())
+}
+
+/// Whether `c` is invisible or reorders text: a bidirectional control (U+061C, U+200E,
+/// U+200F, U+202A..=U+202E, U+2066..=U+2069) or another code point with Unicode's
+/// `Default_Ignorable_Code_Point` property (zero-width spaces and joiners, soft hyphen,
+/// variation selectors, the byte order mark, tags...), the characters TR39 keeps out of
+/// identifiers because they are not seen.
+///
+/// ```
+/// use contact_proto::name::is_invisible;
+/// assert!(is_invisible('\u{202e}')); // right-to-left override
+/// assert!(is_invisible('\u{200b}')); // zero width space
+/// assert!(!is_invisible('é'));
+/// ```
+pub fn is_invisible(c: char) -> bool {
+    // Default_Ignorable_Code_Point, Unicode 15.1 DerivedCoreProperties.txt (it includes every
+    // bidirectional control listed above).
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 macro_rules! name_type {
@@ -272,6 +327,39 @@ mod tests {
         assert!(ListName::try_from("a\u{85}").is_err());
     }
 
+    /// Issue 10, row "names": `alice\u{200b}` looked like `alice`, U+202E showed names
+    /// backwards.
+    #[test]
+    fn names_refuse_bidi_controls_and_invisible_characters() {
+        assert_eq!(
+            ContactName::try_from("alice\u{200b}"),
+            Err(NameError::Invisible {
+                ch: '\u{200b}',
+                at: 5
+            })
+        );
+        assert_eq!(
+            ContactName::try_from("\u{202e}ecila"),
+            Err(NameError::Invisible {
+                ch: '\u{202e}',
+                at: 0
+            })
+        );
+        for c in [
+            '\u{ad}',
+            '\u{61c}',
+            '\u{200d}',
+            '\u{2066}',
+            '\u{feff}',
+            '\u{fe0f}',
+            '\u{e0041}',
+        ] {
+            assert!(ListName::try_from(format!("a{c}b")).is_err(), "{c:?}");
+        }
+        // Visible non-ASCII stays allowed.
+        assert!(ContactName::try_from("zoë 名前").is_ok());
+    }
+
     /// The rules written the slow way, char by char: the bytewise ASCII path must agree.
     fn reference_rules(s: &str) -> Result<(), NameError> {
         if s.is_empty() {
@@ -285,6 +373,9 @@ mod tests {
         }
         if let Some((at, ch)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
             return Err(NameError::ControlChar { ch, at });
+        }
+        if let Some((at, ch)) = s.chars().enumerate().find(|&(_, c)| is_invisible(c)) {
+            return Err(NameError::Invisible { ch, at });
         }
         if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
             return Err(NameError::EdgeWhitespace);
@@ -300,7 +391,9 @@ mod tests {
 
     #[test]
     fn the_ascii_fast_path_agrees_with_the_rules() {
-        let alphabet = [' ', '-', '_', 'a', '\t', '\u{7f}', '\n', '"', 'é', '\u{a0}'];
+        let alphabet = [
+            ' ', '-', '_', 'a', '\t', '\u{7f}', '\n', '"', 'é', '\u{a0}', '\u{200b}',
+        ];
         // Every string of up to 4 characters over an alphabet that reaches every rule.
         let mut strings = vec![String::new()];
         for _ in 0..4 {

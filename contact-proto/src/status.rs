@@ -4,7 +4,7 @@
 //! status = 3DIGIT
 //! ```
 //!
-//! `200` and `455`-`465` are the reference's; `466`-`474` are ours, for failures the reference
+//! `200` and `455`-`465` are the reference's; `466`-`477` are ours, for failures the reference
 //! does not detect (it ends instead, see `docs/protocol.md`). A reference peer only ever sees
 //! them if it sends something the reference server would have crashed on.
 
@@ -99,6 +99,17 @@ statuses! {
     /// disk full, read-only, removed) and did not apply it; nothing changed. Try again
     /// later: the server accepts changes again as soon as it can write.
     NotStored = 474, "the change could not be stored; try again later";
+    /// Ours: a tagged request reuses the id of another request from the same source whose
+    /// answer the server still keeps; it was not applied. Use a fresh id.
+    IdConflict = 475, "the request id was used for another request";
+    /// Ours: the request's source has registered as many contacts, or created as many
+    /// lists, as one source may (`server --max-contacts-per-source`,
+    /// `--max-lists-per-source`).
+    SourceQuota = 476, "this source has reached its quota";
+    /// Ours: `save` refused: this source saved too recently, or the data directory holds
+    /// as many files or bytes as it may (`server --save-interval`, `--data-dir-max-files`,
+    /// `--data-dir-max-bytes`).
+    SaveLimit = 477, "the save limit is reached; try again later";
 }
 
 impl Status {

@@ -92,7 +92,12 @@ fn answer() -> impl Strategy<Value = Answer> {
         prop::sample::select(Status::ALL),
         body,
     )
-        .prop_map(|(id, status, body)| Answer { id, status, body })
+        .prop_map(|(id, status, body)| Answer {
+            id,
+            cookie: None,
+            status,
+            body,
+        })
 }
 
 fn ring_packet() -> impl Strategy<Value = RingPacket> {
@@ -131,7 +136,11 @@ proptest! {
 
     #[test]
     fn request_encode_then_decode(cmd in command(), id in prop::option::of(any::<u32>())) {
-        let req = Request { id, command: cmd };
+        let req = Request {
+            id,
+            cookie: None,
+            command: cmd,
+        };
         let wire = req.to_bytes();
         prop_assert!(wire.len() <= contact_proto::MAX_REQUEST_LEN);
         prop_assert_eq!(Request::decode(&wire), Ok(req));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use contact_proto::{Answer, Body, ListName, Status};
+use contact_proto::{Answer, Body, ListName, Status, escape_controls};
 
 use super::script::NAMES;
 
@@ -109,14 +109,17 @@ impl<W: Write> Transcript<'_, W> {
         } else {
             format!("{shown}   (expected {expect})")
         };
+        let shown = escape_controls(&shown);
         writeln!(self.out, "{INDENT}{mark}{shown}")?;
         self.check_quiet(what, failure);
         Ok(())
     }
 
     /// What peer `who` showed.
+    /// `text` comes from the network: it is shown escaped ([`escape_controls`]).
     pub(super) fn saw(&mut self, who: usize, text: &str, ok: bool) -> io::Result<()> {
         let mark = self.mark(ok);
+        let text = escape_controls(text);
         writeln!(
             self.out,
             "{INDENT}{mark}{:<NAME_WIDTH$} saw: {text}",
@@ -127,6 +130,7 @@ impl<W: Write> Transcript<'_, W> {
     /// What peer `who` was told about its own message.
     pub(super) fn told(&mut self, who: usize, text: &str, ok: bool) -> io::Result<()> {
         let mark = self.mark(ok);
+        let text = escape_controls(text);
         writeln!(
             self.out,
             "{INDENT}{mark}{:<NAME_WIDTH$} was told: {text}",

@@ -144,18 +144,11 @@ pub(super) fn colour_wanted() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Text from the network is data: control characters are shown escaped, never sent to the
-/// terminal.
+/// Text from the network is data: control characters (and invisible or reordering ones) are
+/// shown escaped, never sent to the terminal ([`contact_proto::escape_controls`], which the
+/// demo uses too).
 pub(super) fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    contact_proto::escape_controls(text).into_owned()
 }
 
 /// The local time of day, `14:05`, for incoming messages.

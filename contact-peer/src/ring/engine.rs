@@ -1,7 +1,7 @@
 //! [`RingEngine`]: the state machine of one peer's ring, fed datagrams, timeouts and
 //! `im-start` answers, polled for transmits, events and its next wake-up.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use contact_proto::{
 
 use super::hops::{Due, Hop, Hops};
 use super::seen::Seen;
-use super::{MessageKey, RingConfig, RingError, RingEvent};
+use super::{MessageKey, RingConfig, RingError, RingEvent, RingStats};
 use crate::Transmit;
 use crate::backoff::Rng;
 
@@ -72,6 +72,8 @@ pub struct RingEngine {
     pub(super) seen: Seen,
     /// Buffers of sent datagrams, kept for the next ones: a hop allocates none.
     pub(super) spare: Vec<Vec<u8>>,
+    /// What was refused or dropped to stay bounded.
+    stats: RingStats,
 }
 
 /// How many spare buffers an engine keeps.
@@ -100,6 +102,7 @@ impl RingEngine {
             initiated: BTreeMap::new(),
             seen: Seen::new(config.dedup_capacity, config.dedup_lifetime),
             spare: Vec::new(),
+            stats: RingStats::default(),
             config,
         }
     }
@@ -121,7 +124,7 @@ impl RingEngine {
         };
         let n = packet.contact_list.len();
         if n == 1 {
-            self.events.push_back(RingEvent::Completed {
+            self.emit(RingEvent::Completed {
                 list,
                 initiator,
                 text: packet.text_message,
@@ -167,7 +170,7 @@ impl RingEngine {
                 deadline,
             },
         );
-        self.send_hop(now, key, packet, 0, FIRST_POINTER);
+        self.send_hop(now, key, packet, 0, FIRST_POINTER, None);
         Ok(())
     }
 
@@ -188,6 +191,14 @@ impl RingEngine {
         let p = view.pointer();
         if recipient(p, n).is_none() {
             return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
+        }
+        if let Some(repeated) = repeated_member(&view) {
+            // A list naming one member twice makes two peers pass a packet back and forth
+            // (A, B, A, B...) or one peer send to a victim again and again: no server of
+            // ours or the reference's makes one (461), so it is forged. Refused whole.
+            self.stats.repeated_members += 1;
+            tracing::warn!(%from, member = %contact_proto::escape_controls(&repeated), "ring packet names a member twice: refused");
+            return self.invalid(from, format!("the list names {repeated:?} twice"));
         }
         let Some(im_id) = view.im_id() else {
             // A reference initiator's packet: exactly the reference's rules.
@@ -224,10 +235,13 @@ impl RingEngine {
             text: view.text().to_owned(),
         });
         if forward {
-            self.forward(now, key, &view);
+            let budget = bytes
+                .len()
+                .saturating_mul(self.config.resend_factor() as usize);
+            self.forward(now, key, &view, budget);
         }
         match message {
-            Some(message) => self.events.push_back(message),
+            Some(message) => self.emit(message),
             None => tracing::debug!(%from, im_id, pointer = p, "copy of a message skipped"),
         }
     }
@@ -235,14 +249,15 @@ impl RingEngine {
     /// Forwards a valid packet on behalf of the member at `pointer - 1`: the common case
     /// written from the view; a next member that cannot be addressed (and so is skipped)
     /// takes the path of the whole packet.
-    fn forward(&mut self, now: Instant, key: MessageKey, view: &RingView<'_>) {
+    /// `budget`: the bytes its retries and skips may send (see [`RingConfig::resend_budget`]).
+    fn forward(&mut self, now: Instant, key: MessageKey, view: &RingView<'_>, budget: usize) {
         let (n, p) = (view.len(), view.pointer());
         let next = recipient(p + 1, n)
             .and_then(|i| view.member_ref(i))
             .and_then(|m| m.im_address().map(|to| (to, m.ext)));
         let Some((destination, ext)) = next else {
             match view.to_packet() {
-                Ok(packet) => self.send_hop(now, key, packet, p - 1, p + 1),
+                Ok(packet) => self.send_hop(now, key, packet, p - 1, p + 1, Some(budget)),
                 Err(e) => tracing::warn!(error = %e, "ring packet cannot be forwarded"),
             }
             return;
@@ -250,11 +265,21 @@ impl RingEngine {
         // "hop" asks for an ack: only of our peers, the only ones that send it.
         let mut bytes = self.buffer();
         view.encode_hop(&mut bytes, p + 1, ext >= 1);
-        self.dispatch(now, key, p - 1, destination, p + 1, ext, bytes);
+        self.dispatch(
+            now,
+            key,
+            p - 1,
+            destination,
+            p + 1,
+            ext,
+            bytes,
+            Some(budget),
+        );
     }
 
     /// Queues `bytes` (a packet with `pointer`) for `destination`, and remembers the hop
-    /// until acknowledged when the member is one of our peers (`ext` 1 or more).
+    /// until acknowledged when the member is one of our peers (`ext` 1 or more) and the
+    /// table has room ([`RingConfig::max_hops`]). `budget`: what its retries may send.
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &mut self,
@@ -265,13 +290,18 @@ impl RingEngine {
         pointer: usize,
         ext: u32,
         bytes: Vec<u8>,
+        budget: Option<usize>,
     ) {
-        if ext >= 1 {
+        if ext >= 1 && self.hops.len() >= self.config.max_hops {
+            self.stats.hops_dropped += 1;
+            tracing::warn!(to = %destination, im_id = key.1, dropped = self.stats.hops_dropped, "too many hops waiting for acks: this one is sent once, not retried");
+            self.transmits.push_back((destination, bytes));
+        } else if ext >= 1 {
             let mut copy = self.buffer();
             copy.extend_from_slice(&bytes);
             self.transmits.push_back((destination, copy));
             let backoff = self.config.backoff();
-            let hop = Hop::sent(
+            let mut hop = Hop::sent(
                 now,
                 key,
                 pointer,
@@ -281,6 +311,7 @@ impl RingEngine {
                 &backoff,
                 &mut self.rng,
             );
+            hop.budget = budget;
             self.hops.push(hop);
         } else {
             self.transmits.push_back((destination, bytes));
@@ -317,6 +348,7 @@ impl RingEngine {
                     self.transmits.push_back((destination, copy));
                 }
                 Due::GiveUp(hop) => self.skip(now, hop),
+                Due::Spent(hop) => self.spent(&hop),
             }
         }
         let expired: Vec<MessageKey> = self
@@ -330,7 +362,7 @@ impl RingEngine {
                 tracing::warn!(im_id = key.1, "message did not come back");
                 self.hops.cancel(&key);
                 self.seen.remember(now, &key, 0);
-                self.events.push_back(RingEvent::NotConfirmed {
+                self.emit(RingEvent::NotConfirmed {
                     list: im.list,
                     initiator: key.0,
                     text: im.text,
@@ -364,6 +396,30 @@ impl RingEngine {
         self.events.pop_front()
     }
 
+    /// What the engine refused or dropped to stay bounded, since it was made.
+    pub fn stats(&self) -> RingStats {
+        self.stats
+    }
+
+    /// Queues an event for the user, unless [`RingConfig::max_events`] already wait.
+    fn emit(&mut self, event: RingEvent) {
+        if self.events.len() >= self.config.max_events.max(1) {
+            self.stats.events_dropped += 1;
+            tracing::warn!(
+                dropped = self.stats.events_dropped,
+                "too many events waiting for the user: one dropped"
+            );
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    /// A hop whose resend budget is spent: given up without a skip.
+    fn spent(&mut self, hop: &Hop) {
+        self.stats.budget_spent += 1;
+        tracing::warn!(to = %hop.destination, im_id = hop.key.1, pointer = hop.pointer, "resend budget of a received message spent: hop given up");
+    }
+
     /// Whether nothing is pending: no hop waits for an ack, no message of this peer's for
     /// its return, nothing to send or tell.
     pub fn is_idle(&self) -> bool {
@@ -380,7 +436,7 @@ impl RingEngine {
         let list = packet.list();
         let initiator = packet.contact_list[0].name.clone();
         if p == n + 1 {
-            self.events.push_back(RingEvent::Completed {
+            self.emit(RingEvent::Completed {
                 list,
                 initiator,
                 skipped: packet.skipped(),
@@ -409,7 +465,7 @@ impl RingEngine {
                 self.invalid(from, reason);
             }
         }
-        self.events.push_back(RingEvent::Message {
+        self.emit(RingEvent::Message {
             sender: initiator,
             list,
             text,
@@ -418,7 +474,7 @@ impl RingEngine {
 
     /// Sends `packet` with `pointer` to the member it designates, on behalf of the member at
     /// `own_index`; members that cannot be addressed are skipped at once. A hop to one of our
-    /// peers is remembered until acknowledged.
+    /// peers is remembered until acknowledged, with `budget` for its retries.
     fn send_hop(
         &mut self,
         now: Instant,
@@ -426,6 +482,7 @@ impl RingEngine {
         mut packet: RingPacket,
         own_index: usize,
         mut pointer: usize,
+        budget: Option<usize>,
     ) {
         let n = packet.contact_list.len();
         loop {
@@ -455,7 +512,16 @@ impl RingEngine {
             let ext = member.ext;
             let mut bytes = self.buffer();
             packet.encode(&mut bytes);
-            return self.dispatch(now, key, own_index, destination, pointer, ext, bytes);
+            return self.dispatch(
+                now,
+                key,
+                own_index,
+                destination,
+                pointer,
+                ext,
+                bytes,
+                budget,
+            );
         }
     }
 
@@ -467,8 +533,20 @@ impl RingEngine {
             own_index,
             destination,
             bytes,
+            budget,
             ..
         } = hop;
+        // The skip's packet is about as long as the hop's: it draws on the same budget.
+        let budget = match budget.map(|left| left.checked_sub(bytes.len())) {
+            None => None,
+            Some(Some(left)) => Some(left),
+            Some(None) => {
+                self.stats.budget_spent += 1;
+                tracing::warn!(to = %destination, im_id = key.1, "resend budget of a received message spent: member not skipped");
+                self.recycle(bytes);
+                return;
+            }
+        };
         // The packet as sent: pointer and "hop" are the values sent.
         let mut packet = match RingPacket::decode(&bytes) {
             Ok(packet) => packet,
@@ -490,7 +568,7 @@ impl RingEngine {
         let name = packet.contact_list[index].name.clone();
         tracing::warn!(member = %name, to = %destination, im_id = key.1, "member skipped: no acknowledgement");
         packet.add_skipped(&name);
-        self.send_hop(now, key, packet, own_index, p + 1);
+        self.send_hop(now, key, packet, own_index, p + 1, budget);
     }
 
     fn handle_ack(&mut self, from: SocketAddr, ack: RingAck) {
@@ -510,7 +588,7 @@ impl RingEngine {
             Some(im) => im.list,
             None => packet.list(),
         };
-        self.events.push_back(RingEvent::Completed {
+        self.emit(RingEvent::Completed {
             list,
             initiator: key.0,
             skipped: packet.skipped(),
@@ -521,6 +599,25 @@ impl RingEngine {
 
     fn invalid(&mut self, from: SocketAddr, reason: String) {
         tracing::debug!(%from, %reason, "ring datagram skipped");
-        self.events.push_back(RingEvent::Invalid { from, reason });
+        self.emit(RingEvent::Invalid { from, reason });
     }
+}
+
+/// The first member a ring packet's list names twice, by name or by instant-message
+/// address (a member that cannot be addressed is compared by its IP and port as written).
+fn repeated_member(view: &RingView<'_>) -> Option<String> {
+    let n = view.len();
+    let mut names = HashSet::with_capacity(n);
+    let mut addresses = HashSet::with_capacity(n);
+    for i in 0..n {
+        let m = view.member_ref(i)?;
+        let address = match m.im_address() {
+            Some(a) => a.to_string(),
+            None => format!("{}|{}", m.ip, m.port),
+        };
+        if !addresses.insert(address) || !names.insert(m.name.clone()) {
+            return Some(m.name.into_owned());
+        }
+    }
+    None
 }

@@ -21,6 +21,9 @@ pub(super) struct Hop {
     pub(super) own_index: usize,
     pub(super) destination: SocketAddr,
     pub(super) bytes: Vec<u8>,
+    /// Bytes this hop may still send again (retries, then a skip), for a message received
+    /// from the network; `None` for this peer's own messages (unlimited).
+    pub(super) budget: Option<usize>,
     sends: u32,
     timeout: Duration,
     deadline: Instant,
@@ -46,6 +49,7 @@ impl Hop {
             own_index,
             destination,
             bytes,
+            budget: None,
             sends: 1,
             timeout,
             deadline: now + backoff.wait(timeout, rng),
@@ -64,6 +68,8 @@ pub(super) enum Due<'a> {
     /// Sent as many times as allowed without an ack: taken out, for the engine to skip its
     /// member.
     GiveUp(Hop),
+    /// Its resend budget is spent: taken out, neither sent again nor skipped.
+    Spent(Hop),
 }
 
 /// The hops waiting for an ack, in the order they were sent (so that timeouts fire in the
@@ -76,6 +82,10 @@ pub(super) struct Hops {
 impl Hops {
     pub(super) fn push(&mut self, hop: Hop) {
         self.hops.push(hop);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.hops.len()
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -120,6 +130,15 @@ impl Hops {
         if !backoff.may_send_again(self.hops[i].sends) {
             *cursor = i;
             return Some(Due::GiveUp(self.hops.remove(i)));
+        }
+        let size = self.hops[i].bytes.len();
+        match self.hops[i].budget {
+            Some(left) if left < size => {
+                *cursor = i;
+                return Some(Due::Spent(self.hops.remove(i)));
+            }
+            Some(left) => self.hops[i].budget = Some(left - size),
+            None => {}
         }
         *cursor = i + 1;
         let hop = &mut self.hops[i];
@@ -171,7 +190,7 @@ mod tests {
                     assert_eq!(bytes, [1]);
                     (0, true)
                 }
-                Due::GiveUp(hop) => (hop.pointer, false),
+                Due::GiveUp(hop) | Due::Spent(hop) => (hop.pointer, false),
             });
         }
         out

@@ -102,6 +102,22 @@ pub struct RingConfig {
     /// How long a receiver remembers a message; longer than a sender's retries
     /// ([`RingConfig::give_up_after`]).
     pub dedup_lifetime: Duration,
+    /// How many hops to our peers an engine keeps waiting for their acks. A hop beyond is
+    /// sent once and not retried (counted in [`RingStats::hops_dropped`]), so that a flood
+    /// of forged packets cannot grow the table without bound.
+    pub max_hops: usize,
+    /// How many events an engine (and [`Peer`](crate::Peer)'s channel) holds for its user
+    /// before it drops new ones (counted in [`RingStats::events_dropped`]).
+    pub max_events: usize,
+    /// How much a peer may send again on behalf of a message it received (retransmissions
+    /// of its forward, and skips to the members after a silent one), as a multiple of the
+    /// bytes of the packet that arrived. The first forward is not counted: it is what the
+    /// reference sends. `None` (the default) means `2 * max_sends - 1`: enough for one
+    /// silent member to be retried and skipped and the next member retried (with 5 sends,
+    /// 9: a forged ring naming a victim many times over gets at most 10 times its bytes
+    /// sent on, where it got ~5,000 copies before). Messages this peer started are not
+    /// limited.
+    pub resend_budget: Option<u32>,
     /// Seed of the random source of message ids and jitter. Tests fix it;
     /// [`Peer`](crate::Peer) mixes the clock and its port into it. Two engines with the same
     /// seed draw the same ids: give every engine its own.
@@ -111,7 +127,8 @@ pub struct RingConfig {
 impl Default for RingConfig {
     /// 200 ms doubling to 1 s at most, 24 sends (a silent member is skipped after about
     /// 22.4 s, up to 24.6 s with the 10% jitter; see the [module docs](self) for why), a 30 s
-    /// completion timeout, 4096 messages remembered for 60 s.
+    /// completion timeout, 4096 messages remembered for 60 s, 1024 hops waiting for acks,
+    /// 1024 events waiting for the user, a resend budget of 2 x 24 - 1 = 47.
     fn default() -> Self {
         Self {
             initial_timeout: Duration::from_millis(200),
@@ -121,6 +138,9 @@ impl Default for RingConfig {
             completion_timeout: Duration::from_secs(30),
             dedup_capacity: 4096,
             dedup_lifetime: Duration::from_secs(60),
+            max_hops: 1024,
+            max_events: 1024,
+            resend_budget: None,
             rng_seed: 0x0123_4567_89AB_CDEF,
         }
     }
@@ -130,6 +150,12 @@ impl RingConfig {
     /// The longest a sender keeps trying one member before skipping it.
     pub fn give_up_after(&self) -> Duration {
         self.backoff().longest_window()
+    }
+
+    /// [`RingConfig::resend_budget`], its default applied.
+    pub fn resend_factor(&self) -> u32 {
+        self.resend_budget
+            .unwrap_or_else(|| self.max_sends.max(1).saturating_mul(2) - 1)
     }
 
     /// The timeouts of a hop's sends.
@@ -194,6 +220,22 @@ pub enum RingEvent {
         /// Why it was skipped.
         reason: String,
     },
+}
+
+/// What a [`RingEngine`] refused or dropped to stay bounded (issue 10), counted since it
+/// was made. Each drop is also logged (`warn`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RingStats {
+    /// Hops sent once but not kept for retries: [`RingConfig::max_hops`] were waiting.
+    pub hops_dropped: u64,
+    /// Events dropped: [`RingConfig::max_events`] were waiting for the user.
+    pub events_dropped: u64,
+    /// Packets refused because their list names a member (a name or an address) twice.
+    pub repeated_members: u64,
+    /// Retransmissions or skips not sent: the message's [`RingConfig::resend_budget`] was
+    /// spent.
+    pub budget_spent: u64,
 }
 
 /// Why an instant message cannot be started.

@@ -13,11 +13,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use contact_proto::{
-    Answer, Body, Command, EXT_VERSION, MAX_DATAGRAM_LEN, Request, RequestId, Status,
+    Answer, Body, Command, Cookie, CookieTag, DELIMITER, EXT_VERSION, MAX_DATAGRAM_LEN, Request,
+    RequestId, Status,
 };
 use contact_registry::{Registry, Reply};
 
-use super::cache::{AnswerCache, digest};
+use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
+use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
 use super::im_timers::ImTimers;
 use super::{KeptAnswer, Record, SaveJob, ServerConfig};
@@ -70,6 +72,26 @@ pub struct ServerCore {
     /// The wall clock (Unix ms) at the core's epoch, given by the driver
     /// ([`ServerCore::set_clock`]); 0 until then. Journaled answer times are on this clock.
     unix_epoch: u64,
+    /// How sources are grouped into prefixes, and which are trusted.
+    sources: Sources,
+    /// The volume of answers to each prefix.
+    limit: AnswerLimit,
+    /// Contacts and lists held per prefix.
+    quotas: Quotas,
+    /// The key of the address cookies.
+    cookie_key: CookieKey,
+    /// The operator's prefixes ([`ServerConfig::operator`]).
+    operator: Vec<super::Cidr>,
+    /// What the request being handled proved: its answers skip the volume limit when its
+    /// cookie is valid; a tagged request that asked for one (or brought a wrong one) gets it.
+    turn: Turn,
+}
+
+/// The address proof of the request being handled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Turn {
+    proven: bool,
+    give: Option<Cookie>,
 }
 
 impl ServerCore {
@@ -78,7 +100,11 @@ impl ServerCore {
         Self {
             registry,
             epoch: None,
-            cache: AnswerCache::new(config.dedup_capacity, millis(config.dedup_lifetime)),
+            cache: AnswerCache::new(
+                config.dedup_capacity,
+                config.dedup_per_source,
+                millis(config.dedup_lifetime),
+            ),
             transmits: VecDeque::new(),
             saves: VecDeque::new(),
             auth: config.auth,
@@ -90,7 +116,46 @@ impl ServerCore {
             degraded: false,
             unstored: 0,
             unix_epoch: 0,
+            sources: Sources {
+                v4_len: config.source_prefix_v4,
+                v6_len: config.source_prefix_v6,
+                trusted: config.trust.clone(),
+            },
+            limit: AnswerLimit::new(
+                config.answer_rate,
+                config.answer_burst,
+                config.answer_total_rate,
+                config.answer_total_burst,
+            ),
+            quotas: Quotas::new(
+                config
+                    .max_contacts_per_source
+                    .unwrap_or((config.limits.max_contacts / 4).max(1)),
+                config
+                    .max_lists_per_source
+                    .unwrap_or((config.limits.max_lists / 4).max(1)),
+            ),
+            cookie_key: config.cookie_key.clone(),
+            operator: config.operator.clone(),
+            turn: Turn::default(),
         }
+    }
+
+    /// Answers sent to addresses proven by their cookie, outside the volume limit, so far.
+    pub fn proven_answers(&self) -> u64 {
+        self.limit.proven()
+    }
+
+    /// The prefix `ip` is counted by for the per-source limits, or `None` when the operator
+    /// trusts it (`--trust`).
+    pub(crate) fn limited_prefix(&self, ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        (!self.sources.trusted(ip)).then(|| self.sources.prefix(ip))
+    }
+
+    /// Answers not sent because their source prefix (or the whole server) was over its
+    /// answer rate ([`ServerConfig::answer_rate`]): (answers, bytes).
+    pub fn limited_answers(&self) -> (u64, u64) {
+        self.limit.dropped()
     }
 
     /// Ties the core's clock to the wall clock: `now` is `unix_ms` milliseconds since the
@@ -185,6 +250,7 @@ impl ServerCore {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.handle_timeout(now);
         let at = self.millis(now);
+        self.turn = Turn::default();
         let request = match Request::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -195,28 +261,109 @@ impl ServerCore {
                 let status = e.status();
                 let id = Request::peek_id(bytes);
                 tracing::info!(%from, ?id, len = bytes.len(), status = status.code(), error = %e, "bad request");
-                let answer = Answer::error(status, e.to_string()).with_id(id);
-                return self.answer(at, from, answer, digest(bytes), false);
+                let answer = Answer::error(status, excerpt(&e.to_string())).with_id(id);
+                return self.answer(at, from, answer, Some(digest(bytes)), false);
             }
         };
-        // Only tagged requests are cached, so only they need a digest.
+        // The address proof: a valid cookie lifts the volume limit; a request that asks for
+        // one, or brings one that is not its address's, is given one.
+        if request.id.is_some() {
+            self.turn = match request.cookie {
+                Some(CookieTag::Echo(c)) if self.cookie_key.verify(from.ip(), c) => Turn {
+                    proven: true,
+                    give: None,
+                },
+                Some(_) => Turn {
+                    proven: false,
+                    give: Some(self.cookie_key.cookie(from.ip())),
+                },
+                None => Turn::default(),
+            };
+        }
+        // Only tagged requests are cached, so only they need a digest: of the request
+        // without its cookie, which a retransmission may carry when the first copy did not.
         // (A degraded core answers retransmissions too: they change nothing.)
-        let digest = request.id.map_or(0, |_| digest(bytes));
+        let digest = request.id.map_or(0, |_| digest(&without_cookie(bytes)));
         if let Some(id) = request.id {
-            if let Some(bytes) = self.cache.get(from, id, digest) {
-                tracing::info!(%from, id, request = %request.command, "retransmission answered again");
-                self.transmits.push_back((from, bytes.to_vec()));
-                return;
+            match self.cache.lookup(from, id, digest) {
+                Lookup::Answered(bytes) => {
+                    tracing::info!(%from, id, request = %request.command, "retransmission answered again");
+                    let bytes = bytes.to_vec();
+                    return self.send(at, from, bytes);
+                }
+                Lookup::Conflict => {
+                    // Bound to the request that made it: never overwritten by another
+                    // under the same id (a forged one, say), and that one is not applied.
+                    tracing::info!(%from, id, request = %request.command, status = 475, "request id reused for another request");
+                    let answer = Answer::error(
+                        Status::IdConflict,
+                        "this request id was used for another request; use a fresh id",
+                    );
+                    return self.answer(at, from, answer.with_id(Some(id)), None, false);
+                }
+                Lookup::New => {}
             }
         }
-        let Request { id, command } = request;
+        let Request { id, command, .. } = request;
         // Formatting the command costs an allocation: only when the log line is wanted.
         let text = tracing::enabled!(tracing::Level::INFO).then(|| command.to_string());
         // Checks before the registry sees the command.
         if let Some(answer) = self.refuse(from, &command) {
             tracing::info!(%from, ?id, request = text.as_deref(), status = answer.status.code(), "request");
-            return self.answer(at, from, answer.with_id(id), digest, false);
+            return self.answer(at, from, answer.with_id(id), id.map(|_| digest), false);
         }
+        // `query-lists` changes nothing: its answer is never kept, so it needs no room.
+        let cached = id.is_some() && command != Command::QueryLists;
+        if cached && !self.cache.has_room(at, from) {
+            // Keeping this answer would evict another source's that its client may still
+            // retransmit for: refused unapplied, so at-most-once holds for both.
+            tracing::warn!(%from, ?id, request = text.as_deref(), status = 473, "answer cache full: request refused");
+            let answer = Answer::error(
+                Status::Busy,
+                "the server is busy (answer cache full); try again later",
+            );
+            return self.answer(at, from, answer.with_id(id), None, false);
+        }
+        let digest = cached.then_some(digest);
+        // Per-source quotas (476), before the registry, and what to count after it.
+        let trusted = self.sources.trusted(from.ip());
+        let prefix = self.sources.prefix(from.ip());
+        let held = match &command {
+            Command::Register { name, .. } => Some((true, name.as_str().to_owned())),
+            Command::Create { list } => Some((false, list.as_str().to_owned())),
+            _ => None,
+        };
+        if let Some((contact, name)) = held.as_ref().filter(|_| !trusted) {
+            // After the reference's checks (455/456, 457/458): only a command the registry
+            // would accept counts against the quota.
+            let (reg, limits) = (&self.registry, self.registry.limits());
+            let ok = if *contact {
+                reg.contact(name.as_str()).is_some()
+                    || reg.num_contacts() >= limits.max_contacts
+                    || self.quotas.may_register(prefix)
+            } else {
+                reg.members(name.as_str()).is_some()
+                    || reg.num_lists() >= limits.max_lists
+                    || self.quotas.may_create(prefix)
+            };
+            if !ok {
+                let (what, max) = if *contact {
+                    ("contacts registered", self.quotas.max_contacts)
+                } else {
+                    ("lists created", self.quotas.max_lists)
+                };
+                tracing::warn!(%from, ?id, request = text.as_deref(), status = 476, "source quota reached");
+                let answer = Answer::error(
+                    Status::SourceQuota,
+                    format!("this source already has {max} {what}, as many as one source may"),
+                );
+                return self.answer(at, from, answer.with_id(id), digest, false);
+            }
+        }
+        let exiting = match &command {
+            Command::Exit { name } => Some(name.as_str().to_owned()),
+            _ => None,
+        };
         let mutation = !matches!(command, Command::QueryLists | Command::Save { .. });
         if self.degraded && mutation {
             // Refused before the registry sees it, so that memory never holds a change the
@@ -230,14 +377,13 @@ impl ServerCore {
             let mut bytes = self.spare.pop().unwrap_or_default();
             bytes.clear();
             answer.with_id(id).encode(&mut bytes);
-            self.transmits.push_back((from, bytes));
-            return;
+            return self.send(at, from, bytes);
         }
         if command == Command::QueryLists {
             if let Some(body) = self.lists_body.take() {
                 // A read whose answer the registry gave before and has not changed since.
                 tracing::info!(%from, ?id, request = text.as_deref(), status = 200, "request");
-                self.answer_lists(at, from, id, &body, digest);
+                self.answer_lists(at, from, id, &body);
                 self.lists_body = Some(body);
                 return;
             }
@@ -251,6 +397,14 @@ impl ServerCore {
         if outcome.lists_changed {
             self.lists_body = None;
         }
+        if outcome.changed {
+            match (held, exiting) {
+                (Some((true, name)), _) => self.quotas.registered(prefix, &name),
+                (Some((false, list)), _) => self.quotas.created(prefix, &list),
+                (_, Some(name)) => self.quotas.unregistered(&name),
+                _ => {}
+            }
+        }
         // A tagged mutation's answer is journaled with it, so that its retransmission after
         // a restart is answered, not applied again: a change rebuilds its answer on replay,
         // a refusal is kept as its bytes.
@@ -259,7 +413,7 @@ impl ServerCore {
             .map(|id| KeptAnswer {
                 from,
                 id,
-                digest,
+                digest: digest.unwrap_or(0),
                 at: self.unix_epoch.saturating_add(at),
                 bytes: Vec::new(),
             });
@@ -279,7 +433,7 @@ impl ServerCore {
                 self.answer(at, from, answer.with_id(id), digest, tag.is_some());
                 if let Some(mut tag) = tag.filter(|_| !outcome.changed) {
                     if let (Some(records), Some(bytes)) =
-                        (&mut self.records, self.cache.get(from, tag.id, digest))
+                        (&mut self.records, self.cache.get(from, tag.id, tag.digest))
                     {
                         tag.bytes = bytes.to_vec();
                         records.push_back(Record {
@@ -294,26 +448,42 @@ impl ServerCore {
                 from,
                 id,
                 file,
-                digest,
+                digest: digest.unwrap_or(0),
             }),
         }
     }
 
     /// With authentication on, refuses a command for a contact that does not come from the
-    /// contact's registered address. An unknown contact is left to the registry (459).
+    /// contact's registered address, and a `register` that does not come from the address it
+    /// registers. An unknown contact is left to the registry (459).
     fn refuse(&self, from: SocketAddr, command: &Command) -> Option<Answer> {
         if !self.auth {
             return None;
         }
-        let contact = self.registry.contact(command.acting_contact()?)?;
         let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
+        if let Command::Register { name, ip, port } = command {
+            // A contact registered at someone else's address would make every answer and
+            // ring packet for it go there (issue 10): register must come from it.
+            return (canonical(SocketAddr::new(*ip, *port)) != canonical(from)).then(|| {
+                Answer::error(
+                    Status::NotAuthorized,
+                    format!("{name} may only be registered from the address it registers"),
+                )
+            });
+        }
+        let contact = self.registry.contact(command.acting_contact()?)?;
+        if self.operator.iter().any(|c| c.contains(from.ip())) {
+            // The operator acts for anyone: the way to remove what a hostile source left.
+            tracing::info!(%from, contact = %contact.name(), "operator request");
+            return None;
+        }
         (canonical(contact.addr()) != canonical(from)).then(|| {
+            // The text never names the address: it would tell a spoofer what to forge.
             Answer::error(
                 Status::NotAuthorized,
                 format!(
-                    "{} may only be acted for from its registered address {}",
+                    "{} may only be acted for from its registered address",
                     contact.name(),
-                    contact.addr()
                 ),
             )
         })
@@ -344,12 +514,14 @@ impl ServerCore {
         result: Result<(), (Status, String)>,
     ) {
         let at = self.millis(now);
+        self.turn = Turn::default();
         let answer = match result {
             Ok(()) => Answer::ok(),
             Err((status, text)) => Answer::error(status, text),
         };
         tracing::info!(from = %job.from, id = ?job.id, request = %Command::Save { file: job.file }, status = answer.status.code(), "request");
-        self.answer(at, job.from, answer.with_id(job.id), job.digest, false);
+        let cache = job.id.map(|_| job.digest);
+        self.answer(at, job.from, answer.with_id(job.id), cache, false);
     }
 
     /// Forgets cached answers whose time is up, and completes instant messages whose
@@ -416,7 +588,20 @@ impl ServerCore {
         millis(now.saturating_duration_since(epoch))
     }
 
-    fn answer(&mut self, at: u64, to: SocketAddr, answer: Answer, digest: u64, durable: bool) {
+    /// Queues `answer` for `to`, kept in the answer cache under `digest` when it is `Some`
+    /// (a tagged request's).
+    fn answer(
+        &mut self,
+        at: u64,
+        to: SocketAddr,
+        answer: Answer,
+        digest: Option<u64>,
+        durable: bool,
+    ) {
+        let answer = match answer.id {
+            Some(_) => answer.with_cookie(self.turn.give),
+            None => answer,
+        };
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         answer.encode(&mut bytes);
@@ -429,20 +614,16 @@ impl ServerCore {
         self.queue(at, to, answer.id, bytes, digest, durable);
     }
 
-    /// Answers `query-lists` with its body as the registry last gave it.
-    fn answer_lists(
-        &mut self,
-        at: u64,
-        to: SocketAddr,
-        id: Option<RequestId>,
-        body: &[u8],
-        digest: u64,
-    ) {
+    /// Answers `query-lists` with its body as the registry last gave it (never cached).
+    fn answer_lists(&mut self, at: u64, to: SocketAddr, id: Option<RequestId>, body: &[u8]) {
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
-        Answer::ok().with_id(id).encode_head(&mut bytes);
+        Answer::ok()
+            .with_id(id)
+            .with_cookie(self.turn.give)
+            .encode_head(&mut bytes);
         bytes.extend_from_slice(body);
-        self.queue(at, to, id, bytes, digest, false);
+        self.queue(at, to, id, bytes, None, false);
     }
 
     fn queue(
@@ -451,7 +632,7 @@ impl ServerCore {
         to: SocketAddr,
         id: Option<RequestId>,
         mut bytes: Vec<u8>,
-        digest: u64,
+        digest: Option<u64>,
         durable: bool,
     ) {
         if bytes.len() > MAX_DATAGRAM_LEN {
@@ -465,12 +646,75 @@ impl ServerCore {
             .with_id(id)
             .encode(&mut bytes);
         }
-        if let Some(id) = id {
+        if let (Some(id), Some(digest)) = (id, digest) {
             self.cache
                 .insert(at, to, id, digest, bytes.clone(), durable);
         }
+        self.send(at, to, bytes);
+    }
+
+    /// Queues `bytes` for `to`, within the answer volume `to`'s prefix and the server may
+    /// send ([`ServerConfig::answer_rate`]); beyond, the answer is dropped unsent (it stays
+    /// cached: a retransmission within the budget gets it).
+    fn send(&mut self, at: u64, to: SocketAddr, bytes: Vec<u8>) {
+        let ip = to.ip();
+        if self.turn.proven {
+            self.limit.count_proven();
+        } else if !self.sources.trusted(ip)
+            && !self.limit.allow(at, self.sources.prefix(ip), bytes.len())
+        {
+            tracing::debug!(%to, len = bytes.len(), "answer dropped: source over its answer rate");
+            if self.spare.len() < 64 {
+                self.spare.push(bytes);
+            }
+            return;
+        }
         self.transmits.push_back((to, bytes));
     }
+}
+
+/// `bytes` without the cookie part of its tag (`#ID~COOKIE-_-...` as `#ID-_-...`): what a
+/// retransmission's digest is taken of.
+fn without_cookie(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let delimiter = DELIMITER.as_bytes();
+    let tag_end = bytes
+        .windows(delimiter.len())
+        .position(|w| w == delimiter)
+        .unwrap_or(bytes.len());
+    match bytes[..tag_end].iter().position(|&b| b == b'~') {
+        Some(tilde) if bytes.starts_with(b"#") => {
+            let mut out = bytes[..tilde].to_vec();
+            out.extend_from_slice(&bytes[tag_end..]);
+            std::borrow::Cow::Owned(out)
+        }
+        _ => std::borrow::Cow::Borrowed(bytes),
+    }
+}
+
+/// The most an error answer's text may take once written as JSON: a bad request is echoed
+/// only as a short excerpt, so that an error answer is never much larger than the request.
+const MAX_ERROR_JSON: usize = 96;
+
+/// `text` (which may quote the bad request) escaped ([`contact_proto::escape_controls`])
+/// and cut so that it takes at most [`MAX_ERROR_JSON`] bytes as a JSON string.
+fn excerpt(text: &str) -> String {
+    let escaped = contact_proto::escape_controls(text);
+    if contact_proto::json_string_len(&escaped) <= MAX_ERROR_JSON {
+        return escaped.into_owned();
+    }
+    let mut out = String::new();
+    let mut len = 2 + 3; // the quotes and "..."
+    for c in escaped.chars() {
+        let mut buf = [0; 4];
+        let w = contact_proto::json_string_len(c.encode_utf8(&mut buf)) - 2;
+        if len + w > MAX_ERROR_JSON {
+            break;
+        }
+        len += w;
+        out.push(c);
+    }
+    out.push_str("...");
+    out
 }
 
 /// A duration in whole milliseconds (saturating: a lifetime of centuries is forever).

@@ -25,6 +25,10 @@ pub enum SaveError {
     /// The path would leave the data directory.
     #[error("the path {0:?} is outside the data directory")]
     Refused(String),
+    /// The data directory holds as many files or bytes as it may
+    /// ([`DataDir::with_limits`]).
+    #[error("the data directory is full: {0}")]
+    Full(String),
     /// The file system refused.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -37,10 +41,11 @@ pub enum SaveError {
 }
 
 impl SaveError {
-    /// The status the server answers this failure with: 471 or 462.
+    /// The status the server answers this failure with: 471, 477 or 462.
     pub fn status(&self) -> Status {
         match self {
             Self::Refused(_) => Status::PathRefused,
+            Self::Full(_) => Status::SaveLimit,
             Self::Io { .. } => Status::SaveFailed,
         }
     }
@@ -50,12 +55,54 @@ impl SaveError {
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    max_files: u64,
+    max_bytes: u64,
 }
 
 impl DataDir {
-    /// The directory at `root` (which need not exist yet: saves fail with 462 until it does).
+    /// The directory at `root` (which need not exist yet: saves fail with 462 until it does),
+    /// without limits.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            max_files: u64::MAX,
+            max_bytes: u64::MAX,
+        }
+    }
+
+    /// The same directory, holding at most `max_files` files and `max_bytes` bytes once a
+    /// save is written (its subdirectories included); a save beyond is refused with
+    /// [`SaveError::Full`] (477). A save that replaces a file counts only what it adds.
+    pub fn with_limits(self, max_files: u64, max_bytes: u64) -> Self {
+        Self {
+            max_files,
+            max_bytes,
+            ..self
+        }
+    }
+
+    /// Writes `file` atomically with `bytes`, within the directory's limits.
+    pub fn save_bytes(&self, file: &SavePath, bytes: &[u8]) -> Result<PathBuf, SaveError> {
+        let target = self.resolve(file)?;
+        if self.max_files != u64::MAX || self.max_bytes != u64::MAX {
+            let (files, total) = usage(&self.root, self.max_files.saturating_add(1));
+            let old = fs::symlink_metadata(&target).ok().filter(|m| m.is_file());
+            let files = files + u64::from(old.is_none());
+            let total = (total + bytes.len() as u64).saturating_sub(old.map_or(0, |m| m.len()));
+            if files > self.max_files {
+                return Err(SaveError::Full(format!(
+                    "more than {} files",
+                    self.max_files
+                )));
+            }
+            if total > self.max_bytes {
+                return Err(SaveError::Full(format!(
+                    "more than {} bytes",
+                    self.max_bytes
+                )));
+            }
+        }
+        self.save(file, |w| w.write_all(bytes))
     }
 
     /// The directory.
@@ -143,6 +190,31 @@ impl DataDir {
         result.map_err(io_err)?;
         Ok(target)
     }
+}
+
+/// The regular files under `dir` and their bytes, counting at most `cap` files (the server's
+/// temporary files included, since they take room too).
+fn usage(dir: &Path, cap: u64) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push(e.path());
+            } else if meta.is_file() {
+                files += 1;
+                bytes += meta.len();
+                if files >= cap {
+                    return (files, bytes);
+                }
+            }
+        }
+    }
+    (files, bytes)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@
 //! - `cache.rs`: the answer cache that makes tagged requests at-most-once.
 //! - `im_timers.rs`: the deadlines of open instant messages (`--im-timeout`).
 //! - `error_budget.rs`: how many error answers a source may get (`--error-rate`).
+//! - `abuse.rs`: what one source prefix may take: answer volume to unproven addresses,
+//!   contacts and lists held; trusted prefixes ([`Cidr`], `--trust`).
 //! - `driver.rs`: [`Server`], the blocking socket loop, and its [`ServerHandle`] and
 //!   [`ShutdownHandle`].
 //! - [`store`]: the durable journal behind `--state`, and the verify/repair tools.
@@ -40,6 +42,7 @@ use std::time::Duration;
 use contact_proto::{Command, RequestId, SavePath};
 use contact_registry::Limits;
 
+mod abuse;
 mod cache;
 mod core;
 pub mod data_dir;
@@ -49,6 +52,7 @@ mod im_timers;
 pub mod store;
 
 pub use self::core::ServerCore;
+pub use abuse::{Cidr, CidrError, CookieKey};
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
 pub use store::{Restored, Store, StoreError};
@@ -60,8 +64,11 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The directory `save` writes into (default: the current directory).
     pub data_dir: PathBuf,
-    /// How many answers to tagged requests are kept for retransmissions (default 4096).
+    /// How many answers to tagged requests are kept for retransmissions (default 16,384).
     pub dedup_capacity: usize,
+    /// How many of them one source IP address may have (default 64): beyond, the source's
+    /// own oldest answer is forgotten, never another's.
+    pub dedup_per_source: usize,
     /// How long such an answer is kept (default 120 s, twice a client's default retry
     /// window of 60 s, so that a retransmission at the end of the window, delayed on the
     /// way, is still answered from the cache and never applied twice).
@@ -88,6 +95,46 @@ pub struct ServerConfig {
     /// How many records the journal holds before compaction is considered (default
     /// 10,000; it runs once the journal is also four times what the live state needs).
     pub compact_after: u64,
+    /// Prefixes exempt from the answer volume limits and the per-source quotas
+    /// (`--trust CIDR`); none by default, loopback included.
+    pub trust: Vec<Cidr>,
+    /// The operator's prefixes (`--operator CIDR`, e.g. the server's own host): with
+    /// `--auth`, requests from there may act for any contact, so that the operator can
+    /// remove a contact (`exit NAME`) or take it out of a list (`leave LIST NAME`) that a
+    /// hostile source left behind. None by default.
+    pub operator: Vec<Cidr>,
+    /// The IPv4 prefix length that counts as one source (default 32: one address).
+    pub source_prefix_v4: u8,
+    /// The IPv6 prefix length that counts as one source (default 64: one host's subnet).
+    pub source_prefix_v6: u8,
+    /// Bytes per second of answers one source prefix may get (default 16,384; 0: no
+    /// limit). Answers beyond are dropped unsent: a source that has not proven it receives
+    /// them may be a forged one, and the server must be no amplifier.
+    pub answer_rate: u64,
+    /// The burst of that rate, in bytes (default 65,536: at least one answer of any size).
+    pub answer_burst: u64,
+    /// Bytes per second of answers to all sources together (default 1,048,576; 0: no
+    /// limit), so that many forged prefixes cannot add up.
+    pub answer_total_rate: u64,
+    /// The burst of the server-wide rate (default 1,048,576).
+    pub answer_total_burst: u64,
+    /// The most contacts one source prefix may hold registered (476 beyond; default: a
+    /// quarter of the contact limit, at least 1).
+    pub max_contacts_per_source: Option<usize>,
+    /// The most lists one source prefix may have created (476 beyond; default: a quarter of
+    /// the list limit, at least 1).
+    pub max_lists_per_source: Option<usize>,
+    /// The key of the address cookies (default: random at each start, so that a restart
+    /// makes every client fetch a new cookie, which costs one round trip).
+    pub cookie_key: CookieKey,
+    /// How often one source prefix may `save`: a burst of 5, then one per this interval
+    /// (default 10 s; zero: no limit); 477 beyond.
+    pub save_interval: Duration,
+    /// The most files the data directory may hold after a save (default 1,000); 477 beyond.
+    pub data_dir_max_files: u64,
+    /// The most bytes the data directory may hold after a save (default 256 MiB); 477
+    /// beyond.
+    pub data_dir_max_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -95,7 +142,8 @@ impl Default for ServerConfig {
         Self {
             limits: Limits::default(),
             data_dir: PathBuf::from("."),
-            dedup_capacity: 4096,
+            dedup_capacity: 16_384,
+            dedup_per_source: 64,
             dedup_lifetime: Duration::from_secs(120),
             auth: false,
             im_timeout: Some(Duration::from_secs(600)),
@@ -103,11 +151,28 @@ impl Default for ServerConfig {
             state: None,
             store_retry: Duration::from_secs(1),
             compact_after: 10_000,
+            trust: Vec::new(),
+            operator: Vec::new(),
+            source_prefix_v4: 32,
+            source_prefix_v6: 64,
+            answer_rate: 16_384,
+            answer_burst: 65_536,
+            answer_total_rate: 1 << 20,
+            answer_total_burst: 1 << 20,
+            max_contacts_per_source: None,
+            max_lists_per_source: None,
+            cookie_key: CookieKey::random(),
+            save_interval: Duration::from_secs(10),
+            data_dir_max_files: 1000,
+            data_dir_max_bytes: 256 << 20,
         }
     }
 }
 
 /// A `save` the driver must carry out, then report with [`ServerCore::complete_save`].
+///
+/// The driver writes it on a thread of its own (the loop that answers requests never waits
+/// for a disk), within the data directory's limits and each source's save rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaveJob {
     /// Who asked.

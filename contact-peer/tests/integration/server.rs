@@ -68,6 +68,9 @@ fn limit_codes() {
     };
     let server = TestServer::with(ServerConfig {
         limits,
+        // One source takes everything here: the per-source quotas are not what is tested.
+        max_contacts_per_source: Some(2),
+        max_lists_per_source: Some(1),
         ..ServerConfig::default()
     });
     let c = Raw::new(server.addr());

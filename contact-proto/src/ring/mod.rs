@@ -125,8 +125,10 @@ impl PartialEq for ImDatagram<'_> {
 
 impl Member {
     /// Where this member receives instant messages: its IP and registered port + 1.
-    /// `None` when that is not an address to send to (an IP that does not parse, the
-    /// unspecified address, port 65535). The IP may carry one layer of quotes, as a
+    /// `None` when that is not an address to send to: an IP that does not parse, the
+    /// unspecified address, a multicast group, the IPv4 broadcast address 255.255.255.255,
+    /// port 65535 (whose + 1 is 0). A peer never sends a ring packet anywhere else, so a
+    /// forged ring cannot make it talk to a group (issue 10). The IP may carry one layer of quotes, as a
     /// reference server stores what a user typed.
     ///
     /// ```
@@ -156,12 +158,31 @@ fn im_address(ip: &str, port: u16) -> Option<SocketAddr> {
         .unwrap_or(ip);
     let ip: IpAddr = ip.parse().ok()?;
     let port = port.checked_add(1)?;
-    (port != 0 && !ip.is_unspecified()).then_some(SocketAddr::new(ip, port))
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    let sendable = port != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast;
+    sendable.then_some(SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10, row "the same packet with a multicast member (224.0.0.251:5353)".
+    #[test]
+    fn no_im_address_for_groups_broadcast_unspecified_or_port_0() {
+        for (ip, port) in [
+            ("224.0.0.251", 5352),
+            ("ff02::1", 22000),
+            ("255.255.255.255", 22000),
+            ("0.0.0.0", 22000),
+            ("::", 22000),
+            ("10.0.0.1", 65535),
+        ] {
+            assert_eq!(im_address(ip, port), None, "{ip} {port}");
+        }
+        assert!(im_address("10.0.0.1", 22000).is_some());
+        assert!(im_address("127.0.0.1", 22000).is_some());
+    }
 
     #[test]
     fn recipient_follows_the_pointer() {

@@ -1,0 +1,473 @@
+//! Limits on what one source (an address prefix) may take from the server (issue 10):
+//! the volume of answers sent to addresses that have not proven they receive them
+//! ([`AnswerLimit`]), and the contacts and lists one source may hold ([`Quotas`]). Prefixes
+//! the operator trusts ([`Cidr`], `server --trust`) are exempt; none is by default, loopback
+//! included.
+//!
+//! Like the error budget, counts are whole numbers (milli-bytes, milliseconds), so the same
+//! inputs give the same decisions; the tables are bounded, and a full table never resets
+//! anyone's count: it is swept of entries equivalent to absent ones, and a new source waits
+//! when that frees nothing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use contact_proto::Cookie;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use thiserror::Error;
+
+/// The server's key for address cookies: 32 random bytes, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CookieKey(pub [u8; 32]);
+
+impl CookieKey {
+    /// A key from the operating system's random source.
+    pub fn random() -> Self {
+        let mut key = [0; 32];
+        // Without an OS random source there is nothing better to do than stop.
+        getrandom::fill(&mut key).expect("the operating system's random source");
+        Self(key)
+    }
+
+    fn mac(&self, ip: IpAddr) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        mac.update(b"contact address cookie v1\0");
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => mac.update(&v4.octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        mac
+    }
+
+    /// The cookie of `ip`: the first 64 bits of HMAC-SHA256(key, label | address).
+    pub(crate) fn cookie(&self, ip: IpAddr) -> Cookie {
+        let tag = self.mac(ip).finalize().into_bytes();
+        let mut first = [0; 8];
+        first.copy_from_slice(&tag[..8]);
+        Cookie(u64::from_be_bytes(first))
+    }
+
+    /// Whether `cookie` is `ip`'s, compared in constant time.
+    pub(crate) fn verify(&self, ip: IpAddr, cookie: Cookie) -> bool {
+        self.mac(ip)
+            .verify_truncated_left(&cookie.0.to_be_bytes())
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey(..)")
+    }
+}
+
+/// An address prefix, `10.0.0.0/8`, `2001:db8::/32`, or one address (`127.0.0.1` is
+/// `127.0.0.1/32`).
+///
+/// ```
+/// use contact_peer::Cidr;
+/// let lan: Cidr = "10.1.0.0/16".parse()?;
+/// assert!(lan.contains("10.1.200.3".parse()?));
+/// assert!(!lan.contains("10.2.0.1".parse()?));
+/// assert!(lan.contains("::ffff:10.1.0.9".parse()?)); // IPv4-mapped counts as IPv4
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+/// Why a string is not a [`Cidr`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CidrError {
+    /// The address part does not parse.
+    #[error("not an IP address: {0:?}")]
+    Address(String),
+    /// The length is not a number within the address's bits.
+    #[error("bad prefix length {0:?}")]
+    Length(String),
+}
+
+impl Cidr {
+    /// The prefix of `addr`'s first `len` bits (at most 32 for IPv4, 128 for IPv6).
+    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (len <= max).then(|| Self {
+            addr: mask(addr, len),
+            len,
+        })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.len) == self.addr
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, CidrError> {
+        let (a, l) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
+        let addr: IpAddr = a.parse().map_err(|_| CidrError::Address(a.into()))?;
+        let addr = addr.to_canonical();
+        let len = match l {
+            None if addr.is_ipv4() => 32,
+            None => 128,
+            Some(l) => l.parse().map_err(|_| CidrError::Length(l.into()))?,
+        };
+        Self::new(addr, len).ok_or_else(|| CidrError::Length(len.to_string()))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// `ip` with all but its first `len` bits cleared.
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(bits & m))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(bits & m))
+        }
+    }
+}
+
+/// How sources are grouped: the prefix lengths that count as one source, and the prefixes
+/// exempt from every limit here.
+#[derive(Debug, Clone)]
+pub(crate) struct Sources {
+    pub(crate) v4_len: u8,
+    pub(crate) v6_len: u8,
+    pub(crate) trusted: Vec<Cidr>,
+}
+
+impl Sources {
+    /// The prefix `ip` is counted by.
+    pub(crate) fn prefix(&self, ip: IpAddr) -> IpAddr {
+        let ip = ip.to_canonical();
+        let len = if ip.is_ipv4() {
+            self.v4_len
+        } else {
+            self.v6_len
+        };
+        mask(ip, len)
+    }
+
+    /// Whether the operator trusts `ip` (`--trust`).
+    pub(crate) fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Token buckets in bytes: one per source prefix and one for the whole server, for the
+/// answers sent to addresses that have not proven they receive them.
+#[derive(Debug)]
+pub(crate) struct AnswerLimit {
+    /// Bytes per second and burst per prefix; 0 rate: no limit.
+    rate: u64,
+    burst: u64,
+    total_rate: u64,
+    total_burst: u64,
+    /// Per prefix: milli-bytes left and when counted (ms).
+    buckets: HashMap<IpAddr, (u64, u64)>,
+    total: (u64, u64),
+    swept: u64,
+    dropped: u64,
+    dropped_bytes: u64,
+    proven: u64,
+}
+
+impl AnswerLimit {
+    /// Prefixes tracked at most.
+    const MAX_SOURCES: usize = 65_536;
+
+    pub(crate) fn new(rate: u64, burst: u64, total_rate: u64, total_burst: u64) -> Self {
+        Self {
+            rate,
+            burst: burst.max(1),
+            total_rate,
+            total_burst: total_burst.max(1),
+            buckets: HashMap::new(),
+            total: (total_burst.saturating_mul(1000), 0),
+            swept: 0,
+            dropped: 0,
+            dropped_bytes: 0,
+            proven: 0,
+        }
+    }
+
+    /// Counts an answer to a proven address (not limited).
+    pub(crate) fn count_proven(&mut self) {
+        self.proven += 1;
+    }
+
+    /// Answers to proven addresses so far.
+    pub(crate) fn proven(&self) -> u64 {
+        self.proven
+    }
+
+    /// Whether `len` more bytes may go to `prefix` at `now_ms`; takes them if so, counts
+    /// the drop if not.
+    pub(crate) fn allow(&mut self, now_ms: u64, prefix: IpAddr, len: usize) -> bool {
+        let len = (len as u64).saturating_mul(1000);
+        let ok = self.take_total(now_ms, len, false) && self.take_source(now_ms, prefix, len);
+        if ok {
+            self.take_total(now_ms, len, true);
+        } else {
+            self.dropped += 1;
+            self.dropped_bytes += len / 1000;
+        }
+        ok
+    }
+
+    fn take_total(&mut self, now_ms: u64, len: u64, commit: bool) -> bool {
+        if self.total_rate == 0 {
+            return true;
+        }
+        let full = self.total_burst.saturating_mul(1000);
+        let (tokens, last) = &mut self.total;
+        let refill = now_ms.saturating_sub(*last).saturating_mul(self.total_rate);
+        *tokens = tokens.saturating_add(refill).min(full);
+        *last = (*last).max(now_ms);
+        if *tokens < len {
+            return false;
+        }
+        if commit {
+            *tokens -= len;
+        }
+        true
+    }
+
+    fn take_source(&mut self, now_ms: u64, prefix: IpAddr, len: u64) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let full = self.burst.saturating_mul(1000);
+        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&prefix) {
+            if now_ms >= self.swept.saturating_add(1000) {
+                self.swept = now_ms;
+                let rate = self.rate;
+                self.buckets.retain(|_, (tokens, last)| {
+                    tokens.saturating_add(now_ms.saturating_sub(*last).saturating_mul(rate)) < full
+                });
+            }
+            if self.buckets.len() >= Self::MAX_SOURCES {
+                return false;
+            }
+        }
+        let (tokens, last) = self.buckets.entry(prefix).or_insert((full, now_ms));
+        let refill = now_ms.saturating_sub(*last).saturating_mul(self.rate);
+        *tokens = tokens.saturating_add(refill).min(full);
+        *last = (*last).max(now_ms);
+        if *tokens < len {
+            return false;
+        }
+        *tokens -= len;
+        true
+    }
+
+    /// Answers not sent, and their bytes.
+    pub(crate) fn dropped(&self) -> (u64, u64) {
+        (self.dropped, self.dropped_bytes)
+    }
+}
+
+/// How often each source prefix may `save`: a bucket of `burst` saves, one more every
+/// `interval_ms`. Counted in milliseconds of credit; the table is bounded like the others.
+#[derive(Debug)]
+pub(crate) struct SaveRate {
+    interval_ms: u64,
+    burst: u64,
+    buckets: HashMap<IpAddr, (u64, u64)>,
+}
+
+impl SaveRate {
+    const MAX_SOURCES: usize = 4096;
+
+    pub(crate) fn new(interval_ms: u64, burst: u64) -> Self {
+        Self {
+            interval_ms,
+            burst: burst.max(1),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Whether `prefix` may save at `now_ms`; takes one save if so.
+    pub(crate) fn allow(&mut self, now_ms: u64, prefix: IpAddr) -> bool {
+        if self.interval_ms == 0 {
+            return true;
+        }
+        let full = self.burst.saturating_mul(self.interval_ms);
+        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&prefix) {
+            self.buckets.retain(|_, (credit, last)| {
+                credit.saturating_add(now_ms.saturating_sub(*last)) < full
+            });
+            if self.buckets.len() >= Self::MAX_SOURCES {
+                return false;
+            }
+        }
+        let (credit, last) = self.buckets.entry(prefix).or_insert((full, now_ms));
+        *credit = credit
+            .saturating_add(now_ms.saturating_sub(*last))
+            .min(full);
+        *last = (*last).max(now_ms);
+        if *credit < self.interval_ms {
+            return false;
+        }
+        *credit -= self.interval_ms;
+        true
+    }
+}
+
+/// How many contacts and lists each source prefix holds (registered or created, and not
+/// removed since), against `--max-contacts-per-source` and `--max-lists-per-source`.
+#[derive(Debug, Default)]
+pub(crate) struct Quotas {
+    pub(crate) max_contacts: usize,
+    pub(crate) max_lists: usize,
+    /// Per prefix: (contacts, lists).
+    held: HashMap<IpAddr, (usize, usize)>,
+    /// Who registered each contact, to give the count back when it exits.
+    contact_owner: HashMap<String, IpAddr>,
+}
+
+impl Quotas {
+    pub(crate) fn new(max_contacts: usize, max_lists: usize) -> Self {
+        Self {
+            max_contacts,
+            max_lists,
+            ..Self::default()
+        }
+    }
+
+    /// Whether `prefix` may register one more contact.
+    pub(crate) fn may_register(&self, prefix: IpAddr) -> bool {
+        self.held.get(&prefix).map_or(0, |h| h.0) < self.max_contacts
+    }
+
+    /// Whether `prefix` may create one more list.
+    pub(crate) fn may_create(&self, prefix: IpAddr) -> bool {
+        self.held.get(&prefix).map_or(0, |h| h.1) < self.max_lists
+    }
+
+    pub(crate) fn registered(&mut self, prefix: IpAddr, name: &str) {
+        self.held.entry(prefix).or_default().0 += 1;
+        self.contact_owner.insert(name.to_owned(), prefix);
+    }
+
+    pub(crate) fn created(&mut self, prefix: IpAddr, list: &str) {
+        // Lists are never removed (the protocol has no command for it): nothing to give back.
+        let _ = list;
+        self.held.entry(prefix).or_default().1 += 1;
+    }
+
+    pub(crate) fn unregistered(&mut self, name: &str) {
+        if let Some(p) = self.contact_owner.remove(name) {
+            self.release(p, |h| &mut h.0);
+        }
+    }
+
+    fn release(&mut self, prefix: IpAddr, which: impl Fn(&mut (usize, usize)) -> &mut usize) {
+        if let Some(h) = self.held.get_mut(&prefix) {
+            let n = which(h);
+            *n = n.saturating_sub(1);
+            if *h == (0, 0) {
+                self.held.remove(&prefix);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_bound_to_the_address_and_the_key() {
+        let k = CookieKey([7; 32]);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let c = k.cookie(a);
+        assert!(k.verify(a, c));
+        assert!(k.verify("::ffff:10.0.0.1".parse().unwrap(), c));
+        assert!(!k.verify("10.0.0.2".parse().unwrap(), c));
+        assert!(!CookieKey([8; 32]).verify(a, c));
+        assert!(!k.verify(a, Cookie(c.0 ^ 1)));
+    }
+
+    #[test]
+    fn cidrs_parse_and_contain() {
+        let c: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(c.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!c.contains("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            "127.0.0.1".parse::<Cidr>().unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(
+            "10.9.8.7/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope/8".parse::<Cidr>().is_err());
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn sources_group_by_prefix() {
+        let s = Sources {
+            v4_len: 32,
+            v6_len: 64,
+            trusted: vec![],
+        };
+        assert_eq!(
+            s.prefix("2001:db8::1".parse().unwrap()),
+            s.prefix("2001:db8::ffff:1".parse().unwrap())
+        );
+        assert_ne!(
+            s.prefix("10.0.0.1".parse().unwrap()),
+            s.prefix("10.0.0.2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn answer_buckets_refill_and_the_server_wide_one_caps_many_sources() {
+        let mut l = AnswerLimit::new(1000, 2000, 10_000, 5000);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(l.allow(0, a, 1500));
+        assert!(!l.allow(0, a, 1000));
+        assert!(l.allow(1000, a, 1000), "1,000 bytes a second");
+        let mut sent = 0;
+        for i in 0..100u32 {
+            let ip = IpAddr::from(Ipv4Addr::from(0x0b00_0000 + i));
+            if l.allow(1000, ip, 1000) {
+                sent += 1000;
+            }
+        }
+        assert!(sent <= 5000, "{sent}");
+    }
+}
