@@ -3,6 +3,8 @@
 //! ```text
 //! contact-cli server [--bind ADDR] [--port PORT] [--data-dir DIR] [--load FILE] [-q|-v]
 //! contact-cli peer SERVER SERVER_PORT [--port P] [--bind IP] [--keep-going] [-v]
+//! contact-cli server ... --data-dir DIR --node-id 1 --cluster 1=IP1:23000,2=IP2:23000,3=IP3:23000
+//! contact-cli cluster status --node IP:23000 [--json]
 //! contact-cli bench ...                      (see `contact-cli bench --help`)
 //! contact-cli demo [--loss F --seed N] [--data-dir DIR] [--server ADDR] [--peer-ip IP]...
 //! contact-cli state check FILE | state repair FILE [--in-place]
@@ -18,9 +20,11 @@
 //!   out, answers and messages printed.
 //! - `bench/`: the `bench` subcommand: the load generator, the ring measurement, the echo
 //!   baseline and the report.
-//! - `demo/`: the `demo` subcommand, the final demo of the Python system this project replaces, played and checked: the script,
-//!   the cast of peers, the checks and the transcript.
+//! - `demo/`: the `demo` subcommand, the final demo of the Python system this project
+//!   replaces, played and checked: the script, the cast of peers, the checks and the
+//!   transcript.
 //! - `state.rs`: the `state` subcommand, the operator's tools for a server's journal.
+//! - `cluster.rs`: the `cluster` subcommand (`cluster status`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -29,6 +33,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
+mod cluster;
 mod demo;
 mod peer;
 mod server;
@@ -57,6 +62,9 @@ enum Cmd {
     Peer(peer::Args),
     /// Measure a server's throughput and latency (like redis-benchmark).
     Bench(bench::BenchArgs),
+    /// Inspect a replicated cluster (`server --cluster`).
+    #[command(subcommand)]
+    Cluster(cluster::Cmd),
     /// Watch it work: a server and five peers (Me, Myself, I, Foo, Bar) register, make lists
     /// and send instant messages, every outcome checked; exit 0 only if all held.
     Demo(demo::DemoArgs),
@@ -75,7 +83,13 @@ fn main() -> ExitCode {
         (Cmd::Server(_), ..) => "info",
         // A person at the peer's prompt reads sentences, not log lines: only with -v.
         (Cmd::Peer(_), ..) => "off",
-        (Cmd::Bench(_) | Cmd::Demo(_) | Cmd::State(_), ..) => "warn",
+        (Cmd::Bench(_) | Cmd::Demo(_) | Cmd::State(_) | Cmd::Cluster(_), ..) => "warn",
+    };
+    // openraft reports every failed heartbeat to a dead node as a warning, ten a second:
+    // only its errors, unless asked for more (-v or RUST_LOG).
+    let default = match cli.verbose {
+        0 => format!("{default},openraft=error"),
+        _ => default.to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let logs = tracing_subscriber::fmt()
@@ -91,6 +105,7 @@ fn main() -> ExitCode {
         Cmd::Peer(args) => peer::run(args),
         Cmd::Demo(args) => demo::main(args),
         Cmd::State(args) => state::run(args),
+        Cmd::Cluster(cmd) => cluster::run(cmd),
         Cmd::Bench(args) => match bench::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -107,6 +107,20 @@ pub(crate) struct Args {
     /// The most bytes the data directory may hold after a save (477 beyond).
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     data_dir_max_bytes: u64,
+    /// Run as one node of a replicated cluster: every member's id and cluster (raft)
+    /// address, e.g. `1=10.0.0.1:23000,2=10.0.0.2:23000,3=10.0.0.3:23000`. The cluster starts
+    /// itself when the nodes meet. The raft log is the journal: not with --state or --load.
+    /// Every node must be given the same registry options (limits, --auth, --im-timeout).
+    #[arg(long, value_name = "ID=IP:PORT,...", requires = "node_id", conflicts_with_all = ["state", "load"])]
+    cluster: Option<String>,
+    /// This node's id in --cluster. Its raft state is kept in DIR/raft (--data-dir); a node
+    /// restarted with the same directory rejoins.
+    #[arg(long, value_name = "ID", requires = "cluster")]
+    node_id: Option<u64>,
+    /// With --cluster: answer query-lists from this node's copy without asking the leader
+    /// (faster, may miss the latest mutations). Default: linearizable (ReadIndex).
+    #[arg(long, requires = "cluster")]
+    stale_reads: bool,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -141,6 +155,15 @@ pub(crate) fn run(args: Args) -> ExitCode {
         data_dir_max_bytes: args.data_dir_max_bytes,
         ..ServerConfig::default()
     };
+    if let (Some(members), Some(id)) = (&args.cluster, args.node_id) {
+        return run_cluster(
+            members,
+            id,
+            args.stale_reads,
+            SocketAddr::new(args.bind, args.port),
+            config,
+        );
+    }
     let registry = match &args.load {
         None => Registry::new(config.limits),
         Some(path) => {
@@ -205,4 +228,34 @@ fn stop_on_signals(shutdown: contact_peer::ShutdownHandle) -> std::io::Result<()
             }
         })?;
     Ok(())
+}
+
+/// `server --cluster`: one node of a replicated registry (`contact_cluster`).
+fn run_cluster(
+    members: &str,
+    id: u64,
+    stale_reads: bool,
+    udp: SocketAddr,
+    server: ServerConfig,
+) -> ExitCode {
+    let members = match contact_cluster::parse_members(members) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: --cluster: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = contact_cluster::ClusterConfig::new(id, members, server);
+    config.raft_dir = Some(config.server.data_dir.join("raft"));
+    config.stale_reads = stale_reads;
+    let result = contact_cluster::run(config, udp, |local| {
+        println!("contact cluster node {id} listening on {local}");
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: node {id}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -226,6 +226,9 @@ struct InFlight {
 #[derive(Debug)]
 pub struct Client {
     server: SocketAddr,
+    /// The other servers of a replicated registry, tried in turn when the current one does
+    /// not answer (see [`Client::with_servers`]).
+    alternates: VecDeque<SocketAddr>,
     config: ClientConfig,
     kind: ServerKind,
     next_id: RequestId,
@@ -248,6 +251,7 @@ impl Client {
         let next_id = (rng.next_u64() as RequestId).max(1);
         Self {
             server,
+            alternates: VecDeque::new(),
             config,
             kind: ServerKind::Unknown,
             next_id,
@@ -260,7 +264,20 @@ impl Client {
         }
     }
 
-    /// The server's address.
+    /// A client of a replicated registry served at several addresses (`contact-cluster`):
+    /// requests go to the first; a request that may be retried (tagged, or `query-lists`)
+    /// and gets no answer, or a `473` "try later", is sent again, with the same id, to the
+    /// next, in turn. Answers are accepted from any of them.
+    ///
+    /// # Panics
+    /// If `servers` is empty.
+    pub fn with_servers(servers: &[SocketAddr], config: ClientConfig) -> Self {
+        let mut client = Self::new(servers[0], config);
+        client.alternates = servers[1..].iter().copied().collect();
+        client
+    }
+
+    /// The server's address (the one requests go to now).
     pub fn server(&self) -> SocketAddr {
         self.server
     }
@@ -285,7 +302,7 @@ impl Client {
 
     /// Handles a datagram received on the client's socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        if from != self.server {
+        if from != self.server && !self.alternates.contains(&from) {
             tracing::debug!(%from, "datagram not from the server skipped");
             return;
         }
@@ -307,6 +324,19 @@ impl Client {
         if flight.tag.is_none() && !plausible(&flight.pending.command, &answer) {
             tracing::debug!(?answer, "answer that does not fit the request skipped");
             return;
+        }
+        // A replica without a quorum says "try later": with other servers, try the next
+        // one now, as if this one had not answered.
+        let backoff = self.config.backoff();
+        if answer.status == Status::Busy
+            && flight.retry
+            && !self.alternates.is_empty()
+            && backoff.may_send_again(flight.attempts)
+        {
+            if let Some(flight) = &mut self.in_flight {
+                flight.deadline = now;
+            }
+            return self.handle_timeout(now);
         }
         let Some(flight) = self.in_flight.take() else {
             return;
@@ -346,6 +376,12 @@ impl Client {
         if flight.retry && now < flight.gives_up_at {
             flight.timeout = self.config.backoff().next_timeout(flight.timeout);
             flight.attempts += 1;
+            // Several servers: the next one gets the retransmission, with the same id.
+            if let Some(next) = self.alternates.pop_front() {
+                self.alternates.push_back(self.server);
+                self.server = next;
+                tracing::debug!(server = %next, "moving to the next server");
+            }
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
             let bytes = Request {
                 id: flight.tag,
@@ -761,5 +797,48 @@ mod tests {
             let d = c.jittered(Duration::from_secs(1));
             assert!(d >= Duration::from_secs(1) && d <= Duration::from_millis(1100));
         }
+    }
+
+    #[test]
+    fn several_servers_are_tried_in_turn_with_the_same_id() {
+        let now = Instant::now();
+        let servers: Vec<SocketAddr> = (1..=3)
+            .map(|i| SocketAddr::from(([127, 0, 0, i], 22000)))
+            .collect();
+        let mut c = Client::with_servers(&servers, config());
+        c.send(now, Command::QueryLists);
+        let mut buf = Vec::new();
+        let t = c.poll_transmit(&mut buf).unwrap();
+        assert_eq!(t.destination, servers[0]);
+        c.handle_datagram(now, servers[0], LISTS_EXT);
+        c.poll_event().unwrap();
+        let id = c.send(
+            now,
+            Command::Create {
+                list: "l".parse().unwrap(),
+            },
+        );
+        let t = c.poll_transmit(&mut buf).unwrap();
+        let first = buf[..t.size].to_vec();
+        assert_eq!(t.destination, servers[0]);
+        // No answer: the retransmission goes to the next server, the same bytes.
+        let at = c.poll_timeout().unwrap();
+        c.handle_timeout(at);
+        let t = c.poll_transmit(&mut buf).unwrap();
+        assert_eq!((t.destination, &buf[..t.size]), (servers[1], &first[..]));
+        // "Try later" from it: at once to the third.
+        c.handle_datagram(
+            at,
+            servers[1],
+            format!("#{id}-_-473-_-{{\"error\": \"no quorum\"}}").as_bytes(),
+        );
+        assert!(c.poll_event().is_none());
+        let t = c.poll_transmit(&mut buf).unwrap();
+        assert_eq!((t.destination, &buf[..t.size]), (servers[2], &first[..]));
+        // A late answer from the first server is as good.
+        c.handle_datagram(at, servers[0], format!("#{id}-_-200-_-null").as_bytes());
+        assert!(
+            matches!(c.poll_event(), Some(ClientEvent::Answer { answer, .. }) if answer.status == Status::Ok)
+        );
     }
 }

@@ -158,6 +158,19 @@ impl Peer {
         Self::from_sockets(control, im, server, config)
     }
 
+    /// [`Peer::bind_with`] for a registry served at several addresses (a replicated
+    /// cluster): requests move to the next server when one does not answer
+    /// ([`Client::with_servers`]).
+    pub fn bind_servers(
+        ip: IpAddr,
+        servers: &[SocketAddr],
+        ports: PortChoice,
+        config: PeerConfig,
+    ) -> io::Result<Self> {
+        let (control, im) = bind_pair(ip, &ports)?;
+        Self::from_sockets_servers(control, im, servers, config)
+    }
+
     /// Starts a peer on two sockets already bound (the second one for instant messages,
     /// conventionally on the first one's port + 1).
     pub fn from_sockets(
@@ -166,6 +179,19 @@ impl Peer {
         server: SocketAddr,
         config: PeerConfig,
     ) -> io::Result<Self> {
+        Self::from_sockets_servers(control, im, &[server], config)
+    }
+
+    /// [`Peer::from_sockets`] with several servers (see [`Peer::bind_servers`]).
+    pub fn from_sockets_servers(
+        control: UdpSocket,
+        im: UdpSocket,
+        servers: &[SocketAddr],
+        config: PeerConfig,
+    ) -> io::Result<Self> {
+        let server = *servers
+            .first()
+            .ok_or_else(|| io::Error::other("no server address"))?;
         let control_addr = control.local_addr()?;
         let im_addr = im.local_addr()?;
         let client_waker = Waker::new(&control)?;
@@ -178,7 +204,7 @@ impl Peer {
         let mut client_config = config.client;
         client_config.rng_seed ^= fresh_seed(control_addr);
         let client = ClientTask {
-            client: Client::new(server, client_config),
+            client: Client::with_servers(servers, client_config),
             waiting: HashMap::new(),
             kind: Arc::clone(&kind),
             last_kind: ServerKind::Unknown,

@@ -41,7 +41,9 @@ use wait::{Progress, Waiting, silent};
 /// Options of `contact-cli peer`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The server's address: an IP address or a host name (`localhost`).
+    /// The server's address: an IP address or a host name (`localhost`); for a replicated
+    /// registry (`server --cluster`), every node's, comma-separated (`IP1,IP2,IP3`): a
+    /// request that gets no answer moves to the next, with the same id.
     server: String,
     /// The server's port.
     server_port: u16,
@@ -68,14 +70,20 @@ pub(crate) struct Args {
 
 /// Runs a peer until `quit`, the end of input, or `exit` of its last contact.
 pub(crate) fn run(args: Args) -> ExitCode {
-    let server = match resolve(&args.server, args.server_port) {
+    let servers = match args
+        .server
+        .split(',')
+        .map(|host| resolve(host.trim(), args.server_port))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
-    let peer = match bind(&args, server) {
+    let server = servers[0];
+    let peer = match bind(&args, &servers) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             eprintln!("error: {e}");

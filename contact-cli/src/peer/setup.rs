@@ -44,7 +44,8 @@ pub(super) fn resolve_ip(host: &str, v4: bool) -> Option<IpAddr> {
 }
 
 /// Binds the peer; an error says which port is the problem and what to do.
-pub(super) fn bind(args: &Args, server: SocketAddr) -> Result<Peer, String> {
+pub(super) fn bind(args: &Args, servers: &[SocketAddr]) -> Result<Peer, String> {
+    let server = servers[0];
     let ip = args.bind.unwrap_or(match server.ip() {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -67,7 +68,7 @@ pub(super) fn bind(args: &Args, server: SocketAddr) -> Result<Peer, String> {
         },
         ..Default::default()
     };
-    Peer::bind_with(ip, server, ports.clone(), config).map_err(|e| match ports {
+    Peer::bind_servers(ip, servers, ports.clone(), config).map_err(|e| match ports {
         PortChoice::Fixed(p) => {
             // Which of the two is the problem: try each alone.
             let culprit = [Some(p), p.checked_add(1)]

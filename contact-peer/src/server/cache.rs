@@ -279,6 +279,29 @@ impl AnswerCache {
         self.order.front().map(|&(at, ..)| at)
     }
 
+    /// Every kept answer, oldest first, as (expiry in ms, source, id, digest, answer): what
+    /// a replica's snapshot holds (`replicated.rs`).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, SocketAddr, RequestId, u64, &[u8])> {
+        self.order.iter().filter_map(|&(at, f, i)| {
+            let e = self.answers.get(&(f, i))?;
+            Some((at, f, i, e.digest, &e.answer[..]))
+        })
+    }
+
+    /// Puts back an answer given by [`AnswerCache::entries`], in the same order.
+    pub(crate) fn restore(
+        &mut self,
+        expiry_ms: u64,
+        from: SocketAddr,
+        id: RequestId,
+        digest: u64,
+        answer: Vec<u8>,
+    ) {
+        if !self.answers.contains_key(&(from, id)) {
+            self.insert_until(expiry_ms, from, id, digest, answer, false);
+        }
+    }
+
     /// How many answers are kept.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -157,6 +157,35 @@ impl ImTimers {
         Some((key.list.clone(), key.name.clone()))
     }
 
+    /// Every pending deadline, soonest first, as (deadline in ms, list, initiator): what a
+    /// replica's snapshot holds (`replicated.rs`).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, &ListName, &ContactName)> {
+        self.deadlines
+            .iter()
+            .map(|(&(at, _), key)| (at, &key.list, &key.name))
+    }
+
+    /// Puts back the deadlines given by [`ImTimers::entries`], in the same order, into
+    /// timers that have none: the restored messages are all the open ones, so nothing is
+    /// primed from the registry afterwards.
+    pub(crate) fn restore(&mut self, entries: Vec<(u64, ListName, ContactName)>) {
+        self.primed = true;
+        for (deadline, list, name) in entries {
+            self.seq += 1;
+            let deadline = (deadline, self.seq);
+            let key = Arc::new(Initiator { list, name });
+            let key = match self.open.get_key_value(&key) {
+                Some((existing, _)) => Arc::clone(existing),
+                None => key,
+            };
+            self.open
+                .entry(Arc::clone(&key))
+                .or_default()
+                .push_back(deadline);
+            self.deadlines.insert(deadline, key);
+        }
+    }
+
     /// How many deadlines are pending, and how many initiators are remembered.
     #[cfg(test)]
     pub(crate) fn sizes(&self) -> (usize, usize) {

@@ -33,6 +33,8 @@
 //! - `driver.rs`: [`Server`], the blocking socket loop, and its [`ServerHandle`] and
 //!   [`ShutdownHandle`].
 //! - [`store`]: the durable journal behind `--state`, and the verify/repair tools.
+//! - [`replicated`]: the same rules on log time, for a registry replicated by consensus
+//!   (`contact-cluster`): deterministic apply, snapshots.
 //! - [`data_dir`]: [`DataDir`], where `save FILE` may write, atomically.
 
 use std::net::SocketAddr;
@@ -49,6 +51,7 @@ pub mod data_dir;
 mod driver;
 mod error_budget;
 mod im_timers;
+pub mod replicated;
 pub mod store;
 
 pub use self::core::ServerCore;

@@ -1,0 +1,235 @@
+//! `contact-cli server --cluster`: three real processes on 127.0.0.1, .2 and .3; tagged
+//! mutations through all three; the leader killed with SIGKILL in the middle and restarted
+//! with its data directory; then every acknowledged mutation is in every node's `save`, the
+//! three files are the same, and no mutation was applied twice.
+
+#![allow(missing_docs)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+
+fn ip(i: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))
+}
+
+/// A node process, killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    udp: SocketAddr,
+}
+
+impl Node {
+    fn start(id: u8, cluster: &str, dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["-q", "server", "--bind", &ip(id).to_string(), "--port", "0"])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--node-id", &id.to_string(), "--cluster", cluster])
+            .args(["--max-contacts", "100000", "--max-lists", "100000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let udp = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self { child, udp }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // std's kill is SIGKILL on Unix.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 now (the three nodes use it on .1, .2 and .3).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request to `to`, the answer from `to` (`None`: none within the socket's timeout).
+fn ask(s: &UdpSocket, to: SocketAddr, request: &str) -> Option<String> {
+    s.send_to(request.as_bytes(), to).ok()?;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = s.recv_from(&mut buf).ok()?;
+        if from == to {
+            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+}
+
+/// Our peers' behaviour: a tagged request, sent again with the same id on timeout or on
+/// "try later" (473), moving to the next node each time. Panics on any other answer: a
+/// create applied twice would be answered 457.
+fn until_ok(
+    s: &UdpSocket,
+    nodes: &Mutex<Vec<SocketAddr>>,
+    start: usize,
+    id: usize,
+    request: &str,
+    deadline: Instant,
+) {
+    let tagged = format!("#{id}-_-{request}");
+    let ok = format!("#{id}-_-200-_-null");
+    let mut k = start;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{request} not acknowledged in time"
+        );
+        let to = {
+            let nodes = nodes.lock().unwrap();
+            nodes[k % nodes.len()]
+        };
+        match ask(s, to, &tagged) {
+            Some(a) if a == ok => return,
+            Some(a) if a.starts_with(&format!("#{id}-_-473-_-")) => {}
+            // A late answer to an earlier request from this socket.
+            Some(a) if !a.starts_with(&format!("#{id}-_-")) => continue,
+            Some(a) => panic!("{request} answered {a}"),
+            None => {}
+        }
+        k += 1;
+    }
+}
+
+fn saved_lists(dir: &Path) -> (BTreeSet<String>, String) {
+    let text = std::fs::read_to_string(dir.join("out.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let contacts: usize = lines[0].parse().unwrap();
+    let lists: usize = lines[1 + contacts].parse().unwrap();
+    let mut names = BTreeSet::new();
+    let mut at = 2 + contacts;
+    for _ in 0..lists {
+        names.insert(lines[at].to_string());
+        let members: usize = lines[at + 1].parse().unwrap();
+        at += 2 + members;
+    }
+    (names, text)
+}
+
+#[test]
+fn a_leader_killed_mid_load_loses_no_acknowledged_mutation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=3).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let port = free_port();
+    let cluster = format!("1=127.0.0.1:{port},2=127.0.0.2:{port},3=127.0.0.3:{port}");
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|i| Some(Node::start(i, &cluster, &dirs[i as usize - 1])))
+        .collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.as_ref().unwrap().udp).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    // The cluster is up when a linearizable read is answered.
+    let s = UdpSocket::bind((ip(1), 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while ask(&s, addrs[0], "query-lists").is_none_or(|a| !a.starts_with("200")) {
+        assert!(Instant::now() < deadline, "the cluster did not start");
+    }
+
+    // Three loaders, one starting at each node, each creating its own lists.
+    let live = Arc::new(Mutex::new(addrs.clone()));
+    let acked = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
+    const PER_LOADER: usize = 150;
+    let loaders: Vec<_> = (0..3)
+        .map(|t| {
+            let (live, acked) = (Arc::clone(&live), Arc::clone(&acked));
+            thread::spawn(move || {
+                let s = UdpSocket::bind((ip(1), 0)).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                for i in 0..PER_LOADER {
+                    let list = format!("l{t}_{i}");
+                    until_ok(&s, &live, t + i, i, &format!("create-_-{list}"), deadline);
+                    acked.lock().unwrap().push((Instant::now(), list));
+                }
+            })
+        })
+        .collect();
+
+    // Mid-load, kill the leader.
+    while acked.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let status =
+        contact_cluster::query_status(SocketAddr::new(ip(1), port), Duration::from_secs(2))
+            .unwrap();
+    let leader = status
+        .iter()
+        .find_map(|(_, s)| s.as_ref().ok()?.leader)
+        .expect("a leader");
+    let killed = Instant::now();
+    nodes[leader as usize - 1] = None;
+    eprintln!(
+        "killed the leader, node {leader}, after {} acknowledged mutations",
+        acked.lock().unwrap().len()
+    );
+    for l in loaders {
+        l.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let recovery = acked
+        .iter()
+        .map(|(at, _)| *at)
+        .filter(|at| *at > killed)
+        .min()
+        .expect("answers after the kill")
+        - killed;
+    eprintln!("time from the leader's death to the first mutation answered again: {recovery:?}");
+    assert!(recovery < Duration::from_secs(10), "{recovery:?}");
+
+    // Restart it with its data directory: it rejoins and catches up.
+    nodes[leader as usize - 1] = Some(Node::start(
+        leader as u8,
+        &cluster,
+        &dirs[leader as usize - 1],
+    ));
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.as_ref().unwrap().udp).collect();
+    let want: BTreeSet<String> = acked.iter().map(|(_, l)| l.clone()).collect();
+    assert_eq!(want.len(), 3 * PER_LOADER);
+    let mut texts = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        // `save` reads as a linearizable read does: the restarted node waits until it holds
+        // what the cluster acknowledged.
+        let mut answer = None;
+        while answer.as_deref() != Some("#1-_-200-_-null") {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not save: {answer:?}",
+                i + 1
+            );
+            answer = ask(&s, *addr, "#1-_-save-_-out.txt");
+        }
+        let (lists, text) = saved_lists(&dirs[i]);
+        assert_eq!(lists, want, "node {}", i + 1);
+        texts.push(text);
+    }
+    assert!(
+        texts.windows(2).all(|w| w[0] == w[1]),
+        "the saved files differ"
+    );
+}

@@ -1,0 +1,369 @@
+//! Three nodes in one process over the in-memory router: answers through any node, a leader
+//! killed under load, a cut-off minority that answers "try later", replicas identical.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use contact_cluster::{ClusterConfig, ClusterNode, Router, Transport};
+use contact_peer::ServerConfig;
+use contact_registry::Limits;
+use openraft::async_runtime::WatchReceiver;
+
+struct Cluster {
+    router: Arc<Router>,
+    nodes: BTreeMap<u64, ClusterNode>,
+}
+
+fn config(id: u64, n: u64) -> ClusterConfig {
+    let members = (1..=n)
+        .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 23000 + i as u16))))
+        .collect();
+    let server = ServerConfig {
+        limits: Limits {
+            max_lists: 10_000,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let mut c = ClusterConfig::new(id, members, server);
+    c.election_timeout_ms = (300, 600);
+    c.heartbeat_ms = 50;
+    c.propose_timeout = Duration::from_millis(1500);
+    c
+}
+
+impl Cluster {
+    async fn start(n: u64) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    async fn start_with(n: u64, tweak: impl Fn(&mut ClusterConfig)) -> Self {
+        let router = Router::new();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            let transport: Arc<dyn Transport> = router.clone();
+            let mut config = config(id, n);
+            tweak(&mut config);
+            let node = ClusterNode::start(config, transport).await.unwrap();
+            router.register(id, Arc::downgrade(&node.handler()));
+            nodes.insert(id, node);
+        }
+        let c = Self { router, nodes };
+        c.leader(Duration::from_secs(10)).await;
+        c
+    }
+
+    /// The leader every live node agrees on, waiting up to `within` for one.
+    async fn leader(&self, within: Duration) -> u64 {
+        let start = Instant::now();
+        loop {
+            let leaders: Vec<_> = self.nodes.values().map(|n| n.status().leader).collect();
+            if let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l))
+                && self.nodes.contains_key(l)
+            {
+                return *l;
+            }
+            assert!(
+                start.elapsed() < within,
+                "no leader within {within:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ask(&self, node: u64, from: SocketAddr, request: &str) -> String {
+        let answer = self.nodes[&node]
+            .handle_datagram(from, request.as_bytes())
+            .await;
+        String::from_utf8(answer.expect("an answer")).unwrap()
+    }
+
+    /// Waits until every live node has applied as far as the others, then checks that
+    /// their replicas are byte for byte the same.
+    async fn assert_identical(&self) {
+        let start = Instant::now();
+        loop {
+            // The machines' own applied indexes: openraft's metrics may run ahead of them.
+            let applied: Vec<u64> = self
+                .nodes
+                .values()
+                .map(|n| *n.machine().applied().borrow())
+                .collect();
+            let texts: Vec<_> = self
+                .nodes
+                .values()
+                .map(|n| n.machine().snapshot_text())
+                .collect();
+            let after: Vec<u64> = self
+                .nodes
+                .values()
+                .map(|n| *n.machine().applied().borrow())
+                .collect();
+            if applied == after && applied.windows(2).all(|w| w[0] == w[1]) {
+                for t in &texts[1..] {
+                    if t != &texts[0] {
+                        let a = String::from_utf8_lossy(&texts[0]);
+                        let b = String::from_utf8_lossy(t);
+                        let diff: Vec<_> = a
+                            .lines()
+                            .zip(b.lines())
+                            .filter(|(x, y)| x != y)
+                            .take(5)
+                            .collect();
+                        panic!("replicas differ at {applied:?}: {diff:?}");
+                    }
+                }
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "replicas do not converge: {applied:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn kill(&mut self, id: u64) {
+        self.router.set_cut(id, true);
+        let node = self.nodes.remove(&id).unwrap();
+        node.shutdown().await;
+    }
+}
+
+fn peer(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 9], port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_answers_and_the_replicas_agree() {
+    let c = Cluster::start(3).await;
+    let a = peer(30001);
+    assert_eq!(
+        c.ask(1, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await,
+        "#1-_-200-_-null"
+    );
+    assert_eq!(c.ask(2, a, "#2-_-create-_-l").await, "#2-_-200-_-null");
+    assert_eq!(c.ask(3, a, "#3-_-join-_-l-_-A").await, "#3-_-200-_-null");
+    // A retransmission through another node after the fact: the same answer, applied once.
+    assert_eq!(c.ask(1, a, "#2-_-create-_-l").await, "#2-_-200-_-null");
+    assert_eq!(c.ask(3, a, "create-_-l").await, "457-_-null");
+    // Linearizable reads through every node see every acknowledged mutation.
+    for id in 1..=3 {
+        let lists = c.ask(id, a, "query-lists").await;
+        assert_eq!(
+            lists,
+            r#"200-_-{"num_lists": 1, "list_names": ["l"], "ext": 1}"#
+        );
+    }
+    // Garbage is answered where it arrives.
+    assert!(c.ask(2, a, "#9-_-frob").await.starts_with("#9-_-466-_-"));
+    c.assert_identical().await;
+}
+
+/// One client's load: tagged creates of its own lists, each retried with the same id (as
+/// our peers do) and moved to the next node on "try later" until answered 200. Never a
+/// `457`: no create is applied twice.
+async fn load(
+    nodes: Vec<ClusterNode>,
+    dead: Arc<Mutex<Vec<u64>>>,
+    client: u16,
+    count: u32,
+    acked: Arc<Mutex<Vec<(Instant, String)>>>,
+) {
+    let from = peer(40000 + client);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..count {
+        let list = format!("c{client}_{i}");
+        let (request, ok) = (
+            format!("#{i}-_-create-_-{list}"),
+            format!("#{i}-_-200-_-null"),
+        );
+        let mut k = usize::from(client) + i as usize;
+        loop {
+            assert!(Instant::now() < deadline, "{list} not acknowledged in time");
+            let node = &nodes[k % nodes.len()];
+            if dead.lock().unwrap().contains(&node.id()) {
+                // A dead host does not answer: the peer's timeout, then the next node.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                k += 1;
+                continue;
+            }
+            let answer = node.handle_datagram(from, request.as_bytes()).await;
+            let answer = String::from_utf8(answer.expect("an answer")).unwrap();
+            if answer == ok {
+                break;
+            }
+            assert!(
+                answer.starts_with(&format!("#{i}-_-473-_-")),
+                "{list}: {answer}"
+            );
+            k += 1;
+        }
+        acked.lock().unwrap().push((Instant::now(), list));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_under_load_loses_no_acknowledged_mutation() {
+    let mut c = Cluster::start(3).await;
+    let nodes: Vec<ClusterNode> = c.nodes.values().cloned().collect();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..3)
+        .map(|client| {
+            tokio::spawn(load(
+                nodes.clone(),
+                Arc::clone(&dead),
+                client,
+                80,
+                Arc::clone(&acked),
+            ))
+        })
+        .collect();
+    // Mid-load, kill the leader.
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 60 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no progress before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let killed = Instant::now();
+    dead.lock().unwrap().push(leader);
+    c.kill(leader).await;
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let first = acked
+        .iter()
+        .map(|(at, _)| *at)
+        .filter(|at| *at > killed)
+        .min()
+        .unwrap()
+        - killed;
+    eprintln!("leader {leader} killed: first mutation answered again after {first:?}");
+    c.leader(Duration::from_secs(5)).await;
+    c.assert_identical().await;
+    assert_eq!(acked.len(), 240);
+    for node in c.nodes.values() {
+        let registry = node.machine().with_core(|core| core.registry().clone());
+        for (_, list) in &acked {
+            assert!(
+                registry.members(list).is_some(),
+                "{list} missing on node {}",
+                node.id()
+            );
+        }
+        assert_eq!(registry.num_lists(), acked.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_minority_answers_try_later_and_catches_up() {
+    let c = Cluster::start(3).await;
+    let a = peer(30001);
+    assert_eq!(c.ask(1, a, "#1-_-create-_-before").await, "#1-_-200-_-null");
+    let leader = c.leader(Duration::from_secs(5)).await;
+    // Cut the leader off: it is the minority now.
+    c.router.set_cut(leader, true);
+    let start = Instant::now();
+    let answer = c.ask(leader, a, "#2-_-create-_-cut").await;
+    assert!(answer.starts_with("#2-_-473-_-"), "{answer}");
+    let read = c.ask(leader, a, "#3-_-query-lists").await;
+    assert!(read.starts_with("#3-_-473-_-"), "{read}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    // The majority elects a leader and goes on; the same request id through it is applied.
+    let others: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+    let mut answer = String::new();
+    for _ in 0..10 {
+        answer = c.ask(others[0], a, "#2-_-create-_-cut").await;
+        if answer == "#2-_-200-_-null" {
+            break;
+        }
+    }
+    assert_eq!(answer, "#2-_-200-_-null");
+    // Healed, the old leader follows and holds what the majority acknowledged.
+    c.router.set_cut(leader, false);
+    c.leader(Duration::from_secs(10)).await;
+    c.assert_identical().await;
+    assert_eq!(
+        c.ask(leader, a, "query-lists").await,
+        r#"200-_-{"num_lists": 2, "list_names": ["before", "cut"], "ext": 1}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_other_registry_options_is_refused() {
+    let c = Cluster::start(3).await;
+    let mut other = config(3, 3);
+    other.server.auth = true;
+    let transport: Arc<dyn Transport> = c.router.clone();
+    let err = match ClusterNode::start(other, transport).await {
+        Ok(_) => panic!("started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("other registry options"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_far_behind_is_sent_a_snapshot() {
+    let c = Cluster::start_with(3, |config| {
+        config.snapshot_every = 10;
+        config.keep_after_snapshot = 2;
+    })
+    .await;
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let behind = (1..=3).find(|&n| n != leader).unwrap();
+    c.router.set_cut(behind, true);
+    let a = peer(30001);
+    assert_eq!(
+        c.ask(leader, a, "#1-_-register-_-A-_-127.0.0.9-_-30001")
+            .await,
+        "#1-_-200-_-null"
+    );
+    for i in 0..60 {
+        let answer = c
+            .ask(leader, a, &format!("#{}-_-create-_-l{i}", i + 2))
+            .await;
+        assert_eq!(answer, format!("#{}-_-200-_-null", i + 2));
+    }
+    // The leader has purged what the cut-off node lacks: it can only catch up by snapshot.
+    let start = Instant::now();
+    while c.nodes[&leader].status().last_applied < Some(60)
+        || c.nodes[&leader]
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .purged
+            .is_none()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no snapshot taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.router.set_cut(behind, false);
+    c.assert_identical().await;
+    let snapshot = c.nodes[&behind].raft().metrics().borrow_watched().snapshot;
+    assert!(
+        snapshot.is_some(),
+        "node {behind} caught up without a snapshot"
+    );
+    // A retransmission, through it, of a request answered while it was cut off: answered
+    // again, not applied twice.
+    assert_eq!(
+        c.ask(behind, a, "#2-_-create-_-l0").await,
+        "#2-_-200-_-null"
+    );
+}

@@ -1,0 +1,615 @@
+//! [`ReplicatedCore`]: the server's protocol state as a deterministic machine over a log, for
+//! a registry replicated by consensus (`contact-cluster`).
+//!
+//! A replicated server cannot decide an answer with its own clock: every replica must give
+//! the same bytes for the same log entry, or a retransmission that reaches another node
+//! after a failover would be answered differently. So the entry point here takes the time
+//! as a number of milliseconds written into the log entry by the leader, and everything
+//! that decides an answer (the registry, the answer cache that makes tagged requests
+//! at-most-once, the instant-message deadlines, the `--auth` check) is the same code as
+//! [`ServerCore`](super::ServerCore)'s parts, fed that log time. Nothing here reads a clock,
+//! draws a random number or iterates a hash table.
+//!
+//! What is not replicated stays with the node that received the datagram, in [`Front`]:
+//! answers to datagrams that do not decode (with their error budget), and the reads
+//! (`query-lists`, answered from the local copy once it is known to be current) and `save`
+//! (which writes the node's own copy into its own data directory).
+//!
+//! [`ReplicatedCore::snapshot`] writes the whole state as text, and
+//! [`ReplicatedCore::restore`] rebuilds from it the same state as replaying the log that
+//! led to it: the registry as the records that rebuild it (extension levels and open
+//! instant messages included, which the `save` format does not hold), the cached answers in
+//! expiry order, the open instant messages in deadline order, and the log time.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use contact_proto::{Answer, Command, EXT_VERSION, MAX_DATAGRAM_LEN, Request, Status};
+use contact_registry::{Registry, Reply};
+
+use super::ServerConfig;
+use super::cache::{AnswerCache, digest};
+use super::error_budget::ErrorBudget;
+use super::im_timers::ImTimers;
+
+/// The replicated part of a server: log entries in, answers out, all on log time.
+///
+/// ```
+/// use contact_peer::ServerConfig;
+/// use contact_peer::server::replicated::ReplicatedCore;
+/// use contact_registry::{Limits, Registry};
+///
+/// let config = ServerConfig::default();
+/// let mut a = ReplicatedCore::new(Registry::new(Limits::default()), &config);
+/// let peer = "127.0.0.1:22001".parse()?;
+/// assert_eq!(a.apply(1_000, peer, b"#7-_-create-_-l"), b"#7-_-200-_-null");
+/// // A replica restored from a snapshot answers the retransmission the same way.
+/// let mut b = ReplicatedCore::restore(&a.snapshot(), &config)?;
+/// assert_eq!(b.apply(2_000, peer, b"#7-_-create-_-l"), b"#7-_-200-_-null");
+/// assert_eq!(a.apply(2_000, peer, b"#7-_-create-_-l"), b"#7-_-200-_-null");
+/// assert_eq!(a.snapshot(), b.snapshot());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ReplicatedCore {
+    registry: Registry,
+    cache: AnswerCache,
+    ims: Option<ImTimers>,
+    auth: bool,
+    /// Log time: the greatest timestamp applied so far, in ms. Entries stamped earlier (by
+    /// a new leader whose clock is behind) count as this time, so log time never goes back.
+    now_ms: u64,
+}
+
+/// What the node that received a datagram does with it ([`Front::route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Answer at once with these bytes: the datagram does not decode.
+    Answer(Vec<u8>),
+    /// Drop it: it does not decode and its source is past its error budget.
+    Drop,
+    /// A read (`query-lists`): answer it with [`ReplicatedCore::read`] once the local copy
+    /// is known to be current.
+    Read(Request),
+    /// `save`: write the local copy once it is known to be current, then answer with
+    /// [`save_answer`].
+    Save(Request),
+    /// A command that may change the registry: put the datagram in the log, and answer with
+    /// what [`ReplicatedCore::apply`] gives for it.
+    Replicate(Request),
+}
+
+/// The part of a replicated server that stays with one node: what to do with each datagram,
+/// and the error budget of the sources that send it garbage.
+#[derive(Debug)]
+pub struct Front {
+    errors: ErrorBudget,
+}
+
+impl Front {
+    /// A front with the config's error rate.
+    pub fn new(config: &ServerConfig) -> Self {
+        Self {
+            errors: ErrorBudget::new(config.error_rate),
+        }
+    }
+
+    /// Decides what to do with a datagram received at `now_ms` (any clock that counts
+    /// milliseconds: the error budget only compares them).
+    pub fn route(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) -> Route {
+        let e = match Request::decode(bytes) {
+            Ok(request) => {
+                return match request.command {
+                    Command::QueryLists => Route::Read(request),
+                    Command::Save { .. } => Route::Save(request),
+                    _ => Route::Replicate(request),
+                };
+            }
+            Err(e) => e,
+        };
+        if !self.errors.allow(now_ms, from.ip()) {
+            return Route::Drop;
+        }
+        let id = Request::peek_id(bytes);
+        tracing::info!(%from, ?id, len = bytes.len(), error = %e, "bad request");
+        Route::Answer(
+            Answer::error(e.status(), e.to_string())
+                .with_id(id)
+                .to_bytes(),
+        )
+    }
+
+    /// How many bad requests went unanswered because their source exceeded its error rate.
+    pub fn suppressed_errors(&self) -> u64 {
+        self.errors.suppressed()
+    }
+}
+
+/// The answer to a `save` request, given how writing the file went.
+pub fn save_answer(request: &Request, result: Result<(), (Status, String)>) -> Vec<u8> {
+    match result {
+        Ok(()) => Answer::ok(),
+        Err((status, text)) => Answer::error(status, text),
+    }
+    .with_id(request.id)
+    .to_bytes()
+}
+
+/// Why a snapshot could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The text is not a snapshot, or is damaged.
+    #[error("snapshot line {line}: {reason}")]
+    Malformed {
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ReplicatedCore {
+    /// A replica starting from `registry` (empty, for a new cluster), at log time 0.
+    pub fn new(registry: Registry, config: &ServerConfig) -> Self {
+        Self {
+            registry,
+            cache: AnswerCache::new(
+                config.dedup_capacity,
+                config.dedup_per_source,
+                millis(config.dedup_lifetime),
+            ),
+            ims: config.im_timeout.map(|t| ImTimers::new(millis(t))),
+            auth: config.auth,
+            now_ms: 0,
+        }
+    }
+
+    /// The registry, to read and to save from.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Log time: the greatest timestamp applied so far, in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// When the next open instant message times out, in log ms: the leader puts a tick in
+    /// the log when its clock passes it ([`ReplicatedCore::tick`]). Cached answers need no
+    /// tick: they are expired on the time of the next entry, before it is looked up.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.ims.as_ref().and_then(ImTimers::next_deadline)
+    }
+
+    /// Applies one log entry: the datagram `bytes` received from `from`, stamped `at_ms`.
+    /// Returns the answer to send to `from`: the same bytes on every replica.
+    ///
+    /// As [`ServerCore::handle_datagram`](super::ServerCore::handle_datagram) does: time
+    /// moves first (expired answers are forgotten, timed-out messages completed), then a
+    /// retransmission of a tagged request gets its cached answer, the `--auth` check, and
+    /// one [`Registry::execute`].
+    pub fn apply(&mut self, at_ms: u64, from: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+        let at = self.tick(at_ms);
+        let request = match Request::decode(bytes) {
+            Ok(r) => r,
+            // The front checks before proposing; a replica never trusts that it did.
+            Err(e) => {
+                let id = Request::peek_id(bytes);
+                let answer = Answer::error(e.status(), e.to_string()).with_id(id);
+                return self.finish(at, from, answer, digest(bytes));
+            }
+        };
+        let digest = request.id.map_or(0, |_| digest(bytes));
+        if let Some(id) = request.id {
+            if let Some(cached) = self.cache.get(from, id, digest) {
+                tracing::debug!(%from, id, "retransmission answered again");
+                return cached.to_vec();
+            }
+        }
+        let Request { id, command, .. } = request;
+        if let Some(answer) = refuse(self.auth, &self.registry, from, &command) {
+            return self.finish(at, from, answer.with_id(id), digest);
+        }
+        let ext = if id.is_some() { EXT_VERSION } else { 0 };
+        let kept = self.ims.is_some().then(|| command.clone());
+        let outcome = self.registry.execute(command, ext);
+        if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
+            ims.applied(at, &command);
+        }
+        let answer = match outcome.reply {
+            Reply::Answer(answer) => answer,
+            // The front keeps `save` local; one that reaches the log changes nothing.
+            Reply::Save(_) => Answer::error(Status::Malformed, "save is not replicated"),
+        };
+        self.finish(at, from, answer.with_id(id), digest)
+    }
+
+    /// Moves log time to `at_ms` (never back): forgets expired answers and completes the
+    /// instant messages whose deadline has passed, as their initiators would have. Returns
+    /// the log time.
+    pub fn tick(&mut self, at_ms: u64) -> u64 {
+        let at = self.now_ms.max(at_ms);
+        self.now_ms = at;
+        self.cache.expire(at);
+        if let Some(ims) = &mut self.ims {
+            while let Some((list, name)) = ims.pop_expired(at) {
+                let command = Command::ImComplete {
+                    list: list.clone(),
+                    name: name.clone(),
+                };
+                let status = self.registry.execute(command, 0).status();
+                tracing::info!(%list, %name, status = status.map_or(0, Status::code), "instant message timed out: completed");
+            }
+        }
+        at
+    }
+
+    /// Answers a read (`query-lists`) from this replica's state, without changing it. The
+    /// caller makes sure the state is current (a linearizable read) or accepts that it may
+    /// be stale.
+    pub fn read(&mut self, request: &Request) -> Vec<u8> {
+        let ext = if request.id.is_some() { EXT_VERSION } else { 0 };
+        let answer = match self.registry.execute(request.command.clone(), ext).reply {
+            Reply::Answer(answer) => answer,
+            Reply::Save(_) => Answer::error(Status::Malformed, "save is not a read"),
+        };
+        encode_bounded(&answer.with_id(request.id))
+    }
+
+    fn finish(&mut self, at: u64, from: SocketAddr, answer: Answer, digest: u64) -> Vec<u8> {
+        let bytes = encode_bounded(&answer);
+        if let Some(id) = answer.id {
+            self.cache
+                .insert(at, from, id, digest, bytes.clone(), false);
+        }
+        bytes
+    }
+
+    /// The whole state, as text: applied to a fresh replica by [`ReplicatedCore::restore`],
+    /// it gives the same state, byte for byte the same snapshot, and the same answers to
+    /// every entry that follows. Two replicas that applied the same log have the same
+    /// snapshot.
+    ///
+    /// ```text
+    /// snapshot = "contact-replica 1" NL "time " MS NL
+    ///            "registry " N NL N*( EXT SP COMMAND NL )       ; the records that rebuild it
+    ///            "cache " N NL N*( EXPIRY SP ADDR SP ID SP DIGEST SP LEN NL LEN*OCTET NL )
+    ///            "ims " N NL N*( DEADLINE SP COMMAND NL )       ; im-start LIST NAME
+    /// ```
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut records = Vec::new();
+        for_each_rebuild_record(&self.registry, |ext, command| records.push((ext, command)));
+        let _ = write!(
+            Text(&mut out),
+            "contact-replica 1\ntime {}\nregistry {}\n",
+            self.now_ms,
+            records.len()
+        );
+        for (ext, command) in records {
+            let _ = write!(Text(&mut out), "{ext} ");
+            command.encode(&mut out);
+            out.push(b'\n');
+        }
+        let cached: Vec<_> = self.cache.entries().collect();
+        let _ = writeln!(Text(&mut out), "cache {}", cached.len());
+        for (expiry, from, id, digest, answer) in cached {
+            let _ = writeln!(
+                Text(&mut out),
+                "{expiry} {from} {id} {digest:016x} {}",
+                answer.len()
+            );
+            out.extend_from_slice(answer);
+            out.push(b'\n');
+        }
+        let timers: Vec<_> = self.ims.iter().flat_map(ImTimers::entries).collect();
+        let _ = writeln!(Text(&mut out), "ims {}", timers.len());
+        for (deadline, list, name) in timers {
+            let _ = write!(Text(&mut out), "{deadline} ");
+            Command::ImStart {
+                list: list.clone(),
+                name: name.clone(),
+            }
+            .encode(&mut out);
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Rebuilds a replica from its [`ReplicatedCore::snapshot`], with the same config as the
+    /// replica that wrote it.
+    pub fn restore(snapshot: &[u8], config: &ServerConfig) -> Result<Self, SnapshotError> {
+        let mut core = Self::new(Registry::new(config.limits), config);
+        let mut input = Lines {
+            rest: snapshot,
+            line: 0,
+        };
+        input.expect_line("contact-replica 1")?;
+        core.now_ms = input.counted("time")?;
+        let n = input.counted("registry")?;
+        for _ in 0..n {
+            let line = input.line()?;
+            let (ext, command) = split_first(line).ok_or_else(|| input.bad("record"))?;
+            let ext: u32 = parse(ext).ok_or_else(|| input.bad("ext field"))?;
+            let request = Request::decode(command).map_err(|e| input.bad(&e.to_string()))?;
+            let shown = request.command.to_string();
+            if !core.registry.execute(request.command, ext).changed {
+                return Err(input.bad(&format!("`{shown}` does not apply")));
+            }
+        }
+        let n = input.counted("cache")?;
+        for _ in 0..n {
+            let head = input.line()?;
+            let fields: Vec<&[u8]> = head.split(|&b| b == b' ').collect();
+            let [expiry, from, id, digest, len] = fields[..] else {
+                return Err(input.bad("cache entry"));
+            };
+            let (Some(expiry), Some(from), Some(id), Some(digest), Some(len)) = (
+                parse::<u64>(expiry),
+                parse::<SocketAddr>(from),
+                parse(id),
+                std::str::from_utf8(digest)
+                    .ok()
+                    .and_then(|d| u64::from_str_radix(d, 16).ok()),
+                parse::<usize>(len),
+            ) else {
+                return Err(input.bad("cache entry"));
+            };
+            let answer = input.bytes(len)?;
+            core.cache
+                .restore(expiry, from, id, digest, answer.to_vec());
+        }
+        let n = input.counted("ims")?;
+        let mut timers = Vec::new();
+        for _ in 0..n {
+            let line = input.line()?;
+            let (deadline, command) = split_first(line).ok_or_else(|| input.bad("timer"))?;
+            let deadline: u64 = parse(deadline).ok_or_else(|| input.bad("deadline"))?;
+            match Request::decode(command).map(|r| r.command) {
+                Ok(Command::ImStart { list, name }) => timers.push((deadline, list, name)),
+                _ => return Err(input.bad("timer")),
+            }
+        }
+        if let Some(ims) = &mut core.ims {
+            ims.restore(timers);
+        }
+        if !input.rest.is_empty() {
+            return Err(input.bad("trailing bytes"));
+        }
+        Ok(core)
+    }
+}
+
+/// With authentication on, refuses a command for a contact that does not come from the
+/// contact's registered address; an unknown contact is left to the registry (459). The
+/// same rule as [`ServerCore`](super::ServerCore)'s.
+fn refuse(auth: bool, registry: &Registry, from: SocketAddr, command: &Command) -> Option<Answer> {
+    if !auth {
+        return None;
+    }
+    let contact = registry.contact(command.acting_contact()?)?;
+    let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
+    (canonical(contact.addr()) != canonical(from)).then(|| {
+        Answer::error(
+            Status::NotAuthorized,
+            format!(
+                "{} may only be acted for from its registered address {}",
+                contact.name(),
+                contact.addr()
+            ),
+        )
+    })
+}
+
+/// Encodes an answer, or `470` if it would not fit in one datagram.
+fn encode_bounded(answer: &Answer) -> Vec<u8> {
+    let bytes = answer.to_bytes();
+    if bytes.len() <= MAX_DATAGRAM_LEN {
+        return bytes;
+    }
+    Answer::error(
+        Status::AnswerTooLarge,
+        "the answer would not fit in one datagram",
+    )
+    .with_id(answer.id)
+    .to_bytes()
+}
+
+/// Calls `f` with the records that rebuild `registry` from nothing: every contact in
+/// registration order, every list in creation order with its members in list order, then
+/// the open instant messages (after the joins, which they would block). The same records
+/// as the durable store's compaction.
+fn for_each_rebuild_record(registry: &Registry, mut f: impl FnMut(u32, Command)) {
+    for contact in registry.contacts() {
+        let (name, ip, port) = (contact.name().clone(), contact.ip(), contact.port());
+        f(contact.ext(), Command::Register { name, ip, port });
+    }
+    for list in registry.lists() {
+        f(0, Command::Create { list: list.clone() });
+        for member in registry.members(list).into_iter().flatten() {
+            let (list, name) = (list.clone(), member.name().clone());
+            f(0, Command::Join { list, name });
+        }
+    }
+    for list in registry.lists() {
+        for member in registry.members(list).into_iter().flatten() {
+            for _ in 0..registry.pending(list, member.name()) {
+                let (list, name) = (list.clone(), member.name().clone());
+                f(0, Command::ImStart { list, name });
+            }
+        }
+    }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Text<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Text<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn parse<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+fn split_first(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    Some((&line[..space], &line[space + 1..]))
+}
+
+/// The snapshot's text, line by line.
+struct Lines<'a> {
+    rest: &'a [u8],
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn bad(&self, reason: &str) -> SnapshotError {
+        SnapshotError::Malformed {
+            line: self.line,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn line(&mut self) -> Result<&'a [u8], SnapshotError> {
+        self.line += 1;
+        let end = self
+            .rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| self.bad("unexpected end"))?;
+        let line = &self.rest[..end];
+        self.rest = &self.rest[end + 1..];
+        Ok(line)
+    }
+
+    fn expect_line(&mut self, want: &str) -> Result<(), SnapshotError> {
+        let line = self.line()?;
+        if line == want.as_bytes() {
+            Ok(())
+        } else {
+            Err(self.bad(&format!("expected `{want}`")))
+        }
+    }
+
+    /// A line `KEYWORD NUMBER`.
+    fn counted<T: std::str::FromStr>(&mut self, keyword: &str) -> Result<T, SnapshotError> {
+        let line = self.line()?;
+        split_first(line)
+            .filter(|(k, _)| *k == keyword.as_bytes())
+            .and_then(|(_, n)| parse(n))
+            .ok_or_else(|| self.bad(&format!("expected `{keyword} NUMBER`")))
+    }
+
+    /// `len` bytes, then a newline (a line of its own, whatever the bytes are).
+    fn bytes(&mut self, len: usize) -> Result<&'a [u8], SnapshotError> {
+        self.line += 1;
+        match self.rest.get(len) {
+            Some(b'\n') => {
+                let bytes = &self.rest[..len];
+                self.rest = &self.rest[len + 1..];
+                Ok(bytes)
+            }
+            _ => Err(self.bad("cached answer shorter than its length")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use contact_registry::Limits;
+
+    use super::*;
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            dedup_capacity: 8,
+            dedup_lifetime: Duration::from_secs(30),
+            im_timeout: Some(Duration::from_secs(60)),
+            auth: false,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn answers_match_the_server_core() {
+        let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config());
+        let a = addr(30001);
+        assert_eq!(r.apply(0, a, b"#5-_-create-_-l"), b"#5-_-200-_-null");
+        assert_eq!(r.apply(10, a, b"#5-_-create-_-l"), b"#5-_-200-_-null");
+        assert_eq!(r.apply(20, addr(2), b"#5-_-create-_-l"), b"#5-_-457-_-null");
+        assert_eq!(r.apply(30, a, b"create-_-l"), b"457-_-null");
+        assert!(r.apply(40, a, b"#9-_-frob").starts_with(b"#9-_-466-_-"));
+        // After the cache lifetime the same request is applied again.
+        assert_eq!(r.apply(30_001, a, b"#5-_-create-_-l"), b"#5-_-457-_-null");
+    }
+
+    #[test]
+    fn log_time_never_goes_back_and_ims_time_out_on_it() {
+        let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config());
+        let a = addr(30001);
+        r.apply(1_000, a, b"register-_-A-_-127.0.0.1-_-30001");
+        r.apply(1_000, a, b"create-_-l");
+        r.apply(1_000, a, b"join-_-l-_-A");
+        assert!(
+            r.apply(2_000, a, b"im-start-_-l-_-A")
+                .starts_with(b"200-_-{")
+        );
+        assert_eq!(r.next_deadline(), Some(62_000));
+        // A leader whose clock is behind: log time stays.
+        r.apply(500, a, b"query-lists");
+        assert_eq!(r.now_ms(), 2_000);
+        assert_eq!(r.apply(3_000, a, b"leave-_-l-_-A"), b"463-_-null");
+        r.tick(62_000);
+        assert_eq!(r.registry().ongoing("l"), Some(0));
+        assert_eq!(r.apply(62_001, a, b"leave-_-l-_-A"), b"200-_-null");
+    }
+
+    #[test]
+    fn the_front_keeps_reads_saves_and_garbage_local() {
+        let mut f = Front::new(&ServerConfig {
+            error_rate: 1,
+            ..ServerConfig::default()
+        });
+        let a = addr(1);
+        assert!(matches!(f.route(0, a, b"query-lists"), Route::Read(_)));
+        assert!(matches!(f.route(0, a, b"#1-_-save-_-x"), Route::Save(_)));
+        assert!(matches!(f.route(0, a, b"create-_-x"), Route::Replicate(_)));
+        let Route::Answer(bytes) = f.route(0, a, b"#3-_-frob") else {
+            panic!("an error answer")
+        };
+        assert!(bytes.starts_with(b"#3-_-466-_-"));
+        assert_eq!(f.route(0, a, b"frob"), Route::Drop);
+        assert_eq!(f.suppressed_errors(), 1);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_with_its_line() {
+        let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config());
+        r.apply(0, addr(1), b"#1-_-create-_-l");
+        let good = r.snapshot();
+        assert!(ReplicatedCore::restore(&good, &config()).is_ok());
+        let cut = &good[..good.len() - 3];
+        assert!(ReplicatedCore::restore(cut, &config()).is_err());
+        let bad = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("create", "crate");
+        let err = ReplicatedCore::restore(bad.as_bytes(), &config()).unwrap_err();
+        assert!(err.to_string().starts_with("snapshot line 4"), "{err}");
+    }
+}
