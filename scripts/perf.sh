@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# The figures of docs/performance.md, measured side by side in one run on this machine:
-# our server in its default configuration (logging at info; --trust 127.0.0.1: one host's
-# load would otherwise meet the per-source limits) against the in-process echo loop (query
-# and mixed, 8 and 64 clients), the same with -q, the same load with a durable state file,
-# and a ring of 20 peers. Each line is one JSON object.
+# The figures of docs/performance.md, measured side by side in one run on this machine, and
+# printed with their ratios:
+# - our server in its default configuration against the in-process echo loops, naive and
+#   batched (query and mixed; 8 and 64 clients); every server trusts 127.0.0.1 (--trust:
+#   one host's load would otherwise meet the per-source limits) and has room for the sweeps;
+# - the same server with -q (logging only warnings), and with a durable state file;
+# - how the cost grows: 1, 8, 64 and 256 clients (beside both echo loops), and rings of 3,
+#   20 and 100 peers (per hop against a bare UDP round trip, and the thread experiment).
+# Every measurement is one JSON line, kept in $OUT (default: a file in a temporary
+# directory, whose name is printed); `scripts/plot.py $OUT` draws the plots of the docs.
+#
+#   SECS=6 scripts/perf.sh          # longer measurements (default 3 s each)
+#   OUT=perf.jsonl scripts/perf.sh  # keep the JSON lines
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p contact-cli >/dev/null 2>&1
 bin=./target/release/contact-cli
 dir=$(mktemp -d)
+out=${OUT:-$dir/perf.jsonl}
+: > "$out"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$dir"' EXIT
 start_server() { # port, extra args... (global options such as -q first)
@@ -16,23 +26,35 @@ start_server() { # port, extra args... (global options such as -q first)
     local global=()
     if [ "${1:-}" = -q ]; then global=(-q); shift; fi
     "$bin" "${global[@]}" server --bind 127.0.0.1 --port "$port" --data-dir "$dir" \
-        --trust 127.0.0.1 "$@" > "$dir/$port.out" 2> "$dir/$port.err" &
+        --max-contacts 2000 --max-lists 2000 --error-rate 0 --trust 127.0.0.1 "$@" > "$dir/$port.out" 2>&1 &
     pids+=($!)
     until grep -q listening "$dir/$port.out" 2>/dev/null; do sleep 0.1; done
 }
+bench() { # label, bench args...
+    local label=$1; shift
+    "$bin" bench "$@" --duration "$secs" --json | sed "s/^{/{\"label\": \"$label\", /" | tee -a "$out" >/dev/null
+    printf '.' >&2
+}
 secs=${SECS:-3}
-start_server 23900
-start_server 23901 -q
-start_server 23902 --state "$dir/state.journal"
+start_server 23900                                  # default configuration (its log in a file)
+start_server 23901 -q                               # warnings only
+start_server 23902 --state "$dir/state.journal"     # durable
+echo "measuring, ${secs} s each (about $((secs * 25 + 40)) s in all)" >&2
 for mix in query mixed; do
     for clients in 8 64; do
-        for port in 23900 23901; do # default, then -q
-            "$bin" bench --server 127.0.0.1:$port --mix "$mix" --clients "$clients" --duration "$secs" --echo --json
-        done
+        bench default --server 127.0.0.1:23900 --mix "$mix" --clients "$clients" --echo
     done
 done
-for clients in 8 64; do # without and with the state file, one after the other
-    "$bin" bench --server 127.0.0.1:23900 --mix mixed --clients "$clients" --duration "$secs" --json
-    "$bin" bench --server 127.0.0.1:23902 --mix mixed --clients "$clients" --duration "$secs" --json
+for clients in 8 64; do
+    bench quiet --server 127.0.0.1:23901 --mix mixed --clients "$clients"
+    bench default-alone --server 127.0.0.1:23900 --mix mixed --clients "$clients"
+    bench state --server 127.0.0.1:23902 --mix mixed --clients "$clients"
 done
-"$bin" bench --server 127.0.0.1:23900 --mix ring --peers 20 --duration "$secs" --json
+for mix in query mixed; do
+    bench sweep --server 127.0.0.1:23900 --mix "$mix" --sweep
+done
+bench ring --server 127.0.0.1:23900 --mix ring --sweep
+echo >&2
+python3 scripts/plot.py --table "$out"
+echo
+echo "JSON lines: $out$([ -n "${OUT:-}" ] || echo ' (removed at exit: give OUT=FILE to keep them)')"

@@ -22,8 +22,9 @@
 //!   out, answers and messages printed.
 //! - `bench/`: the `bench` subcommand: the load generator, the ring measurement, the echo
 //!   baseline and the report.
-//! - `demo/`: the `demo` subcommand, the seed's final demo played and checked: the script,
-//!   the cast of peers, the checks and the transcript.
+//! - `demo/`: the `demo` subcommand, the final demo of the Python system this project
+//!   replaces, played and checked: the script, the cast of peers, the checks and the
+//!   transcript.
 //! - `state.rs`: the `state` subcommand, the operator's tools for a server's journal.
 //! - `cluster.rs`: the `cluster` subcommand (`cluster status`).
 //! - `completions` and `man` are generated from the clap definitions below (`clap_complete`,
@@ -68,8 +69,8 @@ enum Cmd {
     /// Inspect a replicated cluster (`server --cluster`).
     #[command(subcommand)]
     Cluster(cluster::Cmd),
-    /// Play the seed's final demo: a server and five peers (Me, Myself, I, Foo, Bar), every
-    /// outcome checked; exit 0 only if all held.
+    /// Watch it work: a server and five peers (Me, Myself, I, Foo, Bar) register, make lists
+    /// and send instant messages, every outcome checked; exit 0 only if all held.
     Demo(demo::DemoArgs),
     /// Check or repair a server's journal (`server --state FILE`).
     State(state::Args),

@@ -151,3 +151,99 @@ fn demo_over_a_network_that_loses_30_percent() {
         assert!(!text.contains("skipped"), "{text}");
     }
 }
+
+/// A server in this process, for `--server`.
+fn running_server(dir: &tempfile::TempDir) -> contact_peer::ServerHandle {
+    let config = contact_peer::ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..contact_peer::ServerConfig::default()
+    };
+    contact_peer::Server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .and_then(contact_peer::Server::spawn)
+        .expect("a server on loopback")
+}
+
+/// Sends one plain request and waits for its answer.
+fn ask(server: std::net::SocketAddr, request: &str) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(request.as_bytes(), server).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The demo promises every answer (200 to `create list_1`, the lists `query-lists` shows):
+/// on a server that already holds something, it says why it cannot play, and changes
+/// nothing there.
+#[test]
+fn the_demo_refuses_a_server_that_is_not_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = running_server(&dir);
+    let addr = server.local_addr();
+    // Empty: it plays (and leaves the server empty again).
+    let (out, text) = demo(&["--server", &addr.to_string()]);
+    assert!(out.status.success(), "{text}");
+
+    assert!(ask(addr, "create-_-mine").starts_with("200"));
+    let (out, text) = demo(&["--server", &addr.to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        stderr.contains(
+            "is not empty: it already has the lists list_1, list_2, list_3, list_4, mine."
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("needs a server with nothing in it"),
+        "{stderr}"
+    );
+    assert!(!text.contains("# "), "no step was played: {text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = running_server(&dir);
+    let addr = server.local_addr();
+    assert!(ask(addr, "register-_-Foo-_-127.0.0.1-_-40000").starts_with("200"));
+    let (out, _) = demo(&["--server", &addr.to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("is not empty: Foo already registered"),
+        "{stderr}"
+    );
+    let registry = server.shutdown().unwrap();
+    assert_eq!(registry.contacts().count(), 1, "the check changed nothing");
+}
+
+/// `contact-cli demo | head`: when the reader goes away, the demo stops quietly, with no
+/// error and no panic.
+#[cfg(unix)]
+#[test]
+fn the_demo_stops_quietly_when_its_reader_goes_away() {
+    use std::process::Stdio;
+
+    // The reader closed before the first line: every write fails.
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .arg("demo")
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
+    // And as a person types it.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{BIN}' demo | head -n 3"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -65,7 +65,7 @@ pub(super) fn measure(
     addr: SocketAddr,
     mix: Mix,
 ) -> Result<Report, Box<dyn std::error::Error>> {
-    let echo = target == "echo";
+    let echo = target != "server";
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let run_id = std::process::id();
     let mut clients = Vec::with_capacity(args.clients);
@@ -176,6 +176,11 @@ pub(super) fn measure(
     if progress {
         eprint!("\r{:60}\r", "");
     }
+    if !echo && !args.keep {
+        for (c, client) in clients.iter_mut().enumerate() {
+            clean_up(client, mix, c, timeout)?;
+        }
+    }
     for (code, n) in counts.iter().enumerate() {
         if *n > 0 {
             statuses.insert(code.to_string(), *n);
@@ -210,6 +215,86 @@ pub(super) fn status_code(answer: &[u8]) -> Option<u16> {
         }
         _ => None,
     }
+}
+
+/// Removes what client `c` registered, from its own socket (a server in `--auth` mode
+/// accepts commands naming a contact only from its address): its open instant message
+/// completed, then its contact `exit`ed. The lists stay: the protocol cannot remove one.
+fn clean_up(
+    client: &mut Client,
+    mix: Mix,
+    c: usize,
+    timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let commands = match (&client.script, mix) {
+        (_, Mix::Query) if c < 4 => vec![Command::Exit {
+            name: contact(format!("bench-q-{c}"))?,
+        }],
+        (_, Mix::Mixed) => {
+            let (me, my_list) = mixed_names(c)?;
+            vec![
+                Command::ImComplete {
+                    list: my_list,
+                    name: me.clone(),
+                },
+                Command::Exit { name: me },
+            ]
+        }
+        (Script::Fresh { prefix, next, .. }, _) => {
+            let names: Result<Vec<Command>, String> = (1..=*next)
+                .map(|i| contact(format!("{prefix}{i}")).map(|name| Command::Exit { name }))
+                .collect();
+            names?
+        }
+        _ => Vec::new(),
+    };
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let socket = &client.socket;
+    let mut buf = vec![0u8; 65_536];
+    // The answer to the request still in flight, if it comes, first: it is not the answer
+    // to the clean-up's first request.
+    let wait_for = |buf: &mut [u8], until: Instant| -> bool {
+        while Instant::now() < until {
+            match socket.recv(buf) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    if client.sent_at.take().is_some() {
+        wait_for(&mut buf, Instant::now() + timeout);
+    }
+    // A window of requests in flight, so that a `register` run's thousands of names go
+    // quickly; answers are only counted (a lost one is not sent again).
+    const WINDOW: usize = 16;
+    for chunk in commands.chunks(WINDOW) {
+        for command in chunk {
+            let _ = socket.send(&Request::plain(command.clone()).to_bytes());
+        }
+        let until = Instant::now() + timeout;
+        for _ in chunk {
+            if !wait_for(&mut buf, until) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn contact(s: String) -> Result<ContactName, String> {
+    ContactName::try_from(s).map_err(|e| e.to_string())
+}
+
+/// The contact and list of client `c` in the `mixed` mix.
+fn mixed_names(c: usize) -> Result<(ContactName, ListName), String> {
+    Ok((
+        contact(format!("bench-m-{c}"))?,
+        ListName::try_from(format!("bench-m-list-{c}")).map_err(|e| e.to_string())?,
+    ))
 }
 
 /// Prepares the server for a client's script, with blocking requests from the client's own
@@ -248,8 +333,7 @@ pub(super) fn setup(
             Script::Cycle(vec![Request::plain(Command::QueryLists).to_bytes()])
         }
         Mix::Mixed => {
-            let me = name(format!("bench-m-{client}"))?;
-            let my_list = list(format!("bench-m-list-{client}"))?;
+            let (me, my_list) = mixed_names(client)?;
             // A previous run may have left this contact registered from another port, or an
             // IM open: clean up, then set up afresh.
             while ask(
@@ -368,6 +452,8 @@ mod tests {
             timeout_ms: 1000,
             json: true,
             peers: 20,
+            sweep: false,
+            keep: false,
         };
         let echo = EchoServer::start().unwrap();
         let report = measure(&args, "echo", echo.addr, Mix::Query).unwrap();

@@ -99,13 +99,25 @@ impl Report {
     }
 }
 
+/// The server's figures as shares of the echo loops' (`ratio`: the naive loop,
+/// `ratio_batched`: the batched one), as JSON members to append to an object.
 pub(super) fn ratio_json(reports: &[Report]) -> String {
-    match reports {
-        [server, echo] => format!(
-            ", \"ratio\": {{\"ops\": {:.4}, \"p99\": {:.4}}}",
+    let ratio = |server: &Report, echo: &Report| {
+        format!(
+            "{{\"ops\": {:.4}, \"p99\": {:.4}}}",
             server.ops() / echo.ops(),
             server.quantile_ms(0.99) / echo.quantile_ms(0.99)
+        )
+    };
+    match reports {
+        [server, naive, batched] if server.target == "server" => format!(
+            ", \"ratio\": {}, \"ratio_batched\": {}",
+            ratio(server, naive),
+            ratio(server, batched)
         ),
+        [server, echo] if server.target == "server" => {
+            format!(", \"ratio\": {}", ratio(server, echo))
+        }
         _ => String::new(),
     }
 }

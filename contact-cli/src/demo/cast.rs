@@ -11,7 +11,7 @@ use contact_peer::{
     ClientConfig, Peer, PeerConfig, PortChoice, RingConfig, RingEvent, Server, ServerConfig,
     ServerHandle,
 };
-use contact_proto::{Answer, parse_line};
+use contact_proto::{Answer, Body, Command, ContactName, ListName, parse_line};
 
 use super::script::NAMES;
 use super::transcript::Transcript;
@@ -141,7 +141,7 @@ pub(super) fn set_up(
         }
         registered[i] = (ip, port);
         t.info(&format!(
-            "{:<6} on {} (P) and {} (P+1){}{via}",
+            "{:<6} on {} (port P, requests) and {} (P+1, instant messages){}{via}",
             NAMES[i],
             peer.control_addr(),
             peer.im_addr().port(),
@@ -206,6 +206,55 @@ pub(super) fn strays(who: usize, peer: &Peer) -> Vec<String> {
         .filter(|e| !matches!(e, RingEvent::Invalid { .. }))
         .map(|e| format!("{}: {e:?}", NAMES[who]))
         .collect()
+}
+
+/// `Err(why)` if the server already holds a list or one of the demo's contacts: the demo's
+/// promised answers (200 to `create list_1`, to `register Me`, the lists `query-lists` shows)
+/// hold only on an empty server. Asked by Me before any step: `query-lists`, then, for each
+/// name, `leave` of a list that does not exist, which answers 459 for an unknown contact and
+/// 460 for a known one, and changes nothing.
+pub(super) fn check_empty(cast: &Cast) -> Result<(), String> {
+    let Some(me) = cast.peers.first().and_then(Option::as_ref) else {
+        return Ok(());
+    };
+    let lists = me
+        .request(Command::QueryLists)
+        .map_err(|e| format!("it does not answer `query-lists` ({e})"))?;
+    if let Some(Body::Lists(body)) = &lists.body {
+        if !body.list_names.is_empty() {
+            let names: Vec<String> = body
+                .list_names
+                .iter()
+                .take(5)
+                .map(ToString::to_string)
+                .collect();
+            let more = match body.list_names.len() {
+                n if n > 5 => format!(" and {} more", n - 5),
+                _ => String::new(),
+            };
+            return Err(format!(
+                "it already has the lists {}{more}",
+                names.join(", ")
+            ));
+        }
+    }
+    let nowhere = ListName::try_from("demo-check-no-such-list").map_err(|e| e.to_string())?;
+    let mut known = Vec::new();
+    for name in NAMES {
+        let name = ContactName::try_from(name).map_err(|e| e.to_string())?;
+        let answer = me.request(Command::Leave {
+            list: nowhere.clone(),
+            name: name.clone(),
+        });
+        if matches!(answer, Ok(a) if a.status.code() == 460) {
+            known.push(name.to_string());
+        }
+    }
+    if known.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} already registered", known.join(", ")))
+    }
 }
 
 /// Sends one typed line from peer `who`.

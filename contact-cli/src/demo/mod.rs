@@ -1,7 +1,8 @@
-//! `contact-cli demo`: the seed's final demo, played and checked.
+//! `contact-cli demo`: the final demo of the Python system this project replaces (the
+//! project's seed), played and checked.
 //!
-//! A server (in this process, or one given with `--server`) and the five peers of the seed's
-//! final demo (Me, Myself, I, Foo, Bar), each with its own two sockets. The demo is a script
+//! A server (in this process, or one given with `--server`, which must be empty) and the
+//! five peers of that demo (Me, Myself, I, Foo, Bar), each with its own two sockets. The demo is a script
 //! of typed lines, exactly what a user would type at each peer's prompt, parsed with
 //! [`contact_proto::parse_line`] and sent with [`Peer::request`](contact_peer::Peer::request); each line carries the status
 //! the seed's comments promise. Instant messages go round through [`Peer::im_start`](contact_peer::Peer::im_start) and
@@ -65,7 +66,8 @@ pub(crate) struct DemoArgs {
     /// The seed of the relays' random decisions (with `--loss`).
     #[arg(long, default_value_t = 1, requires = "loss")]
     seed: u64,
-    /// Play against this running server instead of starting one in this process.
+    /// Play against this running server instead of starting one in this process. It must be
+    /// empty (no list, none of the five contacts): the demo checks every answer.
     #[arg(long, value_name = "ADDR", conflicts_with = "server_ip")]
     server: Option<SocketAddr>,
     /// The address the demo's own server listens on.
@@ -163,6 +165,11 @@ pub(crate) enum DemoError {
     /// The transcript could not be written.
     #[error("cannot write the transcript: {0}")]
     Output(#[from] io::Error),
+    /// The server given with `--server` already holds lists or the demo's contacts.
+    #[error(
+        "the server at {0} is not empty: {1}. The demo creates list_1 to list_4, registers Me, Myself, I, Foo and Bar and checks every answer, so it needs a server with nothing in it: start a new one, or leave out --server to let the demo start its own"
+    )]
+    NotEmpty(SocketAddr, String),
     /// A line of the script could not be parsed (a bug of the script).
     #[error("the script line `{0}` does not parse: {1}")]
     Script(String, String),
@@ -187,6 +194,8 @@ pub(crate) fn main(args: DemoArgs) -> ExitCode {
     match run(&config, &mut out) {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
+        // The reader went away (`contact-cli demo | head`): what it wanted, it has.
+        Err(DemoError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
             eprintln!("error: {e}");
@@ -251,7 +260,7 @@ fn config_from(args: DemoArgs) -> Result<DemoConfig, String> {
     })
 }
 
-/// Plays the seed's final demo as `config` says, writing the transcript to `out`.
+/// Plays the final demo as `config` says, writing the transcript to `out`.
 ///
 /// `Err` only when the demo cannot be set up or its output cannot be written; a documented
 /// outcome that does not hold is a failed [`Check`](transcript::Check) in the report, and the demo goes on.
@@ -263,6 +272,9 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
         report: DemoReport::default(),
     };
     let mut cast = set_up(config, &mut t)?;
+    if let ServerChoice::External(addr) = config.server {
+        cast::check_empty(&cast).map_err(|why| DemoError::NotEmpty(addr, why))?;
+    }
     let (ips, ports) = (cast.ips, cast.ports);
 
     for step in script(&ips, &ports) {
