@@ -71,7 +71,7 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     /// 0.5 s, doubling to 2 s at most, for 60 s (about 30 sends) before a failure, 10%
-    /// jitter (see the [module docs](self) for why).
+    /// jitter (why: `docs/protocol.md`, section 11).
     fn default() -> Self {
         Self {
             initial_timeout: Duration::from_millis(500),

@@ -126,7 +126,7 @@ pub struct RingConfig {
 
 impl Default for RingConfig {
     /// 200 ms doubling to 1 s at most, 24 sends (a silent member is skipped after about
-    /// 22.4 s, up to 24.6 s with the 10% jitter; see the [module docs](self) for why), a 30 s
+    /// 22.4 s, up to 24.6 s with the 10% jitter; why: `docs/protocol.md`, section 6.1), a 30 s
     /// completion timeout, 4096 messages remembered for 60 s, 1024 hops waiting for acks,
     /// 1024 events waiting for the user, a resend budget of 2 x 24 - 1 = 47.
     fn default() -> Self {

@@ -163,7 +163,7 @@ impl ServerCore {
     }
 
     /// Ties the core's clock to the wall clock: `now` is `unix_ms` milliseconds since the
-    /// Unix epoch. The times of journaled answers ([`KeptAnswer::at`]) are on that clock, so
+    /// Unix epoch. The times of journaled answers (`KeptAnswer::at`) are on that clock, so
     /// that a restarted server knows how long each has left. Without it they count from the
     /// core's first `now`.
     pub fn set_clock(&mut self, now: Instant, unix_ms: u64) {
