@@ -220,23 +220,23 @@ pub(super) fn check_empty(cast: &Cast) -> Result<(), String> {
     let lists = me
         .request(Command::QueryLists)
         .map_err(|e| format!("it does not answer `query-lists` ({e})"))?;
-    if let Some(Body::Lists(body)) = &lists.body {
-        if !body.list_names.is_empty() {
-            let names: Vec<String> = body
-                .list_names
-                .iter()
-                .take(5)
-                .map(ToString::to_string)
-                .collect();
-            let more = match body.list_names.len() {
-                n if n > 5 => format!(" and {} more", n - 5),
-                _ => String::new(),
-            };
-            return Err(format!(
-                "it already has the lists {}{more}",
-                names.join(", ")
-            ));
-        }
+    if let Some(Body::Lists(body)) = &lists.body
+        && !body.list_names.is_empty()
+    {
+        let names: Vec<String> = body
+            .list_names
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect();
+        let more = match body.list_names.len() {
+            n if n > 5 => format!(" and {} more", n - 5),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "it already has the lists {}{more}",
+            names.join(", ")
+        ));
     }
     let nowhere = ListName::try_from("demo-check-no-such-list").map_err(|e| e.to_string())?;
     let mut known = Vec::new();
