@@ -478,6 +478,13 @@ impl Task for ClientTask {
     }
 
     fn deliver(&mut self) {
+        // The kind first: a caller woken by an answer must already see what it taught.
+        if self.client.server_kind() != self.last_kind {
+            self.last_kind = self.client.server_kind();
+            if let Ok(mut k) = self.kind.lock() {
+                *k = self.last_kind;
+            }
+        }
         while let Some(event) = self.client.poll_event() {
             let (id, result) = match event {
                 ClientEvent::Answer { id, answer, .. } => (id, Ok(answer)),
@@ -501,12 +508,6 @@ impl Task for ClientTask {
             };
             if let Some(reply) = self.waiting.remove(&id) {
                 let _ = reply.send(RequestUpdate::Done(result));
-            }
-        }
-        if self.client.server_kind() != self.last_kind {
-            self.last_kind = self.client.server_kind();
-            if let Ok(mut k) = self.kind.lock() {
-                *k = self.last_kind;
             }
         }
     }
