@@ -15,6 +15,8 @@
 //!   message; [`RingView`], which reads and forwards one in place; [`RingAck`], the
 //!   acknowledgement of a hop; [`ImDatagram`], either of them decoded in one call; the
 //!   next-member rule [`recipient`] and [`Member::im_address`].
+//! - [`auth`]: a contact's [`auth::Secret`], the tags on requests that act for it, and the
+//!   per-member ring proofs (HMAC-SHA256).
 //! - [`escape_controls`]: network text made safe for a terminal (`display.rs`).
 //! - [`parse_line`]: the typed command-line syntax (`create "list 1"`), with `nom`.
 //! - `roundtrip.rs`: decode/encode/decode checks, the bodies of the fuzz targets (hidden:
@@ -43,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+pub mod auth;
 mod command;
 mod display;
 mod error;
