@@ -134,13 +134,26 @@ impl Session {
     /// sender reads the outcome in one piece.
     pub(super) fn im_event(&mut self, event: RingEvent) {
         match event {
-            RingEvent::Message { sender, list, text } => {
+            RingEvent::Message {
+                sender,
+                list,
+                text,
+                verified,
+            } => {
                 self.learn([sender.as_str()]);
                 if let Some(l) = &list {
                     self.learn([l.as_str()]);
                 }
                 let list = list.map_or_else(|| "?".to_owned(), |l| clean(l.as_str()));
-                let line = format!("[{list}] {}: {}", clean(sender.as_str()), clean(&text));
+                // No proof could be checked (a reference peer's ring, or a reference
+                // server's): anyone could have sent it, sender name included. Said first,
+                // where a message's text cannot reach.
+                let mark = if verified { "" } else { "(unverified) " };
+                let line = format!(
+                    "{mark}[{list}] {}: {}",
+                    clean(sender.as_str()),
+                    clean(&text)
+                );
                 if self.out.interactive() {
                     self.out
                         .line(Style::Message, &format!("{} {line}", super::out::clock()));

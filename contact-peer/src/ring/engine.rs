@@ -1,10 +1,11 @@
 //! [`RingEngine`]: the state machine of one peer's ring, fed datagrams, timeouts and
 //! `im-start` answers, polled for transmits, events and its next wake-up.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret, Tag};
 use contact_proto::{
     ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, RingAck, RingPacket, RingView,
     recipient,
@@ -72,8 +73,50 @@ pub struct RingEngine {
     pub(super) seen: Seen,
     /// Buffers of sent datagrams, kept for the next ones: a hop allocates none.
     pub(super) spare: Vec<Vec<u8>>,
+    /// Rings the server issued, as (initiator, `"ring"` nonce), of the verified packets
+    /// received: the proof does not cover `"im_id"`, so a verified packet replayed under a
+    /// new `"im_id"` is still a copy.
+    pub(super) rings: Seen,
+    /// The contacts this peer is, with the secrets the server handed it: a packet for one of
+    /// them must carry a valid proof ([`RingEngine::set_identity`]).
+    identities: HashMap<ContactName, Secret>,
     /// What was refused or dropped to stay bounded.
     stats: RingStats,
+}
+
+/// What a packet's proof says about it, for the member it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Proof {
+    /// The server issued this ring (nonce `ring`) with this member.
+    Verified { ring: u64 },
+    /// Nothing can be checked: the reference path (a reference initiator, or a member this
+    /// peer holds no secret for).
+    Unverified,
+    /// Forged: a proof that is not the server's, or none where the server always gives one.
+    Forged(String),
+}
+
+/// What a hop may send for a message beyond its first send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// This peer's own message: not limited.
+    Own,
+    /// Bytes its retries and skips may send (a verified message, or what a skip has left).
+    Resends(usize),
+    /// Bytes it may send in all, its first send included (an unverified message).
+    Total(usize),
+}
+
+impl Budget {
+    /// What is left for retries once the first send of `first` bytes is made; `None`:
+    /// not limited.
+    fn after_first(self, first: usize) -> Option<usize> {
+        match self {
+            Self::Own => None,
+            Self::Resends(left) => Some(left),
+            Self::Total(all) => Some(all.saturating_sub(first)),
+        }
+    }
 }
 
 /// How many spare buffers an engine keeps.
@@ -101,10 +144,28 @@ impl RingEngine {
             hops: Hops::default(),
             initiated: BTreeMap::new(),
             seen: Seen::new(config.dedup_capacity, config.dedup_lifetime),
+            rings: Seen::new(config.dedup_capacity, config.dedup_lifetime),
+            identities: HashMap::new(),
             spare: Vec::new(),
             stats: RingStats::default(),
             config,
         }
+    }
+
+    /// Tells the engine that this peer is contact `name`, with the `secret` the server handed
+    /// it in the answer to `register` (a second call for the same name replaces the secret).
+    /// From then on, a ring packet for `name` (the member at `pointer - 1`, or the initiator
+    /// at `N + 1`) is checked: a valid proof makes it verified; one that is not valid, or
+    /// none in a packet of our initiators' (`"im_id"`), makes it forged: not shown, not
+    /// forwarded, not acknowledged, counted in [`RingStats::forged`].
+    pub fn set_identity(&mut self, name: ContactName, secret: Secret) {
+        self.identities.insert(name, secret);
+    }
+
+    /// Forgets that this peer is contact `name` (it exited): packets for it are no longer
+    /// checked.
+    pub fn forget_identity(&mut self, name: &ContactName) {
+        self.identities.remove(name);
     }
 
     /// Starts an instant message from the `im-start` answer `body` (initiator first): queues
@@ -170,7 +231,7 @@ impl RingEngine {
                 deadline,
             },
         );
-        self.send_hop(now, key, packet, 0, FIRST_POINTER, None);
+        self.send_hop(now, key, packet, 0, FIRST_POINTER, Budget::Own);
         Ok(())
     }
 
@@ -178,6 +239,7 @@ impl RingEngine {
     /// ring packet or an ack.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.seen.expire(now);
+        self.rings.expire(now);
         // A packet is read in place: a forward copies what it does not change.
         let view = match ImDatagram::decode(bytes) {
             Ok(ImDatagram::Packet(view)) => view,
@@ -200,10 +262,29 @@ impl RingEngine {
             tracing::warn!(%from, member = %contact_proto::escape_controls(&repeated), "ring packet names a member twice: refused");
             return self.invalid(from, format!("the list names {repeated:?} twice"));
         }
-        let Some(im_id) = view.im_id() else {
+        let im_id = view.im_id();
+        // This peer's own message back home (or a copy of it): its 64-bit random id is
+        // the proof, whatever the server gave for the initiator.
+        let home = p == n + 1
+            && im_id.is_some_and(|id| {
+                ContactName::try_from(&*initiator).is_ok_and(|name| {
+                    let key = (name, id);
+                    self.initiated.contains_key(&key) || self.seen.contains(&key)
+                })
+            });
+        let proof = if home {
+            Proof::Unverified
+        } else {
+            self.check_proof(&view, im_id.is_some())
+        };
+        if let Proof::Forged(reason) = proof {
+            return self.forged(from, reason);
+        }
+        let verified = matches!(proof, Proof::Verified { .. });
+        let Some(im_id) = im_id else {
             // A reference initiator's packet: exactly the reference's rules.
             return match view.to_packet() {
-                Ok(packet) => self.reference_packet(from, packet),
+                Ok(packet) => self.reference_packet(from, packet, verified),
                 Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
             };
         };
@@ -228,16 +309,28 @@ impl RingEngine {
             }
             return;
         }
-        let (show, forward) = self.seen.remember(now, &key, p);
+        let (mut show, mut forward) = self.seen.remember(now, &key, p);
+        if let Proof::Verified { ring } = proof {
+            let (ring_show, ring_forward) = self.rings.remember(now, &(key.0.clone(), ring), p);
+            show &= ring_show;
+            forward &= ring_forward;
+        }
+        if !verified && show {
+            self.stats.unverified += 1;
+        }
         let message = show.then(|| RingEvent::Message {
             sender: key.0.clone(),
             list: view.list(),
             text: view.text().to_owned(),
+            verified,
         });
         if forward {
-            let budget = bytes
-                .len()
-                .saturating_mul(self.config.resend_factor() as usize);
+            let received = bytes.len();
+            let budget = if verified {
+                Budget::Resends(received.saturating_mul(self.config.resend_factor() as usize))
+            } else {
+                Budget::Total(received.saturating_mul(self.config.unverified_budget as usize))
+            };
             self.forward(now, key, &view, budget);
         }
         match message {
@@ -246,18 +339,83 @@ impl RingEngine {
         }
     }
 
+    /// What the proof of `view` says for the member it is for (`recipient(pointer)`), when
+    /// this peer is that member ([`RingEngine::set_identity`]). `ours`: the packet has
+    /// `"im_id"`, so our initiator sent it with the `im-start` body of a server that gives
+    /// every member with a secret its proof.
+    fn check_proof(&self, view: &RingView<'_>, ours: bool) -> Proof {
+        if self.identities.is_empty() {
+            return Proof::Unverified;
+        }
+        let (n, p) = (view.len(), view.pointer());
+        let Some(index) = recipient(p, n) else {
+            return Proof::Unverified;
+        };
+        let Ok(member) = view.member(index) else {
+            return Proof::Unverified;
+        };
+        let Some(secret) = self.identities.get(&member.name) else {
+            return Proof::Unverified;
+        };
+        let name = contact_proto::escape_controls(member.name.as_str());
+        let Some(proof) = member.extra.get(PROOF_KEY) else {
+            return if ours {
+                Proof::Forged(format!("no proof for {name}, who holds a secret"))
+            } else {
+                Proof::Unverified
+            };
+        };
+        let tag = proof.as_str().and_then(Tag::from_hex);
+        let ring = view.extra_u64(RING_KEY);
+        let list = view.extra_str(RingPacket::LIST_KEY);
+        let initiator = view.sender();
+        let (Some(tag), Some(ring), Some(list), Some(initiator)) = (tag, ring, list, initiator)
+        else {
+            return if ours {
+                Proof::Forged(format!("the proof for {name} lacks its ring or list"))
+            } else {
+                Proof::Unverified
+            };
+        };
+        let fields = RingFields {
+            ring,
+            list: &list,
+            initiator: &initiator,
+            len: n,
+            index,
+            member: member.name.as_str(),
+        };
+        if secret.verify_ring_proof(&fields, &tag) {
+            Proof::Verified { ring }
+        } else {
+            Proof::Forged(format!("the proof for {name} is not the server's"))
+        }
+    }
+
+    /// A packet whose proof is forged: refused whole (not shown, not forwarded, not
+    /// acknowledged), counted, logged at the first and then at every power of two so that a
+    /// flood does not flood the log.
+    fn forged(&mut self, from: SocketAddr, reason: String) {
+        self.stats.forged += 1;
+        if self.stats.forged.is_power_of_two() {
+            tracing::warn!(%from, %reason, refused = self.stats.forged, "ring packet with a forged proof refused");
+        }
+        self.emit(RingEvent::Invalid { from, reason });
+    }
+
     /// Forwards a valid packet on behalf of the member at `pointer - 1`: the common case
     /// written from the view; a next member that cannot be addressed (and so is skipped)
     /// takes the path of the whole packet.
-    /// `budget`: the bytes its retries and skips may send (see [`RingConfig::resend_budget`]).
-    fn forward(&mut self, now: Instant, key: MessageKey, view: &RingView<'_>, budget: usize) {
+    /// `budget`: what it may send (see [`RingConfig::resend_budget`] and
+    /// [`RingConfig::unverified_budget`]).
+    fn forward(&mut self, now: Instant, key: MessageKey, view: &RingView<'_>, budget: Budget) {
         let (n, p) = (view.len(), view.pointer());
         let next = recipient(p + 1, n)
             .and_then(|i| view.member_ref(i))
             .and_then(|m| m.im_address().map(|to| (to, m.ext)));
         let Some((destination, ext)) = next else {
             match view.to_packet() {
-                Ok(packet) => self.send_hop(now, key, packet, p - 1, p + 1, Some(budget)),
+                Ok(packet) => self.send_hop(now, key, packet, p - 1, p + 1, budget),
                 Err(e) => tracing::warn!(error = %e, "ring packet cannot be forwarded"),
             }
             return;
@@ -273,13 +431,13 @@ impl RingEngine {
             p + 1,
             ext,
             bytes,
-            Some(budget),
+            budget,
         );
     }
 
     /// Queues `bytes` (a packet with `pointer`) for `destination`, and remembers the hop
     /// until acknowledged when the member is one of our peers (`ext` 1 or more) and the
-    /// table has room ([`RingConfig::max_hops`]). `budget`: what its retries may send.
+    /// table has room ([`RingConfig::max_hops`]). `budget`: what it may send.
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &mut self,
@@ -290,8 +448,9 @@ impl RingEngine {
         pointer: usize,
         ext: u32,
         bytes: Vec<u8>,
-        budget: Option<usize>,
+        budget: Budget,
     ) {
+        let budget = budget.after_first(bytes.len());
         if ext >= 1 && self.hops.len() >= self.config.max_hops {
             self.stats.hops_dropped += 1;
             tracing::warn!(to = %destination, im_id = key.1, dropped = self.stats.hops_dropped, "too many hops waiting for acks: this one is sent once, not retried");
@@ -335,6 +494,7 @@ impl RingEngine {
     /// that give up waiting. A stray call does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.seen.expire(now);
+        self.rings.expire(now);
         let backoff = self.config.backoff();
         let mut cursor = 0;
         while let Some(due) = self
@@ -429,8 +589,9 @@ impl RingEngine {
             && self.events.is_empty()
     }
 
-    /// A packet without `"im_id"`: show it, forward it once, complete at N + 1.
-    fn reference_packet(&mut self, from: SocketAddr, mut packet: RingPacket) {
+    /// A packet without `"im_id"`: show it, forward it once, complete at N + 1. `verified`:
+    /// it carried a valid proof for this peer's contact.
+    fn reference_packet(&mut self, from: SocketAddr, mut packet: RingPacket, verified: bool) {
         let n = packet.contact_list.len();
         let p = packet.pointer;
         let list = packet.list();
@@ -465,16 +626,20 @@ impl RingEngine {
                 self.invalid(from, reason);
             }
         }
+        if !verified {
+            self.stats.unverified += 1;
+        }
         self.emit(RingEvent::Message {
             sender: initiator,
             list,
             text,
+            verified,
         });
     }
 
     /// Sends `packet` with `pointer` to the member it designates, on behalf of the member at
     /// `own_index`; members that cannot be addressed are skipped at once. A hop to one of our
-    /// peers is remembered until acknowledged, with `budget` for its retries.
+    /// peers is remembered until acknowledged, within `budget`.
     fn send_hop(
         &mut self,
         now: Instant,
@@ -482,7 +647,7 @@ impl RingEngine {
         mut packet: RingPacket,
         own_index: usize,
         mut pointer: usize,
-        budget: Option<usize>,
+        budget: Budget,
     ) {
         let n = packet.contact_list.len();
         loop {
@@ -538,8 +703,8 @@ impl RingEngine {
         } = hop;
         // The skip's packet is about as long as the hop's: it draws on the same budget.
         let budget = match budget.map(|left| left.checked_sub(bytes.len())) {
-            None => None,
-            Some(Some(left)) => Some(left),
+            None => Budget::Own,
+            Some(Some(left)) => Budget::Resends(left),
             Some(None) => {
                 self.stats.budget_spent += 1;
                 tracing::warn!(to = %destination, im_id = key.1, "resend budget of a received message spent: member not skipped");

@@ -116,8 +116,18 @@ pub struct RingConfig {
     /// silent member to be retried and skipped and the next member retried (with 5 sends,
     /// 9: a forged ring naming a victim many times over gets at most 10 times its bytes
     /// sent on, where it got ~5,000 copies before). Messages this peer started are not
-    /// limited.
+    /// limited. This is the budget of a verified message (its proof checked, see
+    /// [`RingEngine::set_identity`]); an unverified one has
+    /// [`RingConfig::unverified_budget`].
     pub resend_budget: Option<u32>,
+    /// How much a peer may send in all on behalf of a message it received without a proof it
+    /// could check (a reference initiator's, or one for a member it holds no secret for), as
+    /// a multiple of the bytes of the packet that arrived: its first forward included, as
+    /// QUIC bounds what it sends to an address it has not validated (RFC 9000, section 8).
+    /// 3 by default: the forward and about one retry. A forged ring naming a victim many
+    /// times over gets at most 3 times its bytes sent on. (Below 1, the first forward is
+    /// still sent, as the reference sends it, and never again.)
+    pub unverified_budget: u32,
     /// Seed of the random source of message ids and jitter. Tests fix it;
     /// [`Peer`](crate::Peer) mixes the clock and its port into it. Two engines with the same
     /// seed draw the same ids: give every engine its own.
@@ -128,7 +138,8 @@ impl Default for RingConfig {
     /// 200 ms doubling to 1 s at most, 24 sends (a silent member is skipped after about
     /// 22.4 s, up to 24.6 s with the 10% jitter; why: `docs/protocol.md`, section 6.1), a 30 s
     /// completion timeout, 4096 messages remembered for 60 s, 1024 hops waiting for acks,
-    /// 1024 events waiting for the user, a resend budget of 2 x 24 - 1 = 47.
+    /// 1024 events waiting for the user, a resend budget of 2 x 24 - 1 = 47 for verified
+    /// messages and of 3 in all for unverified ones.
     fn default() -> Self {
         Self {
             initial_timeout: Duration::from_millis(200),
@@ -141,6 +152,7 @@ impl Default for RingConfig {
             max_hops: 1024,
             max_events: 1024,
             resend_budget: None,
+            unverified_budget: 3,
             rng_seed: 0x0123_4567_89AB_CDEF,
         }
     }
@@ -182,6 +194,12 @@ pub enum RingEvent {
         list: Option<ListName>,
         /// The message.
         text: String,
+        /// Whether the packet carried the server's proof that it issued this ring with this
+        /// peer's contact ([`RingEngine::set_identity`]). When `false` (the reference path:
+        /// a reference peer started it, or this peer holds no secret), anyone who can send a
+        /// datagram to this peer could have written it, sender name included: show it
+        /// marked as unverified.
+        verified: bool,
     },
     /// An instant message this peer started has gone round the whole ring (or its list has
     /// one member): the user should now send `im-complete LIST NAME`.
@@ -233,9 +251,14 @@ pub struct RingStats {
     pub events_dropped: u64,
     /// Packets refused because their list names a member (a name or an address) twice.
     pub repeated_members: u64,
-    /// Retransmissions or skips not sent: the message's [`RingConfig::resend_budget`] was
-    /// spent.
+    /// Retransmissions or skips not sent: the message's [`RingConfig::resend_budget`] (or
+    /// [`RingConfig::unverified_budget`]) was spent.
     pub budget_spent: u64,
+    /// Packets refused because their proof for this peer's contact was not the server's, or
+    /// missing from a packet of our initiators' (not shown, not forwarded, not acked).
+    pub forged: u64,
+    /// Messages shown unverified (no proof this peer could check).
+    pub unverified: u64,
 }
 
 /// Why an instant message cannot be started.
