@@ -321,7 +321,7 @@ fn ring_text_with_terminal_controls_is_shown_escaped() {
     let line = p.expect("mallory:");
     assert_eq!(
         line,
-        r"[?] mallory: \u{1b}[2J\u{1b}[31mred\r\n[club] alice: forged\u{9b}\u{202e}"
+        r"(unverified) [?] mallory: \u{1b}[2J\u{1b}[31mred\r\n[club] alice: forged\u{9b}\u{202e}"
     );
     assert!(!line.chars().any(char::is_control));
 }

@@ -6,6 +6,7 @@ mod abuse;
 mod bad_input;
 mod interop;
 mod peer;
+mod proofs;
 mod ring;
 mod server;
 mod util;
