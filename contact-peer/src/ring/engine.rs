@@ -341,8 +341,11 @@ impl RingEngine {
 
     /// What the proof of `view` says for the member it is for (`recipient(pointer)`), when
     /// this peer is that member ([`RingEngine::set_identity`]). `ours`: the packet has
-    /// `"im_id"`, so our initiator sent it with the `im-start` body of a server that gives
-    /// every member with a secret its proof.
+    /// `"im_id"`; with `"ring"` beside it, our initiator sent it with the `im-start` body of
+    /// a server that gives every member with a secret its proof. A packet of ours without
+    /// `"ring"` is unverified, not forged: our server leaves the nonce and the proofs out of
+    /// a body they would not fit in, and a reference server never gives them (a forger who
+    /// drops `"ring"` gets no more than one who drops `"im_id"`: the reference path).
     fn check_proof(&self, view: &RingView<'_>, ours: bool) -> Proof {
         if self.identities.is_empty() {
             return Proof::Unverified;
@@ -358,6 +361,7 @@ impl RingEngine {
             return Proof::Unverified;
         };
         let name = contact_proto::escape_controls(member.name.as_str());
+        let ours = ours && view.extra_raw(RING_KEY).is_some();
         let Some(proof) = member.extra.get(PROOF_KEY) else {
             return if ours {
                 Proof::Forged(format!("no proof for {name}, who holds a secret"))
@@ -372,7 +376,7 @@ impl RingEngine {
         let (Some(tag), Some(ring), Some(list), Some(initiator)) = (tag, ring, list, initiator)
         else {
             return if ours {
-                Proof::Forged(format!("the proof for {name} lacks its ring or list"))
+                Proof::Forged(format!("the proof for {name} lacks its ring or list, or is not hex"))
             } else {
                 Proof::Unverified
             };

@@ -885,8 +885,8 @@ mod proofs {
             ("no proof", Box::new(|p| {
                 p.contact_list[1].extra.shift_remove(PROOF_KEY);
             })),
-            ("no ring", Box::new(|p| {
-                p.extra.shift_remove(RING_KEY);
+            ("a ring that is not a number", Box::new(|p| {
+                p.extra.insert(RING_KEY.into(), "1".into());
             })),
             ("no list", Box::new(|p| {
                 p.extra.shift_remove(RingPacket::LIST_KEY);
@@ -934,6 +934,17 @@ mod proofs {
         let mut e = member_engine(2);
         e.handle_datagram(Instant::now(), addr(40000), &issued(3, 2).to_bytes());
         assert_eq!(shown(&events(&mut e)), [("hi".to_owned(), false)]);
+        // A ring of ours whose body had no room for the nonce and the proofs (our server
+        // leaves them out then): nothing to check.
+        let mut packet = issued(3, 2);
+        packet.extra.shift_remove(RING_KEY);
+        for m in &mut packet.contact_list {
+            m.extra.shift_remove(PROOF_KEY);
+        }
+        let mut e = member_engine(1);
+        e.handle_datagram(Instant::now(), addr(40000), &packet.to_bytes());
+        assert_eq!(shown(&events(&mut e)), [("hi".to_owned(), false)]);
+        assert_eq!(e.stats().forged, 0);
     }
 
     /// A reference initiator's packet that carries a proof for this peer (our server's
