@@ -395,7 +395,9 @@ impl Peer {
     /// What the ring refused or dropped so far ([`RingEngine::stats`]), as of the ring
     /// thread's last turn.
     pub fn ring_stats(&self) -> RingStats {
-        self.ring_stats.lock().map_or_else(|_| RingStats::default(), |s| *s)
+        self.ring_stats
+            .lock()
+            .map_or_else(|_| RingStats::default(), |s| *s)
     }
 
     /// Hands a start to the ring thread and waits for the engine's verdict.

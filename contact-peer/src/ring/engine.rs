@@ -156,8 +156,10 @@ impl RingEngine {
     /// it in the answer to `register` (a second call for the same name replaces the secret).
     /// From then on, a ring packet for `name` (the member at `pointer - 1`, or the initiator
     /// at `N + 1`) is checked: a valid proof makes it verified; one that is not valid, or
-    /// none in a packet of our initiators' (`"im_id"`), makes it forged: not shown, not
-    /// forwarded, not acknowledged, counted in [`RingStats::forged`].
+    /// none in a packet of our initiators' that carries the server's nonce (`"im_id"` and
+    /// `"ring"`), makes it forged: not shown, not forwarded, not acknowledged, counted in
+    /// [`RingStats::forged`]. Without a proof to check, a packet is unverified (see
+    /// `docs/protocol.md`, section 6.2).
     pub fn set_identity(&mut self, name: ContactName, secret: Secret) {
         self.identities.insert(name, secret);
     }
@@ -376,7 +378,9 @@ impl RingEngine {
         let (Some(tag), Some(ring), Some(list), Some(initiator)) = (tag, ring, list, initiator)
         else {
             return if ours {
-                Proof::Forged(format!("the proof for {name} lacks its ring or list, or is not hex"))
+                Proof::Forged(format!(
+                    "the proof for {name} lacks its ring or list, or is not hex"
+                ))
             } else {
                 Proof::Unverified
             };
@@ -427,16 +431,7 @@ impl RingEngine {
         // "hop" asks for an ack: only of our peers, the only ones that send it.
         let mut bytes = self.buffer();
         view.encode_hop(&mut bytes, p + 1, ext >= 1);
-        self.dispatch(
-            now,
-            key,
-            p - 1,
-            destination,
-            p + 1,
-            ext,
-            bytes,
-            budget,
-        );
+        self.dispatch(now, key, p - 1, destination, p + 1, ext, bytes, budget);
     }
 
     /// Queues `bytes` (a packet with `pointer`) for `destination`, and remembers the hop

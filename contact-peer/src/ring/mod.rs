@@ -39,6 +39,18 @@
 //! [`RingEvent::NotConfirmed`]: a ring broken at a reference peer never leaves anyone
 //! waiting for good.
 //!
+//! # Proofs (issue 10)
+//! Anyone can send a ring packet to a peer's instant-message port. Our server gives each of
+//! our peers its contact's [`Secret`](contact_proto::auth::Secret) and puts a proof per
+//! member into `im-start` bodies; once told who it is ([`RingEngine::set_identity`]), a
+//! peer checks the proof for its contact in every packet for it. Valid: shown (with
+//! [`RingEvent::Message::verified`]), forwarded within [`RingConfig::resend_budget`].
+//! Not valid, or missing where the server gave a nonce: refused whole (not shown, not
+//! forwarded, not acked), counted in [`RingStats::forged`]. Nothing to check (a reference
+//! initiator or server, no secret): shown unverified, and everything sent for it is at
+//! most [`RingConfig::unverified_budget`] (3) times its bytes. Verified packets are
+//! deduplicated by (initiator, nonce) as well, since the proof does not cover `"im_id"`.
+//!
 //! # Why 24 sends, one a second at most
 //! A member is skipped only when it is really gone, not because it was unlucky. On a link
 //! that loses 30% of the datagrams each way, a send and its ack both arrive one time in

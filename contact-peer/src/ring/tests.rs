@@ -851,53 +851,90 @@ mod proofs {
     #[test]
     fn a_packet_whose_proof_is_not_the_servers_is_refused_whole() {
         let tampered: Vec<(&str, Box<dyn Fn(&mut RingPacket)>)> = vec![
-            ("other secret", Box::new(|p| {
-                let fields = RingFields {
-                    ring: NONCE,
-                    list: "l",
-                    initiator: "m0",
-                    len: 3,
-                    index: 1,
-                    member: "m1",
-                };
-                let forged = secret(9).ring_proof(&fields).to_hex();
-                p.contact_list[1].extra.insert(PROOF_KEY.into(), forged.into());
-            })),
-            ("another member's proof", Box::new(|p| {
-                let other = p.contact_list[2].extra[PROOF_KEY].clone();
-                p.contact_list[1].extra.insert(PROOF_KEY.into(), other);
-            })),
-            ("another ring", Box::new(|p| {
-                p.extra.insert(RING_KEY.into(), (NONCE + 1).into());
-            })),
-            ("another list", Box::new(|p| p.set_list(&"k".parse().unwrap()))),
-            ("another initiator", Box::new(|p| {
-                p.contact_list[0].name = "mallory".parse().unwrap();
-            })),
-            ("a member more", Box::new(|p| {
-                let mut victim = member("victim", 30000);
-                victim.ext = 1;
-                p.contact_list.push(victim);
-            })),
-            ("garbage", Box::new(|p| {
-                p.contact_list[1].extra.insert(PROOF_KEY.into(), "zz".into());
-            })),
-            ("no proof", Box::new(|p| {
-                p.contact_list[1].extra.shift_remove(PROOF_KEY);
-            })),
-            ("a ring that is not a number", Box::new(|p| {
-                p.extra.insert(RING_KEY.into(), "1".into());
-            })),
-            ("no list", Box::new(|p| {
-                p.extra.shift_remove(RingPacket::LIST_KEY);
-            })),
+            (
+                "other secret",
+                Box::new(|p| {
+                    let fields = RingFields {
+                        ring: NONCE,
+                        list: "l",
+                        initiator: "m0",
+                        len: 3,
+                        index: 1,
+                        member: "m1",
+                    };
+                    let forged = secret(9).ring_proof(&fields).to_hex();
+                    p.contact_list[1]
+                        .extra
+                        .insert(PROOF_KEY.into(), forged.into());
+                }),
+            ),
+            (
+                "another member's proof",
+                Box::new(|p| {
+                    let other = p.contact_list[2].extra[PROOF_KEY].clone();
+                    p.contact_list[1].extra.insert(PROOF_KEY.into(), other);
+                }),
+            ),
+            (
+                "another ring",
+                Box::new(|p| {
+                    p.extra.insert(RING_KEY.into(), (NONCE + 1).into());
+                }),
+            ),
+            (
+                "another list",
+                Box::new(|p| p.set_list(&"k".parse().unwrap())),
+            ),
+            (
+                "another initiator",
+                Box::new(|p| {
+                    p.contact_list[0].name = "mallory".parse().unwrap();
+                }),
+            ),
+            (
+                "a member more",
+                Box::new(|p| {
+                    let mut victim = member("victim", 30000);
+                    victim.ext = 1;
+                    p.contact_list.push(victim);
+                }),
+            ),
+            (
+                "garbage",
+                Box::new(|p| {
+                    p.contact_list[1]
+                        .extra
+                        .insert(PROOF_KEY.into(), "zz".into());
+                }),
+            ),
+            (
+                "no proof",
+                Box::new(|p| {
+                    p.contact_list[1].extra.shift_remove(PROOF_KEY);
+                }),
+            ),
+            (
+                "a ring that is not a number",
+                Box::new(|p| {
+                    p.extra.insert(RING_KEY.into(), "1".into());
+                }),
+            ),
+            (
+                "no list",
+                Box::new(|p| {
+                    p.extra.shift_remove(RingPacket::LIST_KEY);
+                }),
+            ),
         ];
         for (what, tamper) in tampered {
             let mut packet = issued(3, 2);
             tamper(&mut packet);
             let mut e = member_engine(1);
             e.handle_datagram(Instant::now(), addr(40000), &packet.to_bytes());
-            assert!(drain(&mut e).is_empty(), "{what}: nothing sent, not even an ack");
+            assert!(
+                drain(&mut e).is_empty(),
+                "{what}: nothing sent, not even an ack"
+            );
             let evs = events(&mut e);
             assert!(shown(&evs).is_empty(), "{what}: not shown");
             assert!(
@@ -980,7 +1017,10 @@ mod proofs {
         e.handle_datagram(now, addr(40001), &replay.to_bytes());
         assert!(shown(&events(&mut e)).is_empty(), "not shown twice");
         let sent = drain(&mut e);
-        assert!(sent.iter().all(|(_, t)| is_ack(t)), "not forwarded: {sent:?}");
+        assert!(
+            sent.iter().all(|(_, t)| is_ack(t)),
+            "not forwarded: {sent:?}"
+        );
     }
 
     /// A verified message keeps the resend budget of a ring of our peers (a silent member
@@ -1010,7 +1050,10 @@ mod proofs {
         let sends = f64::from(RingConfig::default().max_sends);
         assert!(verified > sends - 1.0, "verified: {verified:.2}x");
         assert!(unverified <= 3.0, "unverified: {unverified:.2}x");
-        assert!(unverified > 1.0, "unverified still retried: {unverified:.2}x");
+        assert!(
+            unverified > 1.0,
+            "unverified still retried: {unverified:.2}x"
+        );
     }
 
     /// The initiator's own message back home needs no proof: its random "im_id" is known to
@@ -1019,9 +1062,12 @@ mod proofs {
     fn the_initiators_own_message_comes_home_without_a_proof() {
         let now = Instant::now();
         let mut body = ours(2);
-        body.contact_list[0].extra.insert(PROOF_KEY.into(), "00".into());
+        body.contact_list[0]
+            .extra
+            .insert(PROOF_KEY.into(), "00".into());
         let mut a = member_engine(0);
-        a.start_im(now, Some("l".parse().unwrap()), body, "x").unwrap();
+        a.start_im(now, Some("l".parse().unwrap()), body, "x")
+            .unwrap();
         let first = drain(&mut a).remove(0).1;
         let mut b = seeded(9);
         b.handle_datagram(now, addr(22001), first.as_bytes());

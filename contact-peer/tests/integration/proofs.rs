@@ -22,7 +22,13 @@ fn quick_peer() -> Peer {
     config.ring = ring;
     // No request is ever sent: any address will do.
     let server = SocketAddr::from(([127, 0, 0, 1], 9));
-    Peer::bind_with("127.0.0.1".parse().unwrap(), server, PortChoice::Ephemeral, config).unwrap()
+    Peer::bind_with(
+        "127.0.0.1".parse().unwrap(),
+        server,
+        PortChoice::Ephemeral,
+        config,
+    )
+    .unwrap()
 }
 
 fn member(name: &str, im: SocketAddr) -> Member {
@@ -92,7 +98,9 @@ fn forged_ring_to_a_victims_ports_gets_at_most_3x_its_bytes() {
     }
     // The first victim never acks: its hop is retried until the budget is spent.
     let first = &victims[0];
-    first.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     let deadline = Instant::now() + WAIT;
     let mut buf = vec![0; 65_536];
     let mut received = 0;
@@ -139,7 +147,9 @@ fn forged_proof_is_refused_and_a_genuine_one_shown_verified() {
     let with_proof = |proof: String, im_id| {
         let mut p = packet(members.clone(), im_id);
         p.extra.insert(RING_KEY.into(), 99.into());
-        p.contact_list[1].extra.insert(PROOF_KEY.into(), proof.into());
+        p.contact_list[1]
+            .extra
+            .insert(PROOF_KEY.into(), proof.into());
         p.to_bytes()
     };
     let forged = with_proof(Secret([8; 32]).ring_proof(&fields).to_hex(), 1);
