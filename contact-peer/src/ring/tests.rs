@@ -782,6 +782,9 @@ mod proofs {
 
     const NONCE: u64 = 0x5eed_0000_0000_0042;
 
+    /// A change a forger makes to a genuine packet.
+    type Tamper = Box<dyn Fn(&mut RingPacket)>;
+
     fn secret(i: usize) -> Secret {
         Secret([i as u8 + 1; 32])
     }
@@ -850,7 +853,7 @@ mod proofs {
     /// from scratch: not shown, not forwarded, not acked; counted and reported.
     #[test]
     fn a_packet_whose_proof_is_not_the_servers_is_refused_whole() {
-        let tampered: Vec<(&str, Box<dyn Fn(&mut RingPacket)>)> = vec![
+        let tampered: Vec<(&str, Tamper)> = vec![
             (
                 "other secret",
                 Box::new(|p| {
