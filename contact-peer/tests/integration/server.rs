@@ -238,7 +238,7 @@ fn a_burst_beyond_one_receive_is_answered_and_durable() {
     let state = dir.path().join("state.journal");
     let config = ServerConfig {
         state: Some(state.clone()),
-        limits: contact_registry::Limits {
+        limits: Limits {
             max_contacts: N,
             ..Default::default()
         },
