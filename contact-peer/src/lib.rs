@@ -48,6 +48,32 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Chainable setters, one per public field of a `#[non_exhaustive]` config struct: users
+/// outside the crate cannot write its struct literal, so they start from `default()` and
+/// chain (`ServerConfig::default().auth(true)`). The fields stay public: `c.auth = true`
+/// works too. `into` takes anything that converts (a path for a `PathBuf`).
+macro_rules! setters {
+    () => {};
+    ($field:ident: into $ty:ty; $($rest:tt)*) => {
+        #[doc = concat!("Sets `", stringify!($field), "` (see the field).")]
+        #[must_use]
+        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = value.into();
+            self
+        }
+        setters!($($rest)*);
+    };
+    ($field:ident: $ty:ty; $($rest:tt)*) => {
+        #[doc = concat!("Sets `", stringify!($field), "` (see the field).")]
+        #[must_use]
+        pub fn $field(mut self, value: $ty) -> Self {
+            self.$field = value;
+            self
+        }
+        setters!($($rest)*);
+    };
+}
+
 use std::net::SocketAddr;
 
 // The modules are private and their public items re-exported here, so that each type has
