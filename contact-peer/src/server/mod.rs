@@ -64,7 +64,7 @@ pub use abuse::{Cidr, CidrError, CookieKey};
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
 pub use stats::ServerStats;
-pub use store::{Store, StoreError};
+use store::Store;
 
 /// How a server is run.
 ///
