@@ -60,19 +60,17 @@ fn every_command_and_reference_failure_code() {
 
 #[test]
 fn limit_codes() {
-    let limits = Limits {
-        max_contacts: 2,
-        max_lists: 1,
-        max_members: 1,
-        ..Limits::default()
-    };
-    let server = TestServer::with(ServerConfig {
-        limits,
-        // One source takes everything here: the per-source quotas are not what is tested.
-        max_contacts_per_source: Some(2),
-        max_lists_per_source: Some(1),
-        ..ServerConfig::default()
-    });
+    let limits = Limits::default()
+        .max_contacts(2)
+        .max_lists(1)
+        .max_members(1);
+    // One source takes everything here: the per-source quotas are not what is tested.
+    let server = TestServer::with(
+        ServerConfig::default()
+            .limits(limits)
+            .max_contacts_per_source(Some(2))
+            .max_lists_per_source(Some(1)),
+    );
     let c = Raw::new(server.addr());
     assert_eq!(c.ask("register-_-a-_-10.0.0.1-_-22000"), "200-_-null");
     assert_eq!(c.ask("register-_-b-_-10.0.0.1-_-22002"), "200-_-null");
@@ -85,14 +83,8 @@ fn limit_codes() {
 
 #[test]
 fn answer_too_large_is_refused_not_sent() {
-    let limits = Limits {
-        max_answer_len: 120,
-        ..Limits::default()
-    };
-    let server = TestServer::with(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    });
+    let limits = Limits::default().max_answer_len(120);
+    let server = TestServer::with(ServerConfig::default().limits(limits));
     let c = Raw::new(server.addr());
     assert_eq!(c.ask("create-_-a"), "200-_-null");
     let long = "x".repeat(60);
