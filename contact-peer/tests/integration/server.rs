@@ -228,16 +228,11 @@ fn a_burst_beyond_one_receive_is_answered_and_durable() {
     const N: usize = 600;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.journal");
-    let config = ServerConfig {
-        state: Some(state.clone()),
-        limits: Limits {
-            max_contacts: N,
-            ..Default::default()
-        },
-        trust: vec!["127.0.0.1".parse().unwrap()],
-        error_rate: 0,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .state(Some(state.clone()))
+        .limits(Limits::default().max_contacts(N))
+        .trust(vec!["127.0.0.1".parse().unwrap()])
+        .error_rate(0);
     let server = TestServer::with(config);
     let c = Raw::new(server.addr());
     let socket = socket2::SockRef::from(&c.socket);
@@ -258,6 +253,6 @@ fn a_burst_beyond_one_receive_is_answered_and_durable() {
     assert!(answers.values().all(|a| a == "200-_-null"), "{answers:?}");
     let registry = server.handle.shutdown().unwrap();
     assert_eq!(registry.num_contacts(), N);
-    let (_, restored) = contact_peer::Store::open(&state, *registry.limits()).unwrap();
+    let (_, restored) = contact_peer::store::Store::open(&state, *registry.limits()).unwrap();
     assert_eq!(restored.num_contacts(), N);
 }
