@@ -13,8 +13,6 @@ use crate::util::WAIT;
 
 /// A peer on 127.0.0.1 whose hops are retried quickly (10 ms, then 20 ms): what the
 /// budgets allow is reached in a fraction of a second.
-// Configs are `#[non_exhaustive]` (issue 14): no struct literal outside their crate.
-#[allow(clippy::field_reassign_with_default)]
 fn quick_peer() -> Peer {
     let mut ring = RingConfig::default();
     ring.initial_timeout = Duration::from_millis(10);
@@ -41,7 +39,6 @@ fn member(name: &str, im: SocketAddr) -> Member {
 
 /// A packet of ours (with `"im_id"`, `"list"`, `"hop"`) for `contact_list[1]`, from
 /// `mallory` at `attacker`, to be forwarded to the members after.
-#[allow(clippy::field_reassign_with_default)]
 fn packet(members: Vec<Member>, im_id: u64) -> RingPacket {
     let mut body = ImStartBody::default();
     body.contact_list = members;
