@@ -40,8 +40,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use contact_proto::auth::Secret;
 use contact_proto::{
-    Answer, Body, Command, Cookie, CookieTag, EXT_VERSION, Request, RequestId, Status,
+    Answer, Body, Command, ContactName, Cookie, CookieTag, EXT_VERSION, Request, RequestId,
+    Status,
 };
 use thiserror::Error;
 
@@ -240,6 +244,36 @@ pub struct Client {
     /// The address cookie our server gave (issue 10), echoed in every tagged request; until
     /// there is one, tagged requests ask for it.
     cookie: Option<Cookie>,
+    /// Whether the client has asked for a cookie before a `register` (once: a server that
+    /// gives none is not asked again).
+    cookie_asked: bool,
+    /// The secret of each contact this client registered with our server (issue 10), from
+    /// the `register` answer: every later request acting for it carries its tag.
+    secrets: HashMap<ContactName, Secret>,
+}
+
+/// The wire form of a request: tagged with `tag` when the server is ours, then with the
+/// cookie part and, when the command acts for a contact whose secret the client holds, the
+/// request tag over the id and the command's bytes.
+fn wire(
+    tag: Option<RequestId>,
+    cookie: Option<Cookie>,
+    secrets: &HashMap<ContactName, Secret>,
+    command: &Command,
+) -> Vec<u8> {
+    let mut request = Request::plain(command.clone());
+    request.id = tag;
+    request.cookie = tag.map(|_| cookie.map_or(CookieTag::Ask, CookieTag::Echo));
+    let acting = match command {
+        Command::Register { name, .. } => Some(name),
+        other => other.acting_contact(),
+    };
+    if let (Some(id), Some(secret)) = (tag, acting.and_then(|name| secrets.get(name))) {
+        let mut bytes = Vec::new();
+        command.encode(&mut bytes);
+        request.tag = Some(secret.request_tag(id, &bytes));
+    }
+    request.to_bytes()
 }
 
 impl Client {
@@ -261,6 +295,8 @@ impl Client {
             events: VecDeque::new(),
             rng,
             cookie: None,
+            cookie_asked: false,
+            secrets: HashMap::new(),
         }
     }
 
@@ -354,6 +390,15 @@ impl Client {
                 };
             }
         }
+        match (&flight.pending.command, &answer.body) {
+            (Command::Register { name, .. }, Some(Body::Secret(secret))) if flight.tag.is_some() => {
+                self.secrets.insert(name.clone(), secret.clone());
+            }
+            (Command::Exit { name }, _) if answer.status.is_ok() => {
+                self.secrets.remove(name);
+            }
+            _ => {}
+        }
         if flight.pending.user {
             self.events.push_back(ClientEvent::Answer {
                 id: flight.pending.id,
@@ -383,14 +428,12 @@ impl Client {
                 tracing::debug!(server = %next, "moving to the next server");
             }
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
-            let bytes = Request {
-                id: flight.tag,
-                cookie: flight
-                    .tag
-                    .map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
-                command: flight.pending.command.clone(),
-            }
-            .to_bytes();
+            let bytes = wire(
+                flight.tag,
+                self.cookie,
+                &self.secrets,
+                &flight.pending.command,
+            );
             let (wait, sends, waited) = (
                 flight.timeout,
                 flight.attempts,
@@ -486,8 +529,15 @@ impl Client {
         let Some(front) = self.queue.front() else {
             return;
         };
+        // Our server gives a contact a secret only when its `register` comes with a valid
+        // address cookie: a client without one asks for it first, with a `query-lists`.
+        let cookie_first = matches!(self.kind, ServerKind::Extended(_))
+            && self.cookie.is_none()
+            && !self.cookie_asked
+            && matches!(front.command, Command::Register { .. });
         let pending =
-            if self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists) {
+            if cookie_first || self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists) {
+                self.cookie_asked |= cookie_first;
                 // Probe first; the user's request stays at the front of the queue.
                 let id = self.fresh_id();
                 Pending {
@@ -506,12 +556,7 @@ impl Client {
         };
         let gives_up_at = now + self.config.retry_window;
         let timeout = self.config.initial_timeout;
-        let bytes = Request {
-            id: tag,
-            cookie: tag.map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
-            command: pending.command.clone(),
-        }
-        .to_bytes();
+        let bytes = wire(tag, self.cookie, &self.secrets, &pending.command);
         self.transmit = Some(bytes);
         let deadline = if retry {
             (now + self.jittered(timeout)).min(gives_up_at)

@@ -276,7 +276,10 @@ mod tests {
             .iter()
             .map(|n| Member::new(n.parse().unwrap(), "10.0.0.1", 22000))
             .collect();
-        Answer::ok_with(Body::ImStart(ImStartBody { contact_list }))
+        Answer::ok_with(Body::ImStart(ImStartBody {
+            contact_list,
+            ring: None,
+        }))
     }
 
     fn not_confirmed(list: &str, initiator: &str, text: &str) -> RingEvent {

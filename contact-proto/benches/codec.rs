@@ -16,6 +16,7 @@ fn ring_body(members: usize) -> ImStartBody {
                 )
             })
             .collect(),
+        ring: None,
     }
 }
 

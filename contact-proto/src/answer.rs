@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::json::{check_count, check_datagram, json_string_len, next_key, set_once, write_py};
+use crate::auth::{PROOF_KEY, RING_KEY, SECRET_KEY, Secret, Tag};
 use crate::write::{digits, push_decimal};
 use crate::{ContactName, Cookie, DELIMITER, DecodeError, ListName, RequestId, Status};
 
@@ -62,6 +63,10 @@ pub enum Body {
     ImStart(ImStartBody),
     /// Ours: a human explanation of a failure with a code of 466 or above.
     Error(String),
+    /// Ours (issue 10): the secret of the contact a tagged `register` from a proven address
+    /// just registered, `{"secret": "64 hex digits"}`. Only our peers get it: they alone
+    /// send tagged requests.
+    Secret(Secret),
 }
 
 /// The body of a `query-lists` answer: every list name, in creation order.
@@ -87,6 +92,10 @@ pub struct ListsBody {
 pub struct ImStartBody {
     /// The members; `num_contacts_in_list` on the wire is its length.
     pub contact_list: Vec<Member>,
+    /// Ours (issue 10): the server's nonce for this ring ([`RING_KEY`], unique per
+    /// `im-start`), which the members' proofs ([`Member::proof`]) cover. Only in answers to
+    /// our peers' (tagged) `im-start`.
+    pub ring: Option<u64>,
 }
 
 /// One member of a ring, as it appears in an `im-start` body and in a ring packet.
@@ -168,6 +177,28 @@ impl Member {
         }
     }
 
+    /// The member's ring proof ([`PROOF_KEY`]), if the server gave one and it is 32 hex
+    /// digits.
+    pub fn proof(&self) -> Option<Tag> {
+        match self.extra.get(PROOF_KEY)? {
+            Value::String(hex) => Tag::from_hex(hex),
+            _ => None,
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the member's ring proof.
+    pub fn set_proof(&mut self, proof: Option<Tag>) {
+        match proof {
+            Some(tag) => {
+                self.extra
+                    .insert(PROOF_KEY.to_owned(), Value::String(tag.to_hex()));
+            }
+            None => {
+                self.extra.remove(PROOF_KEY);
+            }
+        }
+    }
+
     /// The exact encoded length of a member without unknown keys, for a registry that must
     /// keep `im-start` answers within one datagram without encoding them.
     pub fn wire_len(name: &str, ip: &str, port: u16, ext: u32) -> usize {
@@ -217,9 +248,12 @@ impl ListsBody {
 
 impl Serialize for ImStartBody {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("num_contacts_in_list", &self.contact_list.len())?;
         map.serialize_entry("contact_list", &self.contact_list)?;
+        if let Some(ring) = self.ring {
+            map.serialize_entry(RING_KEY, &ring)?;
+        }
         map.end()
     }
 }
@@ -232,6 +266,11 @@ impl Serialize for Body {
             Self::Error(text) => {
                 let mut map = s.serialize_map(Some(1))?;
                 map.serialize_entry("error", text)?;
+                map.end()
+            }
+            Self::Secret(secret) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(SECRET_KEY, &secret.to_hex())?;
                 map.end()
             }
         }
@@ -250,6 +289,8 @@ struct RawLists {
 struct RawImStart {
     num_contacts_in_list: usize,
     contact_list: Vec<Member>,
+    #[serde(default)]
+    ring: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for ListsBody {
@@ -275,6 +316,7 @@ impl<'de> Deserialize<'de> for ImStartBody {
         .map_err(serde::de::Error::custom)?;
         Ok(Self {
             contact_list: raw.contact_list,
+            ring: raw.ring,
         })
     }
 }
@@ -298,6 +340,10 @@ impl Body {
             Ok(Self::Lists(serde_json::from_value(value)?))
         } else if let Some(Value::String(text)) = map.get("error") {
             Ok(Self::Error(text.clone()))
+        } else if let Some(Value::String(hex)) = map.get(SECRET_KEY).filter(|_| map.len() == 1) {
+            Secret::from_hex(hex)
+                .map(Self::Secret)
+                .ok_or(DecodeError::UnknownBody)
         } else {
             Err(DecodeError::UnknownBody)
         }
@@ -471,6 +517,7 @@ mod tests {
                         member("Me", "10.120.70.106", 22000),
                         member("Myself", "10.120.70.106", 22002),
                     ],
+                    ring: None,
                 })),
                 r#"200-_-{"num_contacts_in_list": 2, "contact_list": [{"name": "Me", "ip": "10.120.70.106", "port": 22000}, {"name": "Myself", "ip": "10.120.70.106", "port": 22002}]}"#,
             ),
@@ -537,6 +584,7 @@ mod tests {
         m.ext = EXT_VERSION;
         let a = Answer::ok_with(Body::ImStart(ImStartBody {
             contact_list: vec![m],
+            ring: None,
         }));
         assert_eq!(
             a.to_bytes(),

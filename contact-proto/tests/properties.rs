@@ -84,7 +84,10 @@ fn answer() -> impl Strategy<Value = Answer> {
         (prop::collection::vec(list(), 0..5), 0..2u32)
             .prop_map(|(list_names, ext)| Some(Body::Lists(ListsBody { list_names, ext }))),
         prop::collection::vec(member(), 0..5)
-            .prop_map(|contact_list| Some(Body::ImStart(ImStartBody { contact_list }))),
+            .prop_map(|contact_list| Some(Body::ImStart(ImStartBody {
+                contact_list,
+                ring: None,
+            }))),
         ".{0,30}".prop_map(|t| Some(Body::Error(t))),
     ];
     (
@@ -136,11 +139,8 @@ proptest! {
 
     #[test]
     fn request_encode_then_decode(cmd in command(), id in prop::option::of(any::<u32>())) {
-        let req = Request {
-            id,
-            cookie: None,
-            command: cmd,
-        };
+        let mut req = Request::plain(cmd);
+        req.id = id;
         let wire = req.to_bytes();
         prop_assert!(wire.len() <= contact_proto::MAX_REQUEST_LEN);
         prop_assert_eq!(Request::decode(&wire), Ok(req));

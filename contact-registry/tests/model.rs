@@ -68,7 +68,10 @@ impl Model {
                 contact_list.push(self.member(m));
             }
         }
-        Answer::ok_with(Body::ImStart(ImStartBody { contact_list }))
+        Answer::ok_with(Body::ImStart(ImStartBody {
+            contact_list,
+            ring: None,
+        }))
     }
 
     fn register(&mut self, name: &str, ip: IpAddr, port: u16, ext: u32) -> Status {

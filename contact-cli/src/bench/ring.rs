@@ -94,6 +94,7 @@ pub(super) fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
             if packet_len == 0 {
                 let body = ImStartBody {
                     contact_list: started.ring().to_vec(),
+                    ring: None,
                 };
                 packet_len = contact_proto::RingPacket::start(body, text)
                     .to_bytes()

@@ -39,6 +39,7 @@ pub(super) struct Initiated {
 ///         Member::new("Me".parse()?, "127.0.0.1", 22000),
 ///         Member::new("You".parse()?, "127.0.0.1", 22002),
 ///     ],
+///     ring: None,
 /// };
 /// let mut me = RingEngine::new();
 /// me.start_im(Instant::now(), Some("friends".parse()?), body, "hello")?;

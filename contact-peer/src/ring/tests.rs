@@ -20,6 +20,7 @@ fn ring(n: usize) -> ImStartBody {
         contact_list: (0..n)
             .map(|i| member(&format!("m{i}"), 22000 + 2 * i as u16))
             .collect(),
+        ring: None,
     }
 }
 
@@ -587,6 +588,7 @@ mod hostile {
                     m
                 })
                 .collect(),
+            ring: None,
         };
         body.contact_list[0].name = "mallory".parse().unwrap();
         let mut packet = RingPacket::start(body, text);

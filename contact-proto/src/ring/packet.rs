@@ -27,6 +27,7 @@ use crate::{ContactName, DecodeError, ImStartBody, ListName, Member};
 ///         Member::new("Me".parse().unwrap(), "10.0.0.1", 22000),
 ///         Member::new("I".parse().unwrap(), "10.0.0.2", 22001),
 ///     ],
+///     ring: None,
 /// };
 /// let packet = RingPacket::start(body, "Hello");
 /// assert_eq!(packet.pointer, 2);

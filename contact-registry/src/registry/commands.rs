@@ -181,7 +181,10 @@ impl Registry {
         );
         self.lists[l as usize].ongoing = ongoing;
         *self.pending.entry((l, c)).or_insert(0) += 1;
-        Ok(ImStartBody { contact_list })
+        Ok(ImStartBody {
+            contact_list,
+            ring: None,
+        })
     }
 
     /// `im-complete`: ends one instant message that this contact started in this list.
