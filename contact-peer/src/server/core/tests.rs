@@ -449,11 +449,13 @@ fn tagged_changes_and_refusals_are_recorded_with_their_cache_entries() {
                         .command
                 ),
                 answer: Some(tag(1, b"#1-_-create-_-l", b"")),
+                keys: Default::default(),
             },
             Record {
                 ext: EXT_VERSION,
                 command: None,
                 answer: Some(tag(2, b"#2-_-create-_-l", b"#2-_-457-_-null")),
+                keys: Default::default(),
             },
             Record {
                 ext: 0,
@@ -464,6 +466,7 @@ fn tagged_changes_and_refusals_are_recorded_with_their_cache_entries() {
                         .command
                 ),
                 answer: None,
+                keys: Default::default(),
             },
         ]
     );
