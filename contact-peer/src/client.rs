@@ -889,4 +889,70 @@ mod tests {
             matches!(c.poll_event(), Some(ClientEvent::Answer { answer, .. }) if answer.status == Status::Ok)
         );
     }
+
+    /// Issue 10 stage 4, both ends: our client against our server under `--auth` gets its
+    /// contact's secret (after fetching a cookie), then tags every request acting for it;
+    /// a forged request from the contact's own address without the tag is refused.
+    #[test]
+    fn our_client_gets_a_secret_and_tags_its_contacts_requests() {
+        use crate::ServerConfig;
+        use crate::server::ServerCore;
+        use contact_registry::{Limits, Registry};
+
+        let me: SocketAddr = "127.0.0.1:30001".parse().unwrap();
+        let mut config = ServerConfig::default();
+        config.auth = true;
+        let mut srv = ServerCore::new(Registry::new(Limits::default()), &config);
+        let mut c = Client::new(server(), config_for_test());
+        let now = Instant::now();
+        let run = |c: &mut Client, srv: &mut ServerCore, command: Command| -> Answer {
+            c.send(now, command);
+            let mut buf = Vec::new();
+            for _ in 0..8 {
+                if let Some(t) = c.poll_transmit(&mut buf) {
+                    srv.handle_datagram(now, me, &buf[..t.size]);
+                    let mut out = Vec::new();
+                    while let Some(t) = srv.poll_transmit(&mut out) {
+                        c.handle_datagram(now, server(), &out[..t.size]);
+                    }
+                }
+                if let Some(ClientEvent::Answer { answer, .. }) = c.poll_event() {
+                    return answer;
+                }
+            }
+            panic!("no answer")
+        };
+        let register = Command::Register {
+            name: "alice".parse().unwrap(),
+            ip: me.ip(),
+            port: me.port(),
+        };
+        let answer = run(&mut c, &mut srv, register);
+        let Some(Body::Secret(secret)) = answer.body else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(srv.registry().contact("alice").unwrap().secret(), Some(&secret));
+        for line in ["create club", "join club alice", "im-start club alice"] {
+            let command = contact_proto::parse_line(line).unwrap().unwrap().command;
+            let answer = run(&mut c, &mut srv, command);
+            assert!(answer.status.is_ok(), "{line}: {answer:?}");
+        }
+        // A forger at alice's own address, without her tag: refused, alice stays.
+        srv.handle_datagram(now, me, b"#99-_-exit-_-alice");
+        let mut out = Vec::new();
+        let t = srv.poll_transmit(&mut out).unwrap();
+        assert!(out[..t.size].starts_with(b"#99-_-472-_-"));
+        assert!(srv.registry().contact("alice").is_some());
+        for line in ["im-complete club alice", "exit alice"] {
+            let command = contact_proto::parse_line(line).unwrap().unwrap().command;
+            let answer = run(&mut c, &mut srv, command);
+            assert!(answer.status.is_ok(), "{line}: {answer:?}");
+        }
+        assert!(srv.registry().contact("alice").is_none());
+        assert!(c.secrets.is_empty());
+    }
+
+    fn config_for_test() -> ClientConfig {
+        config()
+    }
 }

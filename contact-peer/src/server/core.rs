@@ -89,6 +89,8 @@ pub struct ServerCore {
     /// What the request being handled proved: its answers skip the volume limit when its
     /// cookie is valid; a tagged request that asked for one (or brought a wrong one) gets it.
     turn: Turn,
+    /// The last ring nonce given ([`ServerCore::ring_nonce`]).
+    last_ring: u64,
 }
 
 /// The address proof of the request being handled.
@@ -142,6 +144,7 @@ impl ServerCore {
             ),
             cookie_key: config.cookie_key.clone(),
             turn: Turn::default(),
+            last_ring: 0,
         }
     }
 
@@ -439,7 +442,7 @@ impl ServerCore {
                 .filter(|()| matches!(command, Command::Register { .. }))
                 .map(|()| Secret(random())),
             ring: (id.is_some() && matches!(command, Command::ImStart { .. }))
-                .then(|| u64::from_le_bytes(random())),
+                .then(|| self.ring_nonce(at)),
         };
         let outcome = self.registry.execute_keyed(command, ext, &keys);
         if outcome.lists_changed {
@@ -501,6 +504,15 @@ impl ServerCore {
                 digest: digest.unwrap_or(0),
             }),
         }
+    }
+
+    /// A ring nonce: unique (the wall clock in ms, shifted, then counting up within a
+    /// millisecond), and decided by the core's inputs alone, as the rest of the answer is.
+    /// It need not be secret: it only tells one ring's proofs from another's.
+    fn ring_nonce(&mut self, at: u64) -> u64 {
+        let nonce = (self.last_ring + 1).max(self.unix_epoch.saturating_add(at) << 12);
+        self.last_ring = nonce;
+        nonce
     }
 
     /// What follows a command that changed the registry: the instant-message timers, and
@@ -749,8 +761,8 @@ fn excerpt(text: &str) -> String {
     out
 }
 
-/// Bytes from the operating system's random source: a new contact's secret, a ring's
-/// nonce. Without one there is nothing better to do than stop.
+/// Bytes from the operating system's random source: a new contact's secret. Without one
+/// there is nothing better to do than stop.
 fn random<const N: usize>() -> [u8; N] {
     let mut out = [0; N];
     getrandom::fill(&mut out).expect("the operating system's random source");

@@ -600,4 +600,42 @@ mod tests {
         let err = ReplicatedCore::restore(bad.as_bytes(), &config()).unwrap_err();
         assert!(err.to_string().starts_with("snapshot line 4"), "{err}");
     }
+
+    #[test]
+    fn secrets_come_from_the_entry_survive_snapshots_and_guard_under_auth() {
+        use contact_proto::auth::Secret;
+        let config = ServerConfig {
+            auth: true,
+            ..config()
+        };
+        let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config);
+        let a = addr(30001);
+        let keys = Keys {
+            secret: Some(Secret([5; 32])),
+            ring: Some(77),
+        };
+        let reg = b"#1-_-register-_-A-_-127.0.0.1-_-30001";
+        let answer = r.apply_keyed(0, a, reg, &keys);
+        assert_eq!(
+            answer,
+            format!("#1-_-200-_-{{\"secret\": \"{}\"}}", "05".repeat(32)).as_bytes()
+        );
+        // An untagged register ignores the entry's secret.
+        r.apply_keyed(0, addr(30003), b"register-_-B-_-127.0.0.1-_-30003", &keys);
+        assert!(r.registry().contact("B").unwrap().secret().is_none());
+        let mut b = ReplicatedCore::restore(&r.snapshot(), &config).unwrap();
+        assert_eq!(b.snapshot(), r.snapshot());
+        assert_eq!(
+            b.registry().contact("A").unwrap().secret(),
+            Some(&Secret([5; 32]))
+        );
+        // The same guard as the server core's: A's secret, not its address, lets one act.
+        let refused = b.apply(10, a, b"#2-_-exit-_-A");
+        assert!(refused.starts_with(b"#2-_-472-_-"), "{refused:?}");
+        let mut exit = Request::decode(b"exit-_-A").unwrap();
+        exit.id = Some(3);
+        exit.tag = Some(Secret([5; 32]).request_tag(3, b"exit-_-A"));
+        assert_eq!(b.apply(20, addr(9), &exit.to_bytes()), b"#3-_-200-_-null");
+        assert!(b.registry().contact("A").is_none());
+    }
 }
