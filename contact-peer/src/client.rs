@@ -318,6 +318,13 @@ impl Client {
         self.server
     }
 
+    /// The secret our server gave `name` when this client registered it (issue 10), if
+    /// any: what the client tags that contact's requests with, and what the contact's ring
+    /// proofs are checked with.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name)
+    }
+
     /// What the client has learnt about the server.
     pub fn server_kind(&self) -> ServerKind {
         self.kind

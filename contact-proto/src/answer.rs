@@ -525,6 +525,41 @@ mod tests {
     }
 
     #[test]
+    fn secret_bodies_ring_nonces_and_proofs_round_trip() {
+        let secret = Secret([0x5a; 32]);
+        let answer = Answer::ok_with(Body::Secret(secret.clone())).with_id(Some(12));
+        let wire = format!("#12-_-200-_-{{\"secret\": \"{}\"}}", "5a".repeat(32));
+        assert_eq!(String::from_utf8(answer.to_bytes()).unwrap(), wire);
+        assert_eq!(Answer::decode(wire.as_bytes()), Ok(answer));
+        // Not 64 hex digits, or beside other keys: not a secret body.
+        for bad in [
+            r#"200-_-{"secret": "5a"}"#.to_string(),
+            format!("200-_-{{\"secret\": \"{}\", \"x\": 1}}", "5a".repeat(32)),
+        ] {
+            assert!(Answer::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let mut m = member("Me", "10.0.0.1", 22000);
+        m.ext = 1;
+        m.set_proof(Some(Tag([0xcd; 16])));
+        assert_eq!(m.proof(), Some(Tag([0xcd; 16])));
+        let body = ImStartBody {
+            contact_list: vec![m],
+            ring: Some(7),
+        };
+        let answer = Answer::ok_with(Body::ImStart(body));
+        let wire = answer.to_bytes();
+        let text = String::from_utf8(wire.clone()).unwrap();
+        assert!(
+            text.ends_with(&format!(
+                "\"ext\": 1, \"proof\": \"{}\"}}], \"ring\": 7}}",
+                "cd".repeat(16)
+            )),
+            "{text}"
+        );
+        assert_eq!(Answer::decode(&wire), Ok(answer));
+    }
+
+    #[test]
     fn reference_bytes_both_ways() {
         for (answer, wire) in table() {
             assert_eq!(String::from_utf8(answer.to_bytes()).unwrap(), wire);

@@ -146,6 +146,22 @@ impl ServerCore {
             turn: Turn::default(),
             last_ring: 0,
         }
+        .count_loaded_contacts()
+    }
+
+    /// Counts the contacts of a registry the core starts with (loaded, or replayed from a
+    /// journal) against the quota of their registered address's prefix: the source that
+    /// registered them, under `--auth` (where `register` must come from that address), and
+    /// the best guess without. Lists have no such trace: they are nobody's after a restart.
+    fn count_loaded_contacts(mut self) -> Self {
+        let held: Vec<_> = (self.registry.contacts())
+            .filter(|c| !self.sources.trusted(c.ip()))
+            .map(|c| (self.sources.prefix(c.ip()), c.name().as_str().to_owned()))
+            .collect();
+        for (prefix, name) in held {
+            self.quotas.registered(prefix, &name);
+        }
+        self
     }
 
     /// Answers sent to addresses proven by their cookie, outside the volume limit, so far.

@@ -172,7 +172,7 @@ impl Registry {
     /// [`Registry::execute`] with what the server drew for the command ([`Keys`]): a
     /// `register` that succeeds keeps `keys.secret` with the contact and answers
     /// `{"secret": HEX}`; an `im-start` that succeeds answers with `keys.ring` and, in the
-    /// entry of each member that has a secret, its ring proof
+    /// entry of each member that has a secret (when one has), its ring proof
     /// ([`Secret::ring_proof`](contact_proto::auth::Secret::ring_proof)), unless they would
     /// make the answer outgrow [`Limits::max_answer_len`](crate::Limits::max_answer_len)
     /// (then the ring goes without them, as a reference one). Other keys are ignored.
@@ -225,6 +225,15 @@ impl Registry {
 
     /// Puts `ring` and the members' proofs into the `im-start` body of `list`, if they fit.
     fn prove_ring(&self, body: &mut ImStartBody, list: &ListName, ring: u64) {
+        let secret = |m: &contact_proto::Member| {
+            self.contact(m.name.as_str())
+                .and_then(Contact::secret)
+                .is_some()
+        };
+        if !body.contact_list.iter().any(secret) {
+            // Nothing to prove: the nonce alone would only cost bytes.
+            return;
+        }
         let mut proved = body.clone();
         proved.ring = Some(ring);
         let len = proved.contact_list.len();

@@ -714,6 +714,28 @@ fn one_source_cannot_take_every_contact_and_list() {
     );
 }
 
+/// Quota counts of contacts survive a restart: rebuilt from the registry, by each
+/// contact's registered address (issue 10 stage 4).
+#[test]
+fn contact_quotas_are_rebuilt_from_a_restored_registry() {
+    let now = Instant::now();
+    let mut c = ServerCore::new(Registry::new(Limits::default()), &ServerConfig::default());
+    let hog: SocketAddr = "127.0.0.66:5000".parse().unwrap();
+    for i in 0..25 {
+        let req = format!("register-_-h{i}-_-127.0.0.66-_-{}", 20000 + 2 * i);
+        assert_eq!(ask(&mut c, now, hog, req.as_bytes()), "200-_-null");
+    }
+    let mut restarted = ServerCore::new(c.into_registry(), &ServerConfig::default());
+    let again = ask(&mut restarted, now, hog, b"register-_-h99-_-127.0.0.66-_-21000");
+    assert!(again.starts_with("476-_-"), "{again}");
+    // An exit still gives the share back.
+    assert_eq!(ask(&mut restarted, now, hog, b"exit-_-h0"), "200-_-null");
+    assert_eq!(
+        ask(&mut restarted, now, hog, b"register-_-h99-_-127.0.0.66-_-21000"),
+        "200-_-null"
+    );
+}
+
 /// `query-lists` changes nothing: its answer takes no cache entry.
 #[test]
 fn query_lists_answers_take_no_cache_entry() {
