@@ -52,8 +52,10 @@ use thiserror::Error;
 use crate::Transmit;
 use crate::backoff::{Backoff, Rng};
 
-/// Timeouts and retries of a [`Client`].
+/// Timeouts and retries of a [`Client`]: start from [`ClientConfig::default`] and chain the
+/// setters named after the fields (non-exhaustive: fields will be added).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// How long to wait for the first answer before sending again.
     pub initial_timeout: Duration,
@@ -88,6 +90,14 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    setters! {
+        initial_timeout: Duration;
+        max_timeout: Duration;
+        retry_window: Duration;
+        jitter: f64;
+        rng_seed: u64;
+    }
+
     /// The timeouts of a request's sends; how many there are is the window's business.
     pub(crate) fn backoff(&self) -> Backoff {
         Backoff {
@@ -160,7 +170,11 @@ pub enum ClientEvent {
 }
 
 /// What the client knows about the server's protocol.
+///
+/// Non-exhaustive: a later release may tell more kinds of server apart, so a `match` on it
+/// outside this crate needs a `_` arm (treat an unknown kind as [`ServerKind::Unknown`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerKind {
     /// Not asked yet (or the probe got no answer).
     Unknown,

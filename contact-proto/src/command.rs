@@ -366,10 +366,11 @@ pub(crate) fn split_tag(tag: &str) -> Option<(RequestId, Option<&str>)> {
 /// assert!(matches!(req.command, Command::Join { .. }));
 ///
 /// let mut wire = Vec::new();
-/// Request { id: Some(7), cookie: None, tag: None, command: Command::QueryLists }.encode(&mut wire);
+/// Request::tagged(7, Command::QueryLists).encode(&mut wire);
 /// assert_eq!(wire, b"#7-_-query-lists");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Request {
     /// The request id (our extension), or `None` as the reference sends.
     pub id: Option<RequestId>,
@@ -395,6 +396,30 @@ impl Request {
             tag: None,
             command,
         }
+    }
+
+    /// A request tagged with `id` (our extension), without a cookie.
+    pub fn tagged(id: RequestId, command: Command) -> Self {
+        Self {
+            id: Some(id),
+            cookie: None,
+            tag: None,
+            command,
+        }
+    }
+
+    /// The same request with the request tag `tag` (issue 10); it is sent only when the
+    /// request has an id.
+    pub fn with_tag(mut self, tag: Option<Tag>) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// The same request with the cookie part `cookie`; it is sent only when the request
+    /// has an id.
+    pub fn with_cookie(mut self, cookie: Option<CookieTag>) -> Self {
+        self.cookie = cookie;
+        self
     }
 
     /// Appends the wire form to `out`.
