@@ -44,8 +44,7 @@ use std::collections::HashMap;
 
 use contact_proto::auth::Secret;
 use contact_proto::{
-    Answer, Body, Command, ContactName, Cookie, CookieTag, EXT_VERSION, Request, RequestId,
-    Status,
+    Answer, Body, Command, ContactName, Cookie, CookieTag, EXT_VERSION, Request, RequestId, Status,
 };
 use thiserror::Error;
 
@@ -412,7 +411,9 @@ impl Client {
             }
         }
         match (&flight.pending.command, &answer.body) {
-            (Command::Register { name, .. }, Some(Body::Secret(secret))) if flight.tag.is_some() => {
+            (Command::Register { name, .. }, Some(Body::Secret(secret)))
+                if flight.tag.is_some() =>
+            {
                 self.secrets.insert(name.clone(), secret.clone());
             }
             (Command::Exit { name }, _) if answer.status.is_ok() => {
@@ -556,19 +557,20 @@ impl Client {
             && self.cookie.is_none()
             && !self.cookie_asked
             && matches!(front.command, Command::Register { .. });
-        let pending =
-            if cookie_first || self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists) {
-                self.cookie_asked |= cookie_first;
-                // Probe first; the user's request stays at the front of the queue.
-                let id = self.fresh_id();
-                Pending {
-                    id,
-                    command: Command::QueryLists,
-                    user: false,
-                }
-            } else {
-                self.queue.pop_front().expect("front checked")
-            };
+        let pending = if cookie_first
+            || self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists)
+        {
+            self.cookie_asked |= cookie_first;
+            // Probe first; the user's request stays at the front of the queue.
+            let id = self.fresh_id();
+            Pending {
+                id,
+                command: Command::QueryLists,
+                user: false,
+            }
+        } else {
+            self.queue.pop_front().expect("front checked")
+        };
         let (tag, retry) = match self.kind {
             ServerKind::Extended(_) => (Some(pending.id), true),
             ServerKind::Reference | ServerKind::Unknown => {
@@ -921,8 +923,10 @@ mod tests {
         use contact_registry::{Limits, Registry};
 
         let me: SocketAddr = "127.0.0.1:30001".parse().unwrap();
-        let mut config = ServerConfig::default();
-        config.auth = true;
+        let config = ServerConfig {
+            auth: true,
+            ..ServerConfig::default()
+        };
         let mut srv = ServerCore::new(Registry::new(Limits::default()), &config);
         let mut c = Client::new(server(), config_for_test());
         let now = Instant::now();
@@ -952,7 +956,10 @@ mod tests {
         let Some(Body::Secret(secret)) = answer.body else {
             panic!("{answer:?}")
         };
-        assert_eq!(srv.registry().contact("alice").unwrap().secret(), Some(&secret));
+        assert_eq!(
+            srv.registry().contact("alice").unwrap().secret(),
+            Some(&secret)
+        );
         for line in ["create club", "join club alice", "im-start club alice"] {
             let command = contact_proto::parse_line(line).unwrap().unwrap().command;
             let answer = run(&mut c, &mut srv, command);

@@ -17,8 +17,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::json::{check_count, check_datagram, json_string_len, next_key, set_once, write_py};
 use crate::auth::{PROOF_KEY, RING_KEY, SECRET_KEY, Secret, Tag};
+use crate::json::{check_count, check_datagram, json_string_len, next_key, set_once, write_py};
 use crate::write::{digits, push_decimal};
 use crate::{ContactName, Cookie, DELIMITER, DecodeError, ListName, RequestId, Status};
 

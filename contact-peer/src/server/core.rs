@@ -12,11 +12,11 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use contact_proto::auth::Secret;
 use contact_proto::{
     Answer, Body, Command, Cookie, CookieTag, DELIMITER, EXT_VERSION, MAX_DATAGRAM_LEN, Request,
     RequestId, Status,
 };
-use contact_proto::auth::Secret;
 use contact_registry::{Keys, Registry, Reply};
 
 use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
@@ -364,7 +364,10 @@ impl ServerCore {
         let text = tracing::enabled!(tracing::Level::DEBUG).then(|| command.to_string());
         // Checks before the registry sees the command.
         let credentials = Credentials::of(bytes, id, tag.as_ref());
-        if let Some(answer) = self.guard.refuse(&self.registry, from, credentials, &command) {
+        if let Some(answer) = self
+            .guard
+            .refuse(&self.registry, from, credentials, &command)
+        {
             tracing::debug!(%from, id, request = text.as_deref(), status = answer.status.code(), "request");
             return self.answer(at, from, answer.with_id(id), id.map(|_| digest), false);
         }

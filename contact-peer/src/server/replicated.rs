@@ -28,11 +28,11 @@ use contact_proto::{Answer, Command, EXT_VERSION, MAX_DATAGRAM_LEN, Request, Sta
 use contact_registry::{Keys, Registry, Reply};
 
 use super::ServerConfig;
-use super::guard::{Credentials, Guard};
-use super::store::{for_each_rebuild_record, parse_ext, push_ext};
 use super::cache::{AnswerCache, digest};
 use super::error_budget::ErrorBudget;
+use super::guard::{Credentials, Guard};
 use super::im_timers::ImTimers;
+use super::store::{for_each_rebuild_record, parse_ext, push_ext};
 
 /// The replicated part of a server: log entries in, answers out, all on log time.
 ///
@@ -230,7 +230,10 @@ impl ReplicatedCore {
             id, command, tag, ..
         } = request;
         let credentials = Credentials::of(bytes, id, tag.as_ref());
-        if let Some(answer) = self.guard.refuse(&self.registry, from, credentials, &command) {
+        if let Some(answer) = self
+            .guard
+            .refuse(&self.registry, from, credentials, &command)
+        {
             return self.finish(at, from, answer.with_id(id), digest);
         }
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
@@ -238,7 +241,8 @@ impl ReplicatedCore {
         let keys = Keys {
             secret: (keys.secret.clone())
                 .filter(|_| id.is_some() && matches!(command, Command::Register { .. })),
-            ring: (keys.ring).filter(|_| id.is_some() && matches!(command, Command::ImStart { .. })),
+            ring: (keys.ring)
+                .filter(|_| id.is_some() && matches!(command, Command::ImStart { .. })),
         };
         let outcome = self.registry.execute_keyed(command, ext, &keys);
         if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
@@ -371,7 +375,11 @@ impl ReplicatedCore {
                 .ok_or_else(|| input.bad("ext field"))?;
             let request = Request::decode(command).map_err(|e| input.bad(&e.to_string()))?;
             let shown = request.command.to_string();
-            if !core.registry.execute_keyed(request.command, ext, &keys).changed {
+            if !core
+                .registry
+                .execute_keyed(request.command, ext, &keys)
+                .changed
+            {
                 return Err(input.bad(&format!("`{shown}` does not apply")));
             }
         }

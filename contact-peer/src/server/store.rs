@@ -486,5 +486,5 @@ mod journal;
 mod tests;
 
 use journal::*;
-pub(crate) use journal::{for_each_rebuild_record, parse_ext, push_ext};
 pub use journal::{Repaired, Verified, encode_record, repair, replay_journal, verify};
+pub(crate) use journal::{for_each_rebuild_record, parse_ext, push_ext};

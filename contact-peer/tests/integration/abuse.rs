@@ -131,7 +131,10 @@ fn a_blind_spoofer_with_alices_address_cannot_act_for_her() {
         return;
     }
     let mut buf = vec![0; 2048];
-    let (n, _) = witness.socket.recv_from(&mut buf).expect("an answer to the forged datagram");
+    let (n, _) = witness
+        .socket
+        .recv_from(&mut buf)
+        .expect("an answer to the forged datagram");
     let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(answer.starts_with("#6-_-472-_-"), "{answer}");
     assert!(!answer.contains("127.0.0.1"), "{answer}");

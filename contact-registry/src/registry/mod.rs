@@ -241,8 +241,7 @@ impl Registry {
             return;
         };
         for (index, member) in proved.contact_list.iter_mut().enumerate() {
-            let Some(secret) = self.contact(member.name.as_str()).and_then(Contact::secret)
-            else {
+            let Some(secret) = self.contact(member.name.as_str()).and_then(Contact::secret) else {
                 continue;
             };
             let proof = secret.ring_proof(&contact_proto::auth::RingFields {

@@ -726,12 +726,22 @@ fn contact_quotas_are_rebuilt_from_a_restored_registry() {
         assert_eq!(ask(&mut c, now, hog, req.as_bytes()), "200-_-null");
     }
     let mut restarted = ServerCore::new(c.into_registry(), &ServerConfig::default());
-    let again = ask(&mut restarted, now, hog, b"register-_-h99-_-127.0.0.66-_-21000");
+    let again = ask(
+        &mut restarted,
+        now,
+        hog,
+        b"register-_-h99-_-127.0.0.66-_-21000",
+    );
     assert!(again.starts_with("476-_-"), "{again}");
     // An exit still gives the share back.
     assert_eq!(ask(&mut restarted, now, hog, b"exit-_-h0"), "200-_-null");
     assert_eq!(
-        ask(&mut restarted, now, hog, b"register-_-h99-_-127.0.0.66-_-21000"),
+        ask(
+            &mut restarted,
+            now,
+            hog,
+            b"register-_-h99-_-127.0.0.66-_-21000"
+        ),
         "200-_-null"
     );
 }
@@ -896,7 +906,12 @@ mod secrets {
         assert_eq!(c.registry().contact("alice").unwrap().secret(), Some(&s));
         // Without a cookie, or untagged (a reference peer): the reference's answer.
         assert_eq!(
-            ask(&mut c, now, b(), b"#7~-_-register-_-bob-_-127.0.0.1-_-30003")[..3],
+            ask(
+                &mut c,
+                now,
+                b(),
+                b"#7~-_-register-_-bob-_-127.0.0.1-_-30003"
+            )[..3],
             *"#7~"
         );
         assert!(c.registry().contact("bob").unwrap().secret().is_none());
@@ -930,7 +945,12 @@ mod secrets {
         // From alice's own address, a missing or a wrong tag is refused; the text names
         // no address.
         for (id, secret) in [(2, None), (3, Some(Secret([9; 32])))] {
-            let refused = ask(&mut c, now, a(), &tagged(id, "exit-_-alice", secret.as_ref()));
+            let refused = ask(
+                &mut c,
+                now,
+                a(),
+                &tagged(id, "exit-_-alice", secret.as_ref()),
+            );
             assert!(
                 refused.contains("472-_-{\"error\": \"alice may only be acted for by the peer"),
                 "{refused}"
@@ -945,8 +965,13 @@ mod secrets {
         assert!(c.registry().contact("alice").is_some());
         // Re-registering alice needs her tag too (it would be 455 anyway).
         assert!(
-            ask(&mut c, now, a(), &tagged(6, "register-_-alice-_-127.0.0.1-_-30001", None))
-                .contains("472")
+            ask(
+                &mut c,
+                now,
+                a(),
+                &tagged(6, "register-_-alice-_-127.0.0.1-_-30001", None)
+            )
+            .contains("472")
         );
         // Her peer's tagged requests pass, from any address (the tag is the proof).
         let ok = ask(&mut c, now, a(), &tagged(7, "join-_-l-_-alice", Some(&s)));
@@ -971,20 +996,30 @@ mod secrets {
         }
         // A reference peer's im-start gets the reference's body.
         let plain = ask(&mut c, now, a(), b"im-start-_-club-_-carol");
-        assert!(!plain.contains("ring") && !plain.contains("proof"), "{plain}");
+        assert!(
+            !plain.contains("ring") && !plain.contains("proof"),
+            "{plain}"
+        );
         let mut rings = Vec::new();
         for id in [20, 21] {
-            let answer = ask(&mut c, now, a(), &tagged(id, "im-start-_-club-_-alice", Some(&sa)));
-            let Some(Body::ImStart(body)) = Answer::decode(answer.as_bytes()).unwrap().body
-            else {
+            let answer = ask(
+                &mut c,
+                now,
+                a(),
+                &tagged(id, "im-start-_-club-_-alice", Some(&sa)),
+            );
+            let Some(Body::ImStart(body)) = Answer::decode(answer.as_bytes()).unwrap().body else {
                 panic!("{answer}")
             };
             let ring = body.ring.expect("a ring nonce");
             rings.push(ring);
             let names: Vec<_> = body.contact_list.iter().map(|m| m.name.as_str()).collect();
             assert_eq!(names, ["alice", "bob", "carol"]);
-            for (index, (member, secret)) in
-                body.contact_list.iter().zip([Some(&sa), Some(&sb), None]).enumerate()
+            for (index, (member, secret)) in body
+                .contact_list
+                .iter()
+                .zip([Some(&sa), Some(&sb), None])
+                .enumerate()
             {
                 let fields = RingFields {
                     ring,
@@ -1030,7 +1065,10 @@ mod secrets {
         assert!(text.contains(&format!(" m 1,s{} ", s.to_hex())), "{text}");
         let restored =
             crate::server::store::replay_journal(&journal[..], Limits::default()).unwrap();
-        assert_eq!(restored.registry.contact("alice").unwrap().secret(), Some(&s));
+        assert_eq!(
+            restored.registry.contact("alice").unwrap().secret(),
+            Some(&s)
+        );
         // The register's retransmission after the restart gets the secret again, from the
         // rebuilt answer (the digest leaves the cookie out: the new key's does not matter).
         let mut c2 = ServerCore::new(restored.registry, &ServerConfig::default());
