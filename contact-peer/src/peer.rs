@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use contact_proto::auth::Secret;
-use contact_proto::{Answer, Command, ContactName, ImStartBody, ListName, Member, Status};
+use contact_proto::{Answer, Body, Command, ContactName, ImStartBody, ListName, Member, Status};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 use crate::driver::{self, Control, Sockets, Task};
@@ -782,7 +782,8 @@ impl ImSent<'_> {
 
 /// The secret in the answer to `register` (ours, issue 10), if any.
 fn register_secret(answer: &Answer) -> Option<Secret> {
-    // H3's `Body::Secret` lands on main: until then no answer decodes with one.
-    let _ = answer;
-    None
+    match &answer.body {
+        Some(Body::Secret(secret)) => Some(secret.clone()),
+        _ => None,
+    }
 }

@@ -175,9 +175,12 @@ fn ring_with_reference_peers_in_the_middle_and_at_the_end() {
                 sender,
                 list,
                 text: t,
+                verified,
                 ..
             } => {
                 assert_eq!(sender.as_str(), "o0");
+                // The proofs and the nonce survived the reference peers' re-encoding.
+                assert!(verified, "our peers' proofs are checked");
                 // The "list" key survived the reference peer's re-encoding.
                 assert_eq!(list.unwrap().as_str(), "mixed");
                 assert_eq!(t, text);

@@ -1,15 +1,15 @@
-//! Ring proofs over real sockets (issue 10, stage 5): a forged packet is refused whole by a
-//! peer that knows its secret, and an unverified one sends a victim at most 3 times its
-//! bytes.
+//! Ring proofs over real sockets (issue 10, stage 5): our server proves rings to our peers,
+//! a forged packet is refused whole by a peer that knows its secret, and an unverified one
+//! sends a victim at most 3 times its bytes.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use contact_peer::{Peer, PeerConfig, PortChoice, RingConfig, RingEvent};
-use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret};
+use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret, Tag};
 use contact_proto::{ImStartBody, Member, RingPacket};
 
-use crate::util::WAIT;
+use crate::util::{TestServer, WAIT, im_body, ok, peer, register};
 
 /// A peer on 127.0.0.1 whose hops are retried quickly (10 ms, then 20 ms): what the
 /// budgets allow is reached in a fraction of a second.
@@ -40,9 +40,7 @@ fn member(name: &str, im: SocketAddr) -> Member {
 /// A packet of ours (with `"im_id"`, `"list"`, `"hop"`) for `contact_list[1]`, from
 /// `mallory` at `attacker`, to be forwarded to the members after.
 fn packet(members: Vec<Member>, im_id: u64) -> RingPacket {
-    let mut body = ImStartBody::default();
-    body.contact_list = members;
-    let mut packet = RingPacket::start(body, "send money to mallory");
+    let mut packet = RingPacket::start(ImStartBody::new(members), "send money to mallory");
     packet.set_list(&"club".parse().unwrap());
     packet.set_im_id(im_id);
     packet.set_hop(2, true);
@@ -176,4 +174,62 @@ fn forged_proof_is_refused_and_a_genuine_one_shown_verified() {
     let forwarded = RingPacket::decode(&buf[..n]).unwrap();
     assert_eq!(forwarded.pointer, 3);
     assert_eq!(forwarded.extra[RING_KEY], 99);
+}
+
+/// Issue 10, end to end: our server hands each of three peers its secret at `register` and
+/// proves the ring in the `im-start` body; every member shows the genuine message verified.
+/// A forged copy (raw UDP to a member's instant-message port, the proof for that member
+/// made up) is refused whole.
+#[test]
+fn our_server_proves_the_ring_and_a_forged_copy_is_refused() {
+    let server = TestServer::start();
+    let peers: Vec<Peer> = (0..3).map(|_| peer(server.addr())).collect();
+    ok(&peers[0], "create club");
+    for (i, p) in peers.iter().enumerate() {
+        register(p, &format!("p{i}"));
+        ok(p, &format!("join club p{i}"));
+    }
+    let body = im_body(ok(&peers[0], "im-start club p0"));
+    let ring = body
+        .ring
+        .expect("our server gives a ring nonce to our initiator");
+    assert!(
+        body.contact_list.iter().all(|m| m.proof().is_some()),
+        "every member of ours has its proof: {body:?}"
+    );
+    peers[0]
+        .start_im(Some("club".parse().unwrap()), body.clone(), "genuine")
+        .unwrap();
+    for p in &peers[1..] {
+        match next_event(p) {
+            RingEvent::Message { text, verified, .. } => {
+                assert_eq!(text, "genuine");
+                assert!(verified, "shown verified");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        peers[0].events().recv_timeout(WAIT).unwrap(),
+        RingEvent::Completed { members: 3, .. }
+    ));
+    ok(&peers[0], "im-complete club p0");
+
+    // The forger knows the list, the members and their addresses, not the secrets: it
+    // makes up p1's proof and sends p1 a packet of ours (any "im_id") with the same nonce.
+    let attacker = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let mut forged = body;
+    forged.contact_list[1].set_proof(Some(Tag([0x42; 16])));
+    let mut packet = RingPacket::start(forged, "forged");
+    assert_eq!(packet.ring(), Some(ring), "the nonce travels in the packet");
+    packet.set_list(&"club".parse().unwrap());
+    packet.set_im_id(12345);
+    packet.set_hop(2, true);
+    attacker
+        .send_to(&packet.to_bytes(), peers[1].im_addr())
+        .unwrap();
+    assert!(matches!(next_event(&peers[1]), RingEvent::Invalid { .. }));
+    assert_eq!(peers[1].ring_stats().forged, 1);
+    assert_eq!(drain(&attacker), 0, "not acked");
+    assert!(peers[2].events().try_recv().is_err(), "not forwarded to p2");
 }

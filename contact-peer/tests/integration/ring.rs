@@ -44,11 +44,14 @@ fn expect_message(p: &Peer, sender: &str, list: &str, text: &str) {
             sender: s,
             list: l,
             text: t,
+            verified,
             ..
         } => {
             assert_eq!(s.as_str(), sender);
             assert_eq!(l, Some(list.parse().unwrap()));
             assert_eq!(t, text);
+            // Our peers, registered with our server: every ring is proven.
+            assert!(verified, "a ring of our peers on our server is verified");
         }
         other => panic!("{other:?}"),
     }

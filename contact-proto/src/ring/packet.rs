@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::FIRST_POINTER;
+use crate::auth::RING_KEY;
 use crate::json::{check_count, check_datagram, next_key, set_once, write_py};
 use crate::{ContactName, DecodeError, ImStartBody, ListName, Member};
 
@@ -18,6 +19,8 @@ use crate::{ContactName, DecodeError, ImStartBody, ListName, Member};
 /// "im_id": IM_ID            ; the message's identity, set by our initiator
 /// "hop": H                  ; the pointer our last sender set, when it wants an ack
 /// "skipped": [NAME, ...]    ; members skipped because they did not acknowledge
+/// "ring": NONCE             ; our server's nonce for the ring, from the im-start body
+/// ; and, in members, "ext" and the server's "proof" (docs/protocol.md, section 6.2)
 /// ```
 ///
 /// ```
@@ -59,14 +62,26 @@ impl RingPacket {
     /// The extra key listing the members skipped because they did not acknowledge.
     pub const SKIPPED_KEY: &'static str = "skipped";
 
-    /// The packet an initiator sends, built from its `im-start` answer.
+    /// The packet an initiator sends, built from its `im-start` answer: the server's ring
+    /// nonce, when the body has one, goes into the packet as `"ring"` (the members' proofs
+    /// are in their entries already), for each member to check its proof against.
     pub fn start(body: ImStartBody, text: impl Into<String>) -> Self {
+        let mut extra = Map::new();
+        if let Some(ring) = body.ring {
+            extra.insert(RING_KEY.into(), ring.into());
+        }
         Self {
             contact_list: body.contact_list,
             text_message: text.into(),
             pointer: FIRST_POINTER,
-            extra: Map::new(),
+            extra,
         }
+    }
+
+    /// The `"ring"` key, the server's nonce for this ring, when it is a non-negative
+    /// integer.
+    pub fn ring(&self) -> Option<u64> {
+        self.extra.get(RING_KEY).and_then(Value::as_u64)
     }
 
     /// The initiator, `contact_list[0]`, shown as the sender.
