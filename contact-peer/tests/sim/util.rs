@@ -25,7 +25,7 @@ use contact_peer::{
     Client, ClientConfig, ClientEvent, ImLifecycle, Machine, RingConfig, RingEngine, RingEvent,
     ServerConfig, ServerCore,
 };
-use contact_proto::{Command, ContactName, ListName, RequestId, Status};
+use contact_proto::{Body, Command, ContactName, ListName, RequestId, Status};
 use contact_registry::{Limits, Registry};
 use serde_json::Value;
 
@@ -632,7 +632,20 @@ impl SimPeer {
         while let Some(event) = self.client.poll_event() {
             progress = true;
             let (id, answer) = match event {
-                ClientEvent::Answer { id, answer, .. } => (id, answer),
+                ClientEvent::Answer {
+                    id,
+                    command,
+                    answer,
+                } => {
+                    // As `Peer` does: the secret of a contact it registered tells the ring
+                    // who it is, so that rings of our peers are verified (issue 10).
+                    if let (Command::Register { name, .. }, Some(Body::Secret(secret))) =
+                        (&command, &answer.body)
+                    {
+                        self.ring.set_identity(name.clone(), secret.clone());
+                    }
+                    (id, answer)
+                }
                 ClientEvent::Resent { id, sends, .. } => {
                     self.resends += 1;
                     if !self.asked.contains_key(&id) || sends < 2 {
