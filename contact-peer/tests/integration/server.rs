@@ -228,13 +228,11 @@ fn a_burst_beyond_one_receive_is_answered_and_durable() {
     const N: usize = 600;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.journal");
-    let mut limits = Limits::default();
-    limits.max_contacts = N;
-    let mut config = ServerConfig::default();
-    config.state = Some(state.clone());
-    config.limits = limits;
-    config.trust = vec!["127.0.0.1".parse().unwrap()];
-    config.error_rate = 0;
+    let config = ServerConfig::default()
+        .state(Some(state.clone()))
+        .limits(Limits::default().max_contacts(N))
+        .trust(vec!["127.0.0.1".parse().unwrap()])
+        .error_rate(0);
     let server = TestServer::with(config);
     let c = Raw::new(server.addr());
     let socket = socket2::SockRef::from(&c.socket);
