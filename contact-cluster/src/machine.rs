@@ -199,7 +199,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         // The ring nonce of a tagged im-start is the entry's index: unique,
                         // and the same on every replica.
                         let keys = Keys {
-                            secret: secret.as_deref().and_then(Secret::from_hex),
+                            secret: secret.and_then(|s| Secret::from_hex(&s.0)),
                             ring: Some(entry.log_id.index),
                         };
                         Applied {

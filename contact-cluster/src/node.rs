@@ -628,7 +628,7 @@ impl Inner {
         let secret = (request.starts_with('#') && request.contains("-_-register-_-")).then(|| {
             let mut bytes = [0; 32];
             getrandom::fill(&mut bytes).expect("the operating system's random source");
-            contact_proto::auth::Secret(bytes).to_hex()
+            crate::types::SecretHex(contact_proto::auth::Secret(bytes).to_hex())
         });
         let proposal = Proposal::Request {
             from,

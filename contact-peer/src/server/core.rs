@@ -456,10 +456,10 @@ impl ServerCore {
         // What the server draws for the command (issue 10): a secret for a contact our peer
         // registers from a proven address, a nonce for a ring our peer starts.
         let keys = Keys {
-            secret: (id.is_some() && self.turn.proven)
-                .then_some(())
-                .filter(|()| matches!(command, Command::Register { .. }))
-                .map(|()| Secret(random())),
+            secret: (id.is_some()
+                && self.turn.proven
+                && matches!(command, Command::Register { .. }))
+            .then(|| Secret(random())),
             ring: (id.is_some() && matches!(command, Command::ImStart { .. }))
                 .then(|| self.ring_nonce(at)),
         };
