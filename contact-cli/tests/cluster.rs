@@ -82,7 +82,7 @@ fn ask(s: &UdpSocket, to: SocketAddr, request: &str) -> Option<String> {
 }
 
 /// Our peers' behaviour: a tagged request, sent again with the same id on timeout or on
-/// "try later" (473), moving to the next node each time. Panics on any other answer: a
+/// "try later" (473 not confirmed, 474 not stored), moving to the next node each time. Panics on any other answer: a
 /// create applied twice would be answered 457.
 fn until_ok(
     s: &UdpSocket,
@@ -106,7 +106,9 @@ fn until_ok(
         };
         match ask(s, to, &tagged) {
             Some(a) if a == ok => return,
-            Some(a) if a.starts_with(&format!("#{id}-_-473-_-")) => {}
+            Some(a)
+                if a.starts_with(&format!("#{id}-_-473-_-"))
+                    || a.starts_with(&format!("#{id}-_-474-_-")) => {}
             // A late answer to an earlier request from this socket.
             Some(a) if !a.starts_with(&format!("#{id}-_-")) => continue,
             Some(a) => panic!("{request} answered {a}"),

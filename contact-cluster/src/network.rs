@@ -95,7 +95,11 @@ pub enum Refusal {
     /// This node is not the leader; the leader is the one named, if known.
     #[error("not the leader (the leader is {0:?})")]
     NotLeader(Option<NodeId>),
-    /// Anything else (no quorum in time, shutting down).
+    /// The leader has not heard from a quorum for an election timeout (it is cut off from
+    /// the majority): it did not put the request in its log.
+    #[error("the leader has no quorum within reach")]
+    NoQuorum,
+    /// Anything else (no quorum in time, shutting down); the request may be in the log.
     #[error("{0}")]
     Other(String),
 }
@@ -104,12 +108,15 @@ pub enum Refusal {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The node is unknown, cut off or not listening.
+    /// The node is unknown, cut off or not listening: the message was not delivered.
     #[error("node {0} unreachable: {1}")]
     Unreachable(NodeId, String),
-    /// No answer in time.
+    /// No answer in time; the message may have been delivered and handled.
     #[error("node {0} did not answer in time")]
     Timeout(NodeId),
+    /// The connection failed after the message was sent; it may have been handled.
+    #[error("node {0}: connection lost: {1}")]
+    Lost(NodeId, String),
 }
 
 /// Handles the messages a node receives.
@@ -213,25 +220,27 @@ impl TcpTransport {
         })
     }
 
-    async fn exchange(self: Arc<Self>, to: NodeId, rpc: Rpc) -> io::Result<Reply> {
+    /// A connection to `to`: an idle one from the pool, or a new one.
+    async fn connect(&self, to: NodeId) -> io::Result<TcpStream> {
         let pooled = self
             .pool
             .lock()
             .expect("pool lock")
             .get_mut(&to)
             .and_then(Vec::pop);
-        let mut stream = match pooled {
-            Some(s) => s,
-            None => {
-                let addr = self
-                    .addrs
-                    .get(&to)
-                    .ok_or_else(|| io::Error::other("unknown node"))?;
-                let s = TcpStream::connect(addr).await?;
-                s.set_nodelay(true)?;
-                s
-            }
-        };
+        if let Some(s) = pooled {
+            return Ok(s);
+        }
+        let addr = self
+            .addrs
+            .get(&to)
+            .ok_or_else(|| io::Error::other("unknown node"))?;
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn exchange(&self, to: NodeId, mut stream: TcpStream, rpc: Rpc) -> io::Result<Reply> {
         let frame = serde_json::to_vec(&rpc).map_err(io::Error::other)?;
         write_frame(&mut stream, &frame).await?;
         let bytes = read_frame(&mut stream).await?;
@@ -255,9 +264,18 @@ impl Transport for Arc<TcpTransport> {
     ) -> BoxFuture<Result<Reply, TransportError>> {
         let this = Self::clone(self);
         Box::pin(async move {
-            match tokio::time::timeout(timeout, this.exchange(to, rpc)).await {
+            // Whether the message could have reached the node matters to the caller (a
+            // request that never left may be answered "not stored"), so connecting is
+            // told apart from the exchange.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let stream = match tokio::time::timeout_at(deadline, this.connect(to)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(TransportError::Unreachable(to, e.to_string())),
+                Err(_) => return Err(TransportError::Unreachable(to, "connect timed out".into())),
+            };
+            match tokio::time::timeout_at(deadline, this.exchange(to, stream, rpc)).await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(e)) => Err(TransportError::Unreachable(to, e.to_string())),
+                Ok(Err(e)) => Err(TransportError::Lost(to, e.to_string())),
                 // A connection abandoned mid-call is dropped, never pooled.
                 Err(_) => Err(TransportError::Timeout(to)),
             }

@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 
 use crate::log_store::LogStore;
 use crate::machine::StateMachine;
-use crate::network::{BoxFuture, Handler, Network, Refusal, Reply, Rpc, Transport};
+use crate::network::{
+    BoxFuture, Handler, Network, Refusal, Reply, Rpc, Transport, TransportError,
+};
 use crate::types::{NodeId, Proposal, Raft};
 
 /// How a node is run.
@@ -175,14 +177,34 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The answer to a request the cluster could not take in time.
-fn busy(id: Option<RequestId>, text: &str) -> Vec<u8> {
-    Answer::error(Status::Busy, text).with_id(id).to_bytes()
+/// Why the cluster could not answer a request in time: its status and error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unanswered(Status, &'static str);
+
+impl Unanswered {
+    fn answer(self, id: Option<RequestId>) -> Vec<u8> {
+        Answer::error(self.0, self.1).with_id(id).to_bytes()
+    }
 }
 
-const NOT_STORED: &str = "not stored: no leader with a quorum within reach; try again later";
-const NOT_CONFIRMED: &str =
-    "not confirmed: the leader did not answer in time; try again later with the same id";
+/// A mutation that never reached a log that could commit it: nothing changed (`474`, as a
+/// single server that cannot write its journal says).
+const NOT_STORED: Unanswered = Unanswered(
+    Status::NotStored,
+    "not stored: no leader with a quorum within reach; nothing changed; try again later",
+);
+/// A mutation handed to a leader that did not say what became of it: it may yet be
+/// committed, so "not stored" would be a lie (`473`).
+const NOT_CONFIRMED: Unanswered = Unanswered(
+    Status::Busy,
+    "not confirmed: the leader did not answer in time; try again later with the same id",
+);
+/// A read (`query-lists`, `save`) that could not be confirmed current: no leader with a
+/// quorum said how far this copy must be (`473`).
+const NOT_SERVED: Unanswered = Unanswered(
+    Status::Busy,
+    "not served: no leader with a quorum within reach to confirm this copy is current; try again later",
+);
 
 impl ClusterNode {
     /// Starts a node: opens its data directory (or starts in memory), starts openraft, and,
@@ -486,13 +508,13 @@ impl Inner {
             Route::Drop => None,
             Route::Read(request) => {
                 if !self.config.stale_reads && !self.read_barrier().await {
-                    return Some(busy(request.id, NOT_STORED));
+                    return Some(NOT_SERVED.answer(request.id));
                 }
                 Some(self.machine.with_core(|c| c.read(&request)))
             }
             Route::Save(request) => {
                 if !self.read_barrier().await {
-                    return Some(busy(request.id, NOT_STORED));
+                    return Some(NOT_SERVED.answer(request.id));
                 }
                 let contact_proto::Command::Save { file } = &request.command else {
                     return None;
@@ -523,7 +545,7 @@ impl Inner {
                 Some(
                     match self.replicate(from, text, request.id.is_some()).await {
                         Ok(answer) => answer,
-                        Err(why) => busy(request.id, why),
+                        Err(why) => why.answer(request.id),
                     },
                 )
             }
@@ -539,24 +561,35 @@ impl Inner {
         from: SocketAddr,
         request: String,
         tagged: bool,
-    ) -> Result<Vec<u8>, &'static str> {
+    ) -> Result<Vec<u8>, Unanswered> {
         let deadline = tokio::time::Instant::now() + self.config.propose_timeout;
-        let mut sent = false;
+        // Whether some attempt may have put the request in a log: then, unanswered, it
+        // is "not confirmed", never "not stored".
+        let mut maybe_logged = false;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(if sent { NOT_CONFIRMED } else { NOT_STORED });
+                return Err(if maybe_logged {
+                    NOT_CONFIRMED
+                } else {
+                    NOT_STORED
+                });
             }
             let result = match self.leader() {
                 Some(l) if l == self.id => {
-                    sent = true;
-                    match tokio::time::timeout(left, self.propose(from, request.clone())).await {
-                        Ok(r) => r,
-                        Err(_) => return Err(NOT_CONFIRMED),
+                    if self.quorum_in_reach() {
+                        maybe_logged = true;
+                        match tokio::time::timeout(left, self.propose(from, request.clone()))
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => return Err(NOT_CONFIRMED),
+                        }
+                    } else {
+                        Err(Refusal::NoQuorum)
                     }
                 }
                 Some(l) => {
-                    sent = true;
                     let rpc = Rpc::Forward {
                         from,
                         request: request.clone(),
@@ -566,9 +599,22 @@ impl Inner {
                         .call(self.id, l, rpc, self.attempt(left))
                         .await
                     {
-                        Ok(Reply::Forwarded(r)) => r,
+                        Ok(Reply::Forwarded(r)) => {
+                            if !matches!(r, Err(Refusal::NotLeader(_) | Refusal::NoQuorum)) {
+                                maybe_logged = true;
+                            }
+                            r
+                        }
                         Ok(other) => Err(Refusal::Other(format!("{other:?}"))),
-                        Err(e) => Err(Refusal::Other(e.to_string())),
+                        // Never delivered: as if not tried.
+                        Err(e @ TransportError::Unreachable(..)) => {
+                            tracing::debug!(error = %e, "leader unreachable");
+                            Err(Refusal::NotLeader(None))
+                        }
+                        Err(e) => {
+                            maybe_logged = true;
+                            Err(Refusal::Other(e.to_string()))
+                        }
                     }
                 }
                 None => Err(Refusal::NotLeader(None)),
@@ -587,7 +633,7 @@ impl Inner {
                     return applied.answer.ok_or(NOT_CONFIRMED);
                 }
                 // Refused before it was proposed: safe to try again.
-                Err(Refusal::NotLeader(_)) => {}
+                Err(Refusal::NotLeader(_) | Refusal::NoQuorum) => {}
                 Err(Refusal::Other(e)) if tagged => {
                     tracing::debug!(error = %e, "forward failed, retrying")
                 }
@@ -598,6 +644,23 @@ impl Inner {
             }
             self.wait_for_news().await;
         }
+    }
+
+    /// On the leader: whether a quorum acknowledged it within the last election timeout.
+    /// A leader cut off from the majority keeps believing it leads (nothing tells it
+    /// otherwise until it hears of a higher term); past that lease it stops putting requests
+    /// in a log that cannot commit them, so they are answered "not stored" instead of
+    /// "not confirmed".
+    fn quorum_in_reach(&self) -> bool {
+        let lease = Duration::from_millis(self.config.election_timeout_ms.1);
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return true;
+        }
+        m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|at| openraft::Instant::elapsed(&**at) < lease)
     }
 
     /// How long one call to the leader may take: at most an election timeout, after which
@@ -747,6 +810,9 @@ impl Handler for Inner {
                         .map_or_else(|e| failed(&e), Reply::Snapshot)
                 }
                 Rpc::Forward { from, request } => {
+                    if !self.quorum_in_reach() {
+                        return Reply::Forwarded(Err(Refusal::NoQuorum));
+                    }
                     let write = self.propose(from, request);
                     Reply::Forwarded(
                         match tokio::time::timeout(self.config.propose_timeout, write).await {

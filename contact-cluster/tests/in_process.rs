@@ -196,8 +196,10 @@ async fn load(
             if answer == ok {
                 break;
             }
+            // "Not confirmed" (473) or "not stored" (474): the same id again, elsewhere.
             assert!(
-                answer.starts_with(&format!("#{i}-_-473-_-")),
+                answer.starts_with(&format!("#{i}-_-473-_-"))
+                    || answer.starts_with(&format!("#{i}-_-474-_-")),
                 "{list}: {answer}"
             );
             k += 1;
@@ -272,13 +274,32 @@ async fn a_cut_off_minority_answers_try_later_and_catches_up() {
     let leader = c.leader(Duration::from_secs(5)).await;
     // Cut the leader off: it is the minority now.
     c.router.set_cut(leader, true);
+    // Within its lease (an election timeout since a quorum last answered) it still puts
+    // the request in its log, whose fate it cannot tell: "not confirmed" (473). Past it,
+    // it does not: "not stored" (474), nothing changed. Each answer within the 2 s.
+    let mut answer = String::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        answer = c.ask(leader, a, "#2-_-create-_-cut").await;
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            start.elapsed()
+        );
+        if answer.starts_with("#2-_-474-_-") {
+            break;
+        }
+        assert!(answer.starts_with("#2-_-473-_-"), "{answer}");
+        assert!(answer.contains("not confirmed"), "{answer}");
+    }
+    assert!(answer.starts_with("#2-_-474-_-"), "{answer}");
+    assert!(answer.contains("not stored"), "{answer}");
     let start = Instant::now();
-    let answer = c.ask(leader, a, "#2-_-create-_-cut").await;
-    assert!(answer.starts_with("#2-_-473-_-"), "{answer}");
     let read = c.ask(leader, a, "#3-_-query-lists").await;
     assert!(read.starts_with("#3-_-473-_-"), "{read}");
+    assert!(read.contains("not served"), "{read}");
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(3),
         "took {:?}",
         start.elapsed()
     );
@@ -300,6 +321,35 @@ async fn a_cut_off_minority_answers_try_later_and_catches_up() {
         c.ask(leader, a, "query-lists").await,
         r#"200-_-{"num_lists": 2, "list_names": ["before", "cut"], "ext": 1}"#
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_follower_answers_not_stored() {
+    let c = Cluster::start(3).await;
+    let a = peer(30002);
+    assert_eq!(c.ask(1, a, "#1-_-create-_-before").await, "#1-_-200-_-null");
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    c.router.set_cut(follower, true);
+    // Its forwards never leave (the leader is out of reach), so it knows nothing changed.
+    let start = Instant::now();
+    let answer = c.ask(follower, a, "#2-_-create-_-cut").await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        answer,
+        r#"#2-_-474-_-{"error": "not stored: no leader with a quorum within reach; nothing changed; try again later"}"#
+    );
+    // The majority did not get it either: the same id through the leader is a first copy.
+    assert_eq!(
+        c.ask(leader, a, "#2-_-create-_-cut").await,
+        "#2-_-200-_-null"
+    );
+    c.router.set_cut(follower, false);
+    c.assert_identical().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
