@@ -229,7 +229,8 @@ fn the_leaders_host_cut_off_mid_demo_changes_nothing() {
     demo.args(["demo", "--color", "never", "--server", &addrs])
         .args(["--pause-after", &PAUSE_AFTER.to_string()]);
     for i in 1..=3 {
-        demo.arg("--data-dir").arg(data.path().join(format!("n{i}")));
+        demo.arg("--data-dir")
+            .arg(data.path().join(format!("n{i}")));
     }
     for (ip, ns) in [
         (H1_IP, &h1),
@@ -307,7 +308,11 @@ fn the_leaders_host_cut_off_mid_demo_changes_nothing() {
 
     // The link back: the old leader follows and holds what the others acknowledged.
     ip(&["-n", &leader_ns, "link", "set", "eth0", "up"]).unwrap();
-    let old = peer_in(&h1, H1_IP.parse().unwrap(), &servers[leader as usize - 1..][..1]);
+    let old = peer_in(
+        &h1,
+        H1_IP.parse().unwrap(),
+        &servers[leader as usize - 1..][..1],
+    );
     let want = ["list_1", "list_2", "list_3", "list_4"];
     let deadline = Instant::now() + Duration::from_secs(30);
     while lists(&old).as_deref() != Some(&want.map(String::from)[..]) {

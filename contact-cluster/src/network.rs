@@ -68,6 +68,27 @@ pub enum Rpc {
     ReadIndex,
     /// Ours: this node's view of the cluster.
     Status,
+    /// Ours: add or remove a voter (`cluster add-node`, `remove-node`); a follower passes
+    /// it to the leader.
+    Membership(MembershipChange),
+}
+
+/// A change of the cluster's voters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add this node, whose cluster address is this: it first catches up as a learner,
+    /// then becomes a voter.
+    Add {
+        /// Its id: one the cluster has never had.
+        id: NodeId,
+        /// Its cluster (raft) address.
+        addr: SocketAddr,
+    },
+    /// Remove this voter.
+    Remove {
+        /// Its id.
+        id: NodeId,
+    },
 }
 
 /// An answer to an [`Rpc`].
@@ -85,6 +106,9 @@ pub enum Reply {
     ReadIndex(Result<u64, Refusal>),
     /// To [`Rpc::Status`].
     Status(crate::NodeStatus),
+    /// To [`Rpc::Membership`]: the members (id and cluster address) once the change is
+    /// committed, or why not.
+    Membership(Result<BTreeMap<NodeId, String>, String>),
     /// The node could not handle it (it is shutting down).
     Failed(String),
 }
@@ -135,6 +159,10 @@ pub trait Transport: Send + Sync + 'static {
         rpc: Rpc,
         timeout: Duration,
     ) -> BoxFuture<Result<Reply, TransportError>>;
+
+    /// Where node `id` listens, learnt from the membership (a node added after this one
+    /// started is not in its `--cluster`). The in-memory router needs no address.
+    fn learn(&self, _id: NodeId, _addr: SocketAddr) {}
 }
 
 /// An in-memory network between nodes in one process, with switches that cut a node off
@@ -202,7 +230,7 @@ impl Transport for Router {
 
 /// TCP between nodes: one listening address per node, a pool of connections per peer.
 pub struct TcpTransport {
-    addrs: BTreeMap<NodeId, SocketAddr>,
+    addrs: Mutex<BTreeMap<NodeId, SocketAddr>>,
     pool: Mutex<HashMap<NodeId, Vec<TcpStream>>>,
 }
 
@@ -215,7 +243,7 @@ impl TcpTransport {
     /// A transport to the nodes at these addresses.
     pub fn new(addrs: BTreeMap<NodeId, SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
-            addrs,
+            addrs: Mutex::new(addrs),
             pool: Mutex::new(HashMap::new()),
         })
     }
@@ -233,7 +261,10 @@ impl TcpTransport {
         }
         let addr = self
             .addrs
+            .lock()
+            .expect("addrs lock")
             .get(&to)
+            .copied()
             .ok_or_else(|| io::Error::other("unknown node"))?;
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
@@ -280,6 +311,14 @@ impl Transport for Arc<TcpTransport> {
                 Err(_) => Err(TransportError::Timeout(to)),
             }
         })
+    }
+
+    fn learn(&self, id: NodeId, addr: SocketAddr) {
+        let old = self.addrs.lock().expect("addrs lock").insert(id, addr);
+        if old.is_some_and(|old| old != addr) {
+            // Connections to where it was are no use.
+            self.pool.lock().expect("pool lock").remove(&id);
+        }
     }
 }
 
@@ -359,7 +398,10 @@ pub struct Connection {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        if let Ok(addr) = node.addr.parse() {
+            self.transport.learn(target, addr);
+        }
         Connection {
             me: self.me,
             target,

@@ -3,7 +3,7 @@
 //! (through the leader), reads wait until the local copy is current (ReadIndex), `save`
 //! writes the local copy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,14 +15,14 @@ use contact_peer::replicated::{Front, Route, save_answer};
 use contact_peer::{DataDir, ServerConfig};
 use contact_proto::{Answer, RequestId, Status};
 use openraft::async_runtime::WatchReceiver;
-use openraft::{BasicNode, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::log_store::LogStore;
 use crate::machine::StateMachine;
 use crate::network::{
-    BoxFuture, Handler, Network, Refusal, Reply, Rpc, Transport, TransportError,
+    BoxFuture, Handler, MembershipChange, Network, Refusal, Reply, Rpc, Transport, TransportError,
 };
 use crate::types::{NodeId, Proposal, Raft};
 
@@ -189,6 +189,9 @@ impl Unanswered {
 
 /// A mutation that never reached a log that could commit it: nothing changed (`474`, as a
 /// single server that cannot write its journal says).
+/// How long a membership change may take: a new node catches up from the leader first.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+
 const NOT_STORED: Unanswered = Unanswered(
     Status::NotStored,
     "not stored: no leader with a quorum within reach; nothing changed; try again later",
@@ -302,6 +305,15 @@ impl ClusterNode {
     /// This node's status.
     pub fn status(&self) -> NodeStatus {
         self.inner.status()
+    }
+
+    /// Adds or removes a voter (see [`MembershipChange`]), through the leader; the members
+    /// once done.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<BTreeMap<NodeId, String>, String> {
+        self.inner.change_membership(change).await
     }
 
     /// Stops openraft and the node's tasks.
@@ -481,6 +493,7 @@ impl Inner {
                 tracing::info!(node = self.id, ?leader, "leader changed");
                 known = leader;
             }
+            self.learn_addresses();
             if leader != Some(self.id) {
                 continue;
             }
@@ -493,6 +506,106 @@ impl Inner {
                 let write = self.raft.client_write(Proposal::Tick { at_ms: now });
                 let _ = tokio::time::timeout(self.config.propose_timeout, write).await;
             }
+        }
+    }
+
+    /// Tells the transport where every member listens, as the membership says: a node
+    /// added with `cluster add-node` is in no one's `--cluster`.
+    fn learn_addresses(&self) {
+        let nodes: Vec<(NodeId, SocketAddr)> = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter_map(|(id, n)| Some((*id, n.addr.parse().ok()?)))
+                .collect()
+        };
+        for (id, addr) in nodes {
+            self.transport.learn(id, addr);
+        }
+    }
+
+    /// The members, id and cluster address.
+    fn members(&self) -> BTreeMap<NodeId, String> {
+        self.status().members.into_iter().collect()
+    }
+
+    /// `cluster add-node`, `remove-node`: done by the leader (a follower passes it on).
+    /// Adding waits until the new node has caught up as a learner, then makes it a voter;
+    /// both steps are openraft's (`add_learner`, `change_membership`, joint consensus).
+    async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<BTreeMap<NodeId, String>, String> {
+        match self.leader() {
+            Some(l) if l == self.id => {}
+            Some(l) => {
+                return match self
+                    .transport
+                    .call(self.id, l, Rpc::Membership(change), MEMBERSHIP_TIMEOUT)
+                    .await
+                {
+                    Ok(Reply::Membership(r)) => r,
+                    Ok(other) => Err(format!("the leader (node {l}) answered {other:?}")),
+                    Err(e) => Err(format!("the leader (node {l}): {e}")),
+                };
+            }
+            None => return Err("no leader now; try again".into()),
+        }
+        let voters: BTreeSet<NodeId> = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config.membership().voter_ids().collect()
+        };
+        let known = self.members();
+        let work = async {
+            match change {
+                MembershipChange::Add { id, addr } => {
+                    if voters.contains(&id) {
+                        return Err(format!("node {id} is a member already"));
+                    }
+                    if let Some((other, _)) = known
+                        .iter()
+                        .find(|(other, a)| **other != id && a.parse() == Ok(addr))
+                    {
+                        return Err(format!("{addr} is node {other}'s address"));
+                    }
+                    self.transport.learn(id, addr);
+                    let node = BasicNode {
+                        addr: addr.to_string(),
+                    };
+                    self.raft
+                        .add_learner(id, node, true)
+                        .await
+                        .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| format!("making node {id} a voter: {e}"))?;
+                }
+                MembershipChange::Remove { id } => {
+                    if !voters.contains(&id) {
+                        return Err(format!("node {id} is not a member"));
+                    }
+                    if voters.len() == 1 {
+                        return Err(format!("node {id} is the only member"));
+                    }
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| format!("removing node {id}: {e}"))?;
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(MEMBERSHIP_TIMEOUT, work).await {
+            Ok(Ok(())) => Ok(self.members()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!(
+                "not done within {MEMBERSHIP_TIMEOUT:?} (is the new node running and reachable?); \
+                 `cluster status` tells what was"
+            )),
         }
     }
 
@@ -579,8 +692,7 @@ impl Inner {
                 Some(l) if l == self.id => {
                     if self.quorum_in_reach() {
                         maybe_logged = true;
-                        match tokio::time::timeout(left, self.propose(from, request.clone()))
-                            .await
+                        match tokio::time::timeout(left, self.propose(from, request.clone())).await
                         {
                             Ok(r) => r,
                             Err(_) => return Err(NOT_CONFIRMED),
@@ -831,6 +943,7 @@ impl Handler for Inner {
                     )
                 }
                 Rpc::Status => Reply::Status(self.status()),
+                Rpc::Membership(change) => Reply::Membership(self.change_membership(change).await),
             }
         })
     }

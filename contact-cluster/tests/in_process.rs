@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use contact_cluster::{ClusterConfig, ClusterNode, Router, Transport};
+use contact_cluster::{ClusterConfig, ClusterNode, MembershipChange, Router, Transport};
 use contact_peer::ServerConfig;
 use contact_registry::Limits;
 use openraft::async_runtime::WatchReceiver;
@@ -350,6 +350,98 @@ async fn a_cut_off_follower_answers_not_stored() {
     );
     c.router.set_cut(follower, false);
     c.assert_identical().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_is_refused_under_its_old_id() {
+    let mut c = Cluster::start(3).await;
+    let a = peer(30003);
+    assert_eq!(c.ask(1, a, "#1-_-create-_-kept").await, "#1-_-200-_-null");
+    c.kill(3).await;
+    c.router.set_cut(3, false);
+    // Node 3 again, with an empty directory: it could vote twice or count towards a quorum
+    // for entries it no longer has.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wiped = config(3, 3);
+    wiped.raft_dir = Some(dir.path().join("raft"));
+    let transport: Arc<dyn Transport> = c.router.clone();
+    let err = match ClusterNode::start(wiped, transport).await {
+        Ok(_) => panic!("a wiped node started under its old id"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("node 3 is a member of a running cluster (node "),
+        "{err}"
+    );
+    assert!(err.contains("holds no raft state"), "{err}");
+    assert!(err.contains("Restore its data directory"), "{err}");
+    // The two others go on.
+    assert_eq!(c.ask(2, a, "#2-_-create-_-after").await, "#2-_-200-_-null");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_added_then_the_leader_removed() {
+    let mut c = Cluster::start(3).await;
+    let a = peer(30004);
+    for i in 1..=5 {
+        let request = format!("#{i}-_-create-_-l{i}");
+        assert_eq!(
+            c.ask(1 + i % 3, a, &request).await,
+            format!("#{i}-_-200-_-null")
+        );
+    }
+    let leader = c.leader(Duration::from_secs(5)).await;
+    // Node 4 starts knowing the others; no one counts it as a member, so it waits.
+    let transport: Arc<dyn Transport> = c.router.clone();
+    let four = ClusterNode::start(config(4, 4), transport).await.unwrap();
+    c.router.register(4, Arc::downgrade(&four.handler()));
+    c.nodes.insert(4, four);
+    let addr4 = SocketAddr::from(([127, 0, 0, 1], 23004));
+    // Through a follower: it passes the change to the leader.
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let members = c.nodes[&follower]
+        .change_membership(MembershipChange::Add { id: 4, addr: addr4 })
+        .await
+        .unwrap();
+    assert_eq!(members.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(members[&4], "127.0.0.1:23004");
+    // A second time is refused, and so is another id at its address.
+    let again = c.nodes[&leader]
+        .change_membership(MembershipChange::Add { id: 4, addr: addr4 })
+        .await;
+    assert_eq!(again, Err("node 4 is a member already".into()));
+    let taken = c.nodes[&leader]
+        .change_membership(MembershipChange::Add { id: 5, addr: addr4 })
+        .await;
+    assert_eq!(taken, Err("127.0.0.1:23004 is node 4's address".into()));
+    c.assert_identical().await;
+    // The leader retires: removed, then stopped; the three others go on.
+    let members = c.nodes[&4]
+        .change_membership(MembershipChange::Remove { id: leader })
+        .await
+        .unwrap();
+    assert!(!members.contains_key(&leader), "{members:?}");
+    assert_eq!(members.len(), 3);
+    c.kill(leader).await;
+    let new = c.leader(Duration::from_secs(10)).await;
+    assert_ne!(new, leader);
+    let mut answer = String::new();
+    for _ in 0..5 {
+        answer = c.ask(4, a, "#6-_-create-_-after").await;
+        if answer == "#6-_-200-_-null" {
+            break;
+        }
+    }
+    assert_eq!(answer, "#6-_-200-_-null");
+    c.assert_identical().await;
+    let lists = c.nodes[&4]
+        .machine()
+        .with_core(|core| core.registry().num_lists());
+    assert_eq!(lists, 6);
+    let gone = c.nodes[&4]
+        .change_membership(MembershipChange::Remove { id: leader })
+        .await;
+    assert_eq!(gone, Err(format!("node {leader} is not a member")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,9 +309,7 @@ fn servers_text(addrs: &[SocketAddr]) -> String {
 
 /// `--pause-after`: says so, then waits for a line on standard input (or its end).
 fn pause(t: &mut Transcript<'_, impl Write>, typed: usize) -> Result<(), DemoError> {
-    t.info(&format!(
-        "paused after line {typed}: press Enter to go on"
-    ))?;
+    t.info(&format!("paused after line {typed}: press Enter to go on"))?;
     t.out.flush()?;
     let mut line = String::new();
     io::stdin()
