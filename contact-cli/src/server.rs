@@ -127,37 +127,33 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    let limits = Limits {
-        max_contacts: args.max_contacts,
-        max_lists: args.max_lists,
-        max_members: args.max_members.unwrap_or(args.max_contacts),
-        max_name_len: args.max_name_len,
-        ..Limits::DEFAULT
-    };
-    let config = ServerConfig {
-        data_dir: args.data_dir,
-        limits,
-        auth: args.auth,
-        im_timeout: (args.im_timeout > 0).then(|| Duration::from_secs(args.im_timeout)),
-        error_rate: args.error_rate,
-        state: args.state,
-        store_retry: Duration::from_millis(args.store_retry_ms.max(1)),
-        compact_after: args.compact_after,
-        trust: args.trust,
-        operator: args.operator,
-        source_prefix_v4: args.source_prefix_v4.min(32),
-        source_prefix_v6: args.source_prefix_v6.min(128),
-        answer_rate: args.answer_rate,
-        answer_burst: args.answer_burst,
-        answer_total_rate: args.answer_total_rate,
-        answer_total_burst: args.answer_total_rate.max(args.answer_burst),
-        max_contacts_per_source: args.max_contacts_per_source,
-        max_lists_per_source: args.max_lists_per_source,
-        save_interval: Duration::from_secs(args.save_interval),
-        data_dir_max_files: args.data_dir_max_files,
-        data_dir_max_bytes: args.data_dir_max_bytes,
-        ..ServerConfig::default()
-    };
+    let limits = Limits::DEFAULT
+        .max_contacts(args.max_contacts)
+        .max_lists(args.max_lists)
+        .max_members(args.max_members.unwrap_or(args.max_contacts))
+        .max_name_len(args.max_name_len);
+    let config = ServerConfig::default()
+        .data_dir(args.data_dir)
+        .limits(limits)
+        .auth(args.auth)
+        .im_timeout((args.im_timeout > 0).then(|| Duration::from_secs(args.im_timeout)))
+        .error_rate(args.error_rate)
+        .state(args.state)
+        .store_retry(Duration::from_millis(args.store_retry_ms.max(1)))
+        .compact_after(args.compact_after)
+        .trust(args.trust)
+        .operator(args.operator)
+        .source_prefix_v4(args.source_prefix_v4.min(32))
+        .source_prefix_v6(args.source_prefix_v6.min(128))
+        .answer_rate(args.answer_rate)
+        .answer_burst(args.answer_burst)
+        .answer_total_rate(args.answer_total_rate)
+        .answer_total_burst(args.answer_total_rate.max(args.answer_burst))
+        .max_contacts_per_source(args.max_contacts_per_source)
+        .max_lists_per_source(args.max_lists_per_source)
+        .save_interval(Duration::from_secs(args.save_interval))
+        .data_dir_max_files(args.data_dir_max_files)
+        .data_dir_max_bytes(args.data_dir_max_bytes);
     if let (Some(members), Some(id)) = (&args.cluster, args.node_id) {
         return run_cluster(
             members,

@@ -38,13 +38,7 @@ enum StateCmd {
 
 /// Limits wide enough for any journal: a tool reads what a server with any limits wrote.
 fn limits() -> Limits {
-    Limits {
-        max_contacts: usize::MAX,
-        max_lists: usize::MAX,
-        max_members: usize::MAX,
-        max_name_len: contact_proto::MAX_NAME_LEN,
-        max_answer_len: usize::MAX,
-    }
+    Limits::UNLIMITED.max_name_len(contact_proto::MAX_NAME_LEN)
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {

@@ -13,11 +13,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
 fn server(dir: &tempfile::TempDir) -> (ServerHandle, SocketAddr) {
     // The load comes from one host: trusted, as `scripts/perf.sh` does (`--trust`), or the
     // per-source limits would measure themselves.
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        trust: vec!["127.0.0.1".parse().unwrap()],
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .data_dir(dir.path().to_path_buf())
+        .trust(vec!["127.0.0.1".parse().unwrap()]);
     let handle = Server::bind("127.0.0.1:0".parse().unwrap(), config)
         .and_then(Server::spawn)
         .expect("a server on loopback");

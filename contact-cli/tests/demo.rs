@@ -154,10 +154,7 @@ fn demo_over_a_network_that_loses_30_percent() {
 
 /// A server in this process, for `--server`.
 fn running_server(dir: &tempfile::TempDir) -> contact_peer::ServerHandle {
-    let config = contact_peer::ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..contact_peer::ServerConfig::default()
-    };
+    let config = contact_peer::ServerConfig::default().data_dir(dir.path().to_path_buf());
     contact_peer::Server::bind("127.0.0.1:0".parse().unwrap(), config)
         .and_then(contact_peer::Server::spawn)
         .expect("a server on loopback")

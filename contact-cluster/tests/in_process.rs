@@ -20,13 +20,7 @@ fn config(id: u64, n: u64) -> ClusterConfig {
     let members = (1..=n)
         .map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 23000 + i as u16))))
         .collect();
-    let server = ServerConfig {
-        limits: Limits {
-            max_lists: 10_000,
-            ..Limits::default()
-        },
-        ..ServerConfig::default()
-    };
+    let server = ServerConfig::default().limits(Limits::default().max_lists(10_000));
     let mut c = ClusterConfig::new(id, members, server);
     c.election_timeout_ms = (300, 600);
     c.heartbeat_ms = 50;

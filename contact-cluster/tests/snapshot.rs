@@ -61,13 +61,11 @@ proptest! {
         auth in any::<bool>(),
         capacity in 1usize..8,
     ) {
-        let config = ServerConfig {
-            auth,
-            dedup_capacity: capacity,
-            dedup_lifetime: Duration::from_secs(30),
-            im_timeout: Some(Duration::from_secs(60)),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default()
+            .auth(auth)
+            .dedup_capacity(capacity)
+            .dedup_lifetime(Duration::from_secs(30))
+            .im_timeout(Some(Duration::from_secs(60)));
         let cut = cut.index(history.len() + 1);
         let mut whole = ReplicatedCore::new(Registry::new(Limits::default()), &config);
         let mut part = ReplicatedCore::new(Registry::new(Limits::default()), &config);

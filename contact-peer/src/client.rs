@@ -48,8 +48,10 @@ use thiserror::Error;
 use crate::Transmit;
 use crate::backoff::{Backoff, Rng};
 
-/// Timeouts and retries of a [`Client`].
+/// Timeouts and retries of a [`Client`]: start from [`ClientConfig::default`] and chain the
+/// setters named after the fields (non-exhaustive: fields will be added).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// How long to wait for the first answer before sending again.
     pub initial_timeout: Duration,
@@ -84,6 +86,14 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    setters! {
+        initial_timeout: Duration;
+        max_timeout: Duration;
+        retry_window: Duration;
+        jitter: f64;
+        rng_seed: u64;
+    }
+
     /// The timeouts of a request's sends; how many there are is the window's business.
     pub(crate) fn backoff(&self) -> Backoff {
         Backoff {
@@ -156,7 +166,11 @@ pub enum ClientEvent {
 }
 
 /// What the client knows about the server's protocol.
+///
+/// Non-exhaustive: a later release may tell more kinds of server apart, so a `match` on it
+/// outside this crate needs a `_` arm (treat an unknown kind as [`ServerKind::Unknown`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerKind {
     /// Not asked yet (or the probe got no answer).
     Unknown,
@@ -383,14 +397,12 @@ impl Client {
                 tracing::debug!(server = %next, "moving to the next server");
             }
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
-            let bytes = Request {
-                id: flight.tag,
-                cookie: flight
-                    .tag
-                    .map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
-                command: flight.pending.command.clone(),
-            }
-            .to_bytes();
+            let mut request = Request::plain(flight.pending.command.clone());
+            request.id = flight.tag;
+            request.cookie = flight
+                .tag
+                .map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo));
+            let bytes = request.to_bytes();
             let (wait, sends, waited) = (
                 flight.timeout,
                 flight.attempts,
@@ -506,12 +518,10 @@ impl Client {
         };
         let gives_up_at = now + self.config.retry_window;
         let timeout = self.config.initial_timeout;
-        let bytes = Request {
-            id: tag,
-            cookie: tag.map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo)),
-            command: pending.command.clone(),
-        }
-        .to_bytes();
+        let mut request = Request::plain(pending.command.clone());
+        request.id = tag;
+        request.cookie = tag.map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo));
+        let bytes = request.to_bytes();
         self.transmit = Some(bytes);
         let deadline = if retry {
             (now + self.jittered(timeout)).min(gives_up_at)

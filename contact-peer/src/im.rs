@@ -94,10 +94,7 @@ enum Stage {
 ///
 /// let mut im = ImLifecycle::new("friends".parse()?, "alice".parse()?);
 /// assert_eq!(im.im_start().to_string(), "im-start friends alice");
-/// let ring = ImStartBody {
-///     contact_list: vec![Member::new("alice".parse()?, "10.0.0.1", 22000)],
-///     ..ImStartBody::default()
-/// };
+/// let ring = ImStartBody::new(vec![Member::new("alice".parse()?, "10.0.0.1", 22000)]);
 /// im.handle_im_start(&Answer::ok_with(Body::ImStart(ring)))?;
 /// let start = im.send("hello".into())?; // give these to RingEngine::start_im
 /// # let _ = start;
@@ -276,7 +273,7 @@ mod tests {
             .iter()
             .map(|n| Member::new(n.parse().unwrap(), "10.0.0.1", 22000))
             .collect();
-        Answer::ok_with(Body::ImStart(ImStartBody { contact_list }))
+        Answer::ok_with(Body::ImStart(ImStartBody::new(contact_list)))
     }
 
     fn not_confirmed(list: &str, initiator: &str, text: &str) -> RingEvent {

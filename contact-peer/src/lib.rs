@@ -10,15 +10,17 @@
 //! touches a socket or draws a random number of its own, so each is tested with virtual time.
 //!
 //! # Layout
-//! Every public type is at the crate root; the files (each opens with the why of its part):
+//! Every public type has one path: the crate root, except the two server subsystems that
+//! keep a module of their own, [`store`] (the journal and its tools) and [`replicated`] (the
+//! server's rules on log time). The files (each opens with the why of its part):
 //! - `ring/`: [`RingEngine`], the instant message going round a list, peer to peer.
 //! - `client.rs`: [`Client`], requests to a server with timeouts and bounded retries.
 //! - `backoff.rs`: the one seeded random source and the one backoff with jitter that the
 //!   client, the ring and the relay share.
 //! - `server/`: the server side. [`ServerCore`] (decode, deduplicate, execute on the
 //!   registry, encode), its answer cache, instant-message timers and error budget, its
-//!   driver [`Server`], the durable journal [`Store`] for `server --state`, and [`DataDir`],
-//!   the confined, atomic writing of `save FILE`.
+//!   driver [`Server`], the durable journal [`store::Store`] for `server --state`, and
+//!   [`DataDir`], the confined, atomic writing of `save FILE`.
 //! - `peer.rs`: [`Peer`], the driver of one peer's two sockets (control port P, messages on
 //!   P + 1), with [`Peer::send_im`], an instant message from `im-start` to `im-complete`,
 //!   and [`Peer::send_request`], a request whose resends are reported while it waits.
@@ -48,6 +50,32 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Chainable setters, one per public field of a `#[non_exhaustive]` config struct: users
+/// outside the crate cannot write its struct literal, so they start from `default()` and
+/// chain (`ServerConfig::default().auth(true)`). The fields stay public: `c.auth = true`
+/// works too. `into` takes anything that converts (a path for a `PathBuf`).
+macro_rules! setters {
+    () => {};
+    ($field:ident: into $ty:ty; $($rest:tt)*) => {
+        #[doc = concat!("Sets `", stringify!($field), "` (see the field).")]
+        #[must_use]
+        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = value.into();
+            self
+        }
+        setters!($($rest)*);
+    };
+    ($field:ident: $ty:ty; $($rest:tt)*) => {
+        #[doc = concat!("Sets `", stringify!($field), "` (see the field).")]
+        #[must_use]
+        pub fn $field(mut self, value: $ty) -> Self {
+            self.$field = value;
+            self
+        }
+        setters!($($rest)*);
+    };
+}
+
 use std::net::SocketAddr;
 
 // The modules are private and their public items re-exported here, so that each type has
@@ -70,8 +98,8 @@ pub use im::{ImError, ImLifecycle, ImOutcome, RingStart};
 pub use peer::{ImSent, ImStarted, Peer, PeerConfig, PendingRequest, PortChoice, RequestUpdate};
 pub use ring::{RingConfig, RingEngine, RingError, RingEvent, RingStats};
 pub use server::{
-    Cidr, CidrError, CookieKey, DataDir, Record, SaveError, SaveJob, Server, ServerConfig,
-    ServerCore, ServerHandle, ServerStats, ShutdownHandle, Store, StoreError,
+    Cidr, CidrError, CookieKey, DataDir, KeptAnswer, Record, SaveError, SaveJob, Server,
+    ServerConfig, ServerCore, ServerHandle, ServerStats, ShutdownHandle,
 };
 /// The journal's format and the operator's tools (`verify`, `repair`), and the server's
 /// rules on log time for a replicated registry (`contact-cluster`).

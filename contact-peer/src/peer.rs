@@ -41,7 +41,10 @@ use crate::{
 };
 
 /// How a peer picks its ports P and P + 1.
+///
+/// Non-exhaustive: a later release may add ways to choose.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PortChoice {
     /// Exactly P (and P + 1); fails if either is busy.
     Fixed(u16),
@@ -52,13 +55,31 @@ pub enum PortChoice {
     Ephemeral,
 }
 
-/// How a peer runs.
+/// How a peer runs: start from [`PeerConfig::default`] and chain the setters named after
+/// the fields (non-exhaustive: fields will be added).
+///
+/// ```
+/// use contact_peer::{ClientConfig, PeerConfig, RingConfig};
+/// use std::time::Duration;
+/// let config = PeerConfig::default()
+///     .client(ClientConfig::default().retry_window(Duration::from_secs(10)))
+///     .ring(RingConfig::default().max_sends(5));
+/// assert_eq!(config.ring.max_sends, 5);
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PeerConfig {
     /// Timeouts and retries of requests to the server.
     pub client: ClientConfig,
     /// Acknowledgements, retries and memory of the ring.
     pub ring: RingConfig,
+}
+
+impl PeerConfig {
+    setters! {
+        client: ClientConfig;
+        ring: RingConfig;
+    }
 }
 
 /// A request and where its progress and answer go.

@@ -6,8 +6,8 @@ use contact_proto::{Answer, Body, ImStartBody, Member, Request, RingPacket, pars
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn ring_body(members: usize) -> ImStartBody {
-    ImStartBody {
-        contact_list: (0..members)
+    ImStartBody::new(
+        (0..members)
             .map(|i| {
                 Member::new(
                     format!("member-{i}").parse().unwrap(),
@@ -16,7 +16,7 @@ fn ring_body(members: usize) -> ImStartBody {
                 )
             })
             .collect(),
-    }
+    )
 }
 
 fn line_parser(c: &mut Criterion) {

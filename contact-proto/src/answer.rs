@@ -40,6 +40,7 @@ pub const EXT_VERSION: u32 = 1;
 /// assert_eq!(Answer::status(Status::ImOngoing).to_bytes(), b"463-_-null");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Answer {
     /// The id of the request this answers, if it was tagged (our extension).
     pub id: Option<RequestId>,
@@ -70,6 +71,7 @@ pub enum Body {
 /// {"num_lists": N, "list_names": ["list_1", ...]}      ; + "ext": 1 from our server
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ListsBody {
     /// The names of every list, in creation order. `num_lists` on the wire is its length.
     pub list_names: Vec<ListName>,
@@ -84,6 +86,7 @@ pub struct ListsBody {
 /// {"num_contacts_in_list": N, "contact_list": [{"name": "Me", "ip": "10.0.0.1", "port": 22000}, ...]}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ImStartBody {
     /// The members; `num_contacts_in_list` on the wire is its length.
     pub contact_list: Vec<Member>,
@@ -95,6 +98,7 @@ pub struct ImStartBody {
 /// {"name": NAME, "ip": IP, "port": PORT}               ; + "ext": 1 for our peers
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Member {
     /// The contact's name.
     pub name: ContactName,
@@ -168,6 +172,12 @@ impl Member {
         }
     }
 
+    /// The same member with extension level `ext` ([`EXT_VERSION`] for our peers).
+    pub fn with_ext(mut self, ext: u32) -> Self {
+        self.ext = ext;
+        self
+    }
+
     /// The exact encoded length of a member without unknown keys, for a registry that must
     /// keep `im-start` answers within one datagram without encoding them.
     pub fn wire_len(name: &str, ip: &str, port: u16, ext: u32) -> usize {
@@ -195,6 +205,12 @@ impl Serialize for ListsBody {
 }
 
 impl ListsBody {
+    /// A body listing `list_names`, from a server of extension level `ext` (0 for the
+    /// reference, [`EXT_VERSION`] for ours).
+    pub fn new(list_names: Vec<ListName>, ext: u32) -> Self {
+        Self { list_names, ext }
+    }
+
     /// The encoded length of a body with no lists, to which [`ListsBody::name_wire_len`] of
     /// each list adds up to the exact length (the `ext` key is counted).
     pub fn empty_wire_len(ext: u32) -> usize {
@@ -212,6 +228,13 @@ impl ListsBody {
     /// is not counted: callers bound it separately.
     pub fn name_wire_len(name: &str) -> usize {
         json_string_len(name) + 2
+    }
+}
+
+impl ImStartBody {
+    /// A body holding the ring `contact_list`, initiator first.
+    pub fn new(contact_list: Vec<Member>) -> Self {
+        Self { contact_list }
     }
 }
 
@@ -305,6 +328,16 @@ impl Body {
 }
 
 impl Answer {
+    /// An answer with `status` and `body`, untagged.
+    pub fn new(status: Status, body: Option<Body>) -> Self {
+        Self {
+            id: None,
+            cookie: None,
+            status,
+            body,
+        }
+    }
+
     /// An answer with a status and no body (`CODE-_-null`).
     pub fn status(status: Status) -> Self {
         Self {

@@ -364,10 +364,11 @@ pub(crate) fn split_tag(tag: &str) -> Option<(RequestId, Option<&str>)> {
 /// assert!(matches!(req.command, Command::Join { .. }));
 ///
 /// let mut wire = Vec::new();
-/// Request { id: Some(7), cookie: None, command: Command::QueryLists }.encode(&mut wire);
+/// Request::tagged(7, Command::QueryLists).encode(&mut wire);
 /// assert_eq!(wire, b"#7-_-query-lists");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Request {
     /// The request id (our extension), or `None` as the reference sends.
     pub id: Option<RequestId>,
@@ -386,6 +387,22 @@ impl Request {
             cookie: None,
             command,
         }
+    }
+
+    /// A request tagged with `id` (our extension), without a cookie.
+    pub fn tagged(id: RequestId, command: Command) -> Self {
+        Self {
+            id: Some(id),
+            cookie: None,
+            command,
+        }
+    }
+
+    /// The same request with the cookie part `cookie`; it is sent only when the request
+    /// has an id.
+    pub fn with_cookie(mut self, cookie: Option<CookieTag>) -> Self {
+        self.cookie = cookie;
+        self
     }
 
     /// Appends the wire form to `out`.

@@ -7,7 +7,7 @@
 //! with the reference Python implementation (see `docs/protocol.md` in the repository).
 //!
 //! # Layout
-//! - [`name`]: [`ContactName`], [`ListName`], [`SavePath`]: strings that can only be valid.
+//! - `name.rs`: [`ContactName`], [`ListName`], [`SavePath`]: strings that can only be valid.
 //! - [`Command`] and [`Request`]: the nine commands and their `-_-` wire form.
 //! - [`Status`]: answer codes, the reference's and ours.
 //! - [`Answer`] and [`Body`]: `CODE-_-JSON` answers and their bodies.
@@ -51,7 +51,7 @@ mod display;
 mod error;
 mod json;
 mod line;
-pub mod name;
+mod name;
 mod ring;
 #[doc(hidden)] // the fuzz targets' bodies: not API, may change in any release
 pub mod roundtrip;
@@ -64,7 +64,7 @@ pub use display::escape_controls;
 pub use error::DecodeError;
 pub use json::json_string_len;
 pub use line::{Line, LineError, LineErrorKind, parse_line};
-pub use name::{ContactName, ListName, MAX_NAME_LEN, NameError, SavePath};
+pub use name::{ContactName, ListName, MAX_NAME_LEN, NameError, SavePath, is_invisible};
 pub use ring::{
     ExtraEdit, FIRST_POINTER, ImDatagram, MemberRef, RingAck, RingPacket, RingView, recipient,
 };

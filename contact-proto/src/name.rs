@@ -1,28 +1,7 @@
 //! Names of contacts and lists, and save paths: strings that can only be built valid.
 //!
-//! The rules are decided here once, so that every other layer (the line parser, the wire
-//! decoder, the registry, the save-file loader) takes a [`ContactName`] or a [`ListName`] and
-//! never checks it again.
-//!
-//! ```text
-//! name = 1..=255 bytes of UTF-8
-//!        with no control character (Unicode category Cc, e.g. newline, tab, NUL),
-//!        with no invisible character: bidirectional controls and the other
-//!        default-ignorable code points (Unicode TR39), e.g. U+202E, U+200B, U+FEFF,
-//!        not beginning or ending with whitespace,
-//!        never containing the wire delimiter "-_-",
-//!        not ending with "-_"
-//! ```
-//!
-//! The last rule is the delimiter's too: `a-_` followed by `-_-` reads `a-_-_-`, whose first
-//! delimiter starts inside the name, so the field would split as `a` and `_-...`.
-//!
-//! Invisible characters are refused as Unicode's security guidance (TR39, "General Security
-//! Profile") says an identifier should: `alice\u{200b}` would look like `alice`, and a
-//! right-to-left override would show a name backwards. The set is [`is_invisible`].
-//!
-//! Spaces, quotes, backslashes and any other Unicode are allowed inside a name: the reference
-//! stores `"list` when a user types `create "list 1"`, so a quote is a name character for it.
+//! The rules, with their grammar and their reasons, are in [`ContactName`]'s documentation
+//! (this module is private; the types are at the crate root).
 
 use std::fmt;
 
@@ -134,7 +113,7 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
 /// identifiers because they are not seen.
 ///
 /// ```
-/// use contact_proto::name::is_invisible;
+/// use contact_proto::is_invisible;
 /// assert!(is_invisible('\u{202e}')); // right-to-left override
 /// assert!(is_invisible('\u{200b}')); // zero width space
 /// assert!(!is_invisible('é'));
@@ -249,8 +228,31 @@ macro_rules! name_type {
 name_type! {
     /// The name of a contact (a peer), e.g. `Me`.
     ///
-    /// Built only through `TryFrom<&str>`/`TryFrom<String>`/`FromStr`, which apply the
-    /// [name rules](self).
+    /// Built only through `TryFrom<&str>`/`TryFrom<String>`/`FromStr`, which apply the name
+    /// rules, decided here once, so that every other layer (the line parser, the wire
+    /// decoder, the registry, the save-file loader) never checks a name again:
+    ///
+    /// ```text
+    /// name = 1..=255 bytes of UTF-8
+    ///        with no control character (Unicode category Cc, e.g. newline, tab, NUL),
+    ///        with no invisible character: bidirectional controls and the other
+    ///        default-ignorable code points (Unicode TR39), e.g. U+202E, U+200B, U+FEFF,
+    ///        not beginning or ending with whitespace,
+    ///        never containing the wire delimiter "-_-",
+    ///        not ending with "-_"
+    /// ```
+    ///
+    /// The last rule is the delimiter's too: `a-_` followed by `-_-` reads `a-_-_-`, whose
+    /// first delimiter starts inside the name, so the field would split as `a` and `_-...`.
+    ///
+    /// Invisible characters are refused as Unicode's security guidance (TR39, "General
+    /// Security Profile") says an identifier should: `alice\u{200b}` would look like
+    /// `alice`, and a right-to-left override would show a name backwards. The set is
+    /// [`is_invisible`](crate::is_invisible).
+    ///
+    /// Spaces, quotes, backslashes and any other Unicode are allowed inside a name: the
+    /// reference stores `"list` when a user types `create "list 1"`, so a quote is a name
+    /// character for it.
     ///
     /// ```
     /// use contact_proto::ContactName;
@@ -265,7 +267,7 @@ name_type! {
 name_type! {
     /// The name of a contact list, e.g. `list_1` or `list 1`.
     ///
-    /// Same [rules](self) as [`ContactName`].
+    /// Same rules as [`ContactName`].
     ///
     /// ```
     /// use contact_proto::ListName;
@@ -278,7 +280,7 @@ name_type! {
 name_type! {
     /// The file argument of `save`, as the client gave it.
     ///
-    /// Same [rules](self) as names. Whether the path is acceptable on the server's host
+    /// Same rules as [`ContactName`]. Whether the path is acceptable on the server's host
     /// (confined to a data directory, say) is the server's decision, not the protocol's.
     ///
     /// ```

@@ -82,9 +82,9 @@ fn answer() -> impl Strategy<Value = Answer> {
     let body = prop_oneof![
         Just(None),
         (prop::collection::vec(list(), 0..5), 0..2u32)
-            .prop_map(|(list_names, ext)| Some(Body::Lists(ListsBody { list_names, ext }))),
+            .prop_map(|(list_names, ext)| Some(Body::Lists(ListsBody::new(list_names, ext)))),
         prop::collection::vec(member(), 0..5)
-            .prop_map(|contact_list| Some(Body::ImStart(ImStartBody { contact_list }))),
+            .prop_map(|contact_list| Some(Body::ImStart(ImStartBody::new(contact_list)))),
         ".{0,30}".prop_map(|t| Some(Body::Error(t))),
     ];
     (
@@ -92,12 +92,7 @@ fn answer() -> impl Strategy<Value = Answer> {
         prop::sample::select(Status::ALL),
         body,
     )
-        .prop_map(|(id, status, body)| Answer {
-            id,
-            cookie: None,
-            status,
-            body,
-        })
+        .prop_map(|(id, status, body)| Answer::new(status, body).with_id(id))
 }
 
 fn ring_packet() -> impl Strategy<Value = RingPacket> {
@@ -136,10 +131,9 @@ proptest! {
 
     #[test]
     fn request_encode_then_decode(cmd in command(), id in prop::option::of(any::<u32>())) {
-        let req = Request {
-            id,
-            cookie: None,
-            command: cmd,
+        let req = match id {
+            Some(id) => Request::tagged(id, cmd),
+            None => Request::plain(cmd),
         };
         let wire = req.to_bytes();
         prop_assert!(wire.len() <= contact_proto::MAX_REQUEST_LEN);

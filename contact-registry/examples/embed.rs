@@ -12,13 +12,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use contact_proto::{Body, Command, ContactName, ListName, Status, parse_line};
 use contact_registry::{Limits, Registry, Reply};
 
-// Fields set one by one rather than `Limits { .., ..Default::default() }`: the struct may
-// grow fields, and assignment keeps compiling where a literal would not.
-#[allow(clippy::field_reassign_with_default)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Limits: start from the reference's and change what differs.
-    let mut limits = Limits::default();
-    limits.max_contacts = 10_000;
+    // Limits: start from the reference's and change what differs (`Limits` is
+    // non-exhaustive, so there is no struct literal outside its crate: chain setters).
+    let limits = Limits::default().max_contacts(10_000);
     let mut registry = Registry::new(limits);
 
     // Commands as a user types them, parsed by the protocol crate...

@@ -4,12 +4,16 @@ use contact_proto::MAX_DATAGRAM_LEN;
 
 /// The bounds a [`Registry`](crate::Registry) enforces.
 ///
-/// Every field is public; start from [`Limits::default`] and change what you need:
+/// Start from [`Limits::default`] (or [`Limits::DEFAULT`] in a `const`) and chain the
+/// setters named after the fields; the fields are public too. Non-exhaustive: fields will
+/// be added.
 ///
 /// ```
 /// use contact_registry::Limits;
-/// let limits = Limits { max_contacts: 1_000, ..Limits::default() };
+/// let limits = Limits::default().max_contacts(1_000);
 /// assert_eq!(limits.max_lists, 150);
+/// const SMALL: Limits = Limits::DEFAULT.max_contacts(10).max_members(5);
+/// assert_eq!(SMALL.max_members, 5);
 /// ```
 ///
 /// | field | default | refused with |
@@ -20,6 +24,7 @@ use contact_proto::MAX_DATAGRAM_LEN;
 /// | `max_name_len` | 64 bytes | `467` [`InvalidArgument`](contact_proto::Status::InvalidArgument) |
 /// | `max_answer_len` | [`MAX_DATAGRAM_LEN`] (65,507 bytes) | `470` [`AnswerTooLarge`](contact_proto::Status::AnswerTooLarge) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Limits {
     /// The most contacts registered at once; `register` beyond it answers `456`.
     pub max_contacts: usize,
@@ -62,6 +67,41 @@ impl Limits {
         max_name_len: usize::MAX,
         max_answer_len: usize::MAX,
     };
+
+    /// Sets `max_contacts` (see the field).
+    #[must_use]
+    pub const fn max_contacts(mut self, value: usize) -> Self {
+        self.max_contacts = value;
+        self
+    }
+
+    /// Sets `max_lists` (see the field).
+    #[must_use]
+    pub const fn max_lists(mut self, value: usize) -> Self {
+        self.max_lists = value;
+        self
+    }
+
+    /// Sets `max_members` (see the field).
+    #[must_use]
+    pub const fn max_members(mut self, value: usize) -> Self {
+        self.max_members = value;
+        self
+    }
+
+    /// Sets `max_name_len` (see the field).
+    #[must_use]
+    pub const fn max_name_len(mut self, value: usize) -> Self {
+        self.max_name_len = value;
+        self
+    }
+
+    /// Sets `max_answer_len` (see the field).
+    #[must_use]
+    pub const fn max_answer_len(mut self, value: usize) -> Self {
+        self.max_answer_len = value;
+        self
+    }
 }
 
 impl Default for Limits {

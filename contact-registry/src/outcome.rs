@@ -13,7 +13,11 @@ use contact_proto::{Answer, Status};
 /// A `save` needs I/O, which the registry does not do: it hands the path back, and the
 /// caller writes [`Registry::save`](crate::Registry::save) wherever it decides and answers
 /// `200` or `462` itself.
+///
+/// Non-exhaustive: a later command that needs I/O of its own would add a variant, so a
+/// `match` on it outside this crate needs a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// The answer to send.
     Answer(Answer),

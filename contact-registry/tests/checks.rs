@@ -50,10 +50,7 @@ fn register_checks() {
         status(&mut r, &format!("register {} 10.0.0.9 1", &long[1..])),
         Ok
     );
-    let mut small = Registry::new(Limits {
-        max_contacts: 1,
-        ..Limits::default()
-    });
+    let mut small = Registry::new(Limits::default().max_contacts(1));
     assert_eq!(status(&mut small, "register A 10.0.0.1 1"), Ok);
     // 455 before 456
     assert_eq!(status(&mut small, "register A 10.0.0.1 1"), NameTaken);
@@ -135,10 +132,7 @@ fn join_checks_in_order() {
 
 #[test]
 fn join_member_limit() {
-    let mut r = Registry::new(Limits {
-        max_members: 2,
-        ..Limits::default()
-    });
+    let mut r = Registry::new(Limits::default().max_members(2));
     for i in 0..3 {
         r.apply(cmd(&format!("register c{i} 10.0.0.1 22000")));
     }
@@ -278,11 +272,11 @@ fn tagged_len(mut answer: Answer) -> usize {
 
 /// Creates lists of `name_len`-byte names until `create` refuses; returns the registry.
 fn fill_lists(max_answer_len: usize, name_len: usize) -> Registry {
-    let mut r = Registry::new(Limits {
-        max_lists: usize::MAX,
-        max_answer_len,
-        ..Limits::default()
-    });
+    let mut r = Registry::new(
+        Limits::default()
+            .max_lists(usize::MAX)
+            .max_answer_len(max_answer_len),
+    );
     for i in 0.. {
         let name: ListName = format!("{i:0name_len$}").parse().unwrap();
         match r.create(name) {
@@ -322,18 +316,12 @@ fn query_lists_bound_at_the_boundary() {
         r.query_lists()
     });
     for max in [base, base + 1] {
-        let mut r = Registry::new(Limits {
-            max_answer_len: max,
-            ..Limits::default()
-        });
+        let mut r = Registry::new(Limits::default().max_answer_len(max));
         // exactly fits
         assert_eq!(status(&mut r, "create a"), Ok);
         assert_eq!(tagged_len(r.query_lists()), base);
     }
-    let mut r = Registry::new(Limits {
-        max_answer_len: base,
-        ..Limits::default()
-    });
+    let mut r = Registry::new(Limits::default().max_answer_len(base));
     // one byte more is refused
     assert_eq!(status(&mut r, "create ab"), AnswerTooLarge);
     assert_eq!(r.num_lists(), 0);
@@ -350,18 +338,12 @@ fn num_lists_gaining_a_digit_is_counted() {
     }
     let nine = tagged_len(r.query_lists());
     let ten = nine + 1 + ", \"9\"".len(); // the digit, the separator and the name
-    let mut r2 = Registry::new(Limits {
-        max_answer_len: ten - 1,
-        ..Limits::UNLIMITED
-    });
+    let mut r2 = Registry::new(Limits::UNLIMITED.max_answer_len(ten - 1));
     for i in 0..9 {
         assert_eq!(r2.create(format!("{i}").parse().unwrap()), Ok);
     }
     assert_eq!(r2.create("9".parse().unwrap()), AnswerTooLarge);
-    let mut r3 = Registry::new(Limits {
-        max_answer_len: ten,
-        ..Limits::UNLIMITED
-    });
+    let mut r3 = Registry::new(Limits::UNLIMITED.max_answer_len(ten));
     for i in 0..10 {
         assert_eq!(r3.create(format!("{i}").parse().unwrap()), Ok);
     }
@@ -370,12 +352,12 @@ fn num_lists_gaining_a_digit_is_counted() {
 
 /// Registers `n` contacts with ext 1 and joins them to `l` until `join` refuses.
 fn fill_list(max_answer_len: usize) -> (Registry, usize) {
-    let mut r = Registry::new(Limits {
-        max_contacts: usize::MAX,
-        max_members: usize::MAX,
-        max_answer_len,
-        ..Limits::default()
-    });
+    let mut r = Registry::new(
+        Limits::default()
+            .max_contacts(usize::MAX)
+            .max_members(usize::MAX)
+            .max_answer_len(max_answer_len),
+    );
     r.create("l".parse().unwrap());
     let ip = "10.0.0.1".parse().unwrap();
     let list: ListName = "l".parse().unwrap();
@@ -464,14 +446,7 @@ fn loaded_state_over_the_bound_answers_470() {
     }
     let mut saved = Vec::new();
     big.save(&mut saved).unwrap();
-    let mut r = Registry::load_with(
-        &saved[..],
-        Limits {
-            max_answer_len: 500,
-            ..Limits::default()
-        },
-    )
-    .unwrap();
+    let mut r = Registry::load_with(&saved[..], Limits::default().max_answer_len(500)).unwrap();
     let a = answer(&mut r, "im-start l c0");
     assert_eq!(a.status, AnswerTooLarge);
     assert!(matches!(a.body, Some(Body::Error(_))));
@@ -484,13 +459,6 @@ fn loaded_state_over_the_bound_answers_470() {
     }
     let mut saved = Vec::new();
     lists.save(&mut saved).unwrap();
-    let r = Registry::load_with(
-        &saved[..],
-        Limits {
-            max_answer_len: 300,
-            ..Limits::default()
-        },
-    )
-    .unwrap();
+    let r = Registry::load_with(&saved[..], Limits::default().max_answer_len(300)).unwrap();
     assert_eq!(r.query_lists().status, AnswerTooLarge);
 }

@@ -55,10 +55,10 @@ impl Model {
     }
 
     fn lists_answer(&self, names: &[String]) -> Answer {
-        Answer::ok_with(Body::Lists(ListsBody {
-            list_names: names.iter().map(|n| n.parse().unwrap()).collect(),
-            ext: 0,
-        }))
+        Answer::ok_with(Body::Lists(ListsBody::new(
+            names.iter().map(|n| n.parse().unwrap()).collect(),
+            0,
+        )))
     }
 
     fn ring(&self, l: usize, first: &str) -> Answer {
@@ -68,7 +68,7 @@ impl Model {
                 contact_list.push(self.member(m));
             }
         }
-        Answer::ok_with(Body::ImStart(ImStartBody { contact_list }))
+        Answer::ok_with(Body::ImStart(ImStartBody::new(contact_list)))
     }
 
     fn register(&mut self, name: &str, ip: IpAddr, port: u16, ext: u32) -> Status {
@@ -311,12 +311,13 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn limits() -> impl Strategy<Value = Limits> {
     (1..6usize, 1..5usize, 1..5usize, 5..30usize, 100..500usize).prop_map(
-        |(max_contacts, max_lists, max_members, max_name_len, max_answer_len)| Limits {
-            max_contacts,
-            max_lists,
-            max_members,
-            max_name_len,
-            max_answer_len,
+        |(max_contacts, max_lists, max_members, max_name_len, max_answer_len)| {
+            Limits::default()
+                .max_contacts(max_contacts)
+                .max_lists(max_lists)
+                .max_members(max_members)
+                .max_name_len(max_name_len)
+                .max_answer_len(max_answer_len)
         },
     )
 }

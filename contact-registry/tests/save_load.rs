@@ -193,10 +193,7 @@ fn errors_name_their_line() {
     );
     let err = Registry::load_with(
         &b"2\na 1.1.1.1 1\nb 1.1.1.1 1\n1\nl\n2\na 1.1.1.1 1\nb 1.1.1.1 1\n"[..],
-        Limits {
-            max_members: 1,
-            ..Limits::default()
-        },
+        Limits::default().max_members(1),
     )
     .unwrap_err();
     assert_eq!(err.line(), 6);

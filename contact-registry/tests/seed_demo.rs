@@ -15,6 +15,7 @@ fn run(registry: &mut Registry, line: &str) -> String {
             assert_eq!(path, "config.txt");
             "save".to_owned()
         }
+        other => panic!("unexpected reply {other:?}"),
     }
 }
 

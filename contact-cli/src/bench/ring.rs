@@ -92,9 +92,7 @@ pub(super) fn run(args: &BenchArgs, out: &mut impl Write) -> Result<(), Error> {
                 .im_start(list.clone(), me.clone())
                 .map_err(|e| refused(e, "im-start"))?;
             if packet_len == 0 {
-                let body = ImStartBody {
-                    contact_list: started.ring().to_vec(),
-                };
+                let body = ImStartBody::new(started.ring().to_vec());
                 packet_len = contact_proto::RingPacket::start(body, text)
                     .to_bytes()
                     .len();

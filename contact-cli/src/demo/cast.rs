@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use contact_peer::relay::{Impairment, Relay};
-use contact_peer::{
-    ClientConfig, Peer, PeerConfig, PortChoice, RingConfig, RingEvent, Server, ServerConfig,
-    ServerHandle,
-};
+use contact_peer::{Peer, PeerConfig, PortChoice, RingEvent, Server, ServerConfig, ServerHandle};
 use contact_proto::{Answer, Body, Command, ContactName, ListName, parse_line};
 
 use super::script::NAMES;
@@ -56,10 +53,8 @@ pub(super) fn set_up(
     let data_dir = data_dirs.first().cloned();
     let (server, servers) = match &config.server {
         ServerChoice::Start(ip) => {
-            let server_config = ServerConfig {
-                data_dir: data_dir.clone().unwrap_or_default(),
-                ..ServerConfig::default()
-            };
+            let server_config =
+                ServerConfig::default().data_dir(data_dir.clone().unwrap_or_default());
             let addr = SocketAddr::new(*ip, 0);
             let handle = Server::bind(addr, server_config)
                 .and_then(Server::spawn)
@@ -194,22 +189,15 @@ const LOSSY_SPEED_UP: u32 = 5;
 /// `config` with every timeout `factor` times shorter and the same number of sends: the
 /// defaults' patience, which survives 30% loss each way (one send in two answered), in a
 /// fraction of the time.
-fn quick(config: PeerConfig, factor: u32) -> PeerConfig {
-    let PeerConfig { client, ring } = config;
-    PeerConfig {
-        client: ClientConfig {
-            initial_timeout: client.initial_timeout / factor,
-            max_timeout: client.max_timeout / factor,
-            retry_window: client.retry_window / factor,
-            ..client
-        },
-        ring: RingConfig {
-            initial_timeout: ring.initial_timeout / factor,
-            max_timeout: ring.max_timeout / factor,
-            completion_timeout: ring.completion_timeout / factor,
-            ..ring
-        },
-    }
+fn quick(mut config: PeerConfig, factor: u32) -> PeerConfig {
+    let (client, ring) = (&mut config.client, &mut config.ring);
+    client.initial_timeout /= factor;
+    client.max_timeout /= factor;
+    client.retry_window /= factor;
+    ring.initial_timeout /= factor;
+    ring.max_timeout /= factor;
+    ring.completion_timeout /= factor;
+    config
 }
 
 /// The longest a message can take round a ring of `members` before the initiator reports

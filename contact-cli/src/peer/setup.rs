@@ -61,13 +61,10 @@ pub(super) fn bind(args: &Args, servers: &[SocketAddr]) -> Result<Peer, String> 
             PortChoice::FirstFree(start..=*PORT_RANGE.end())
         }
     };
-    let config = contact_peer::PeerConfig {
-        client: contact_peer::ClientConfig {
-            retry_window: std::time::Duration::from_secs(args.retry_window),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let config = contact_peer::PeerConfig::default().client(
+        contact_peer::ClientConfig::default()
+            .retry_window(std::time::Duration::from_secs(args.retry_window)),
+    );
     Peer::bind_servers(ip, servers, ports.clone(), config).map_err(|e| match ports {
         PortChoice::Fixed(p) => {
             // Which of the two is the problem: try each alone.
@@ -89,7 +86,7 @@ pub(super) fn bind(args: &Args, servers: &[SocketAddr]) -> Result<Peer, String> 
             range.start(),
             range.end()
         ),
-        PortChoice::Ephemeral => format!("cannot bind the peer's ports on {ip}: {e}"),
+        _ => format!("cannot bind the peer's ports on {ip}: {e}"),
     })
 }
 

@@ -34,12 +34,10 @@ pub(super) struct Initiated {
 /// use contact_peer::{RingEngine, RingEvent};
 /// use contact_proto::{ImStartBody, Member};
 ///
-/// let body = ImStartBody {
-///     contact_list: vec![
-///         Member::new("Me".parse()?, "127.0.0.1", 22000),
-///         Member::new("You".parse()?, "127.0.0.1", 22002),
-///     ],
-/// };
+/// let body = ImStartBody::new(vec![
+///     Member::new("Me".parse()?, "127.0.0.1", 22000),
+///     Member::new("You".parse()?, "127.0.0.1", 22002),
+/// ]);
 /// let mut me = RingEngine::new();
 /// me.start_im(Instant::now(), Some("friends".parse()?), body, "hello")?;
 /// let mut buf = Vec::new();

@@ -79,8 +79,10 @@ pub use engine::RingEngine;
 /// A message, as receivers and initiators remember it: (initiator, `im_id`).
 type MessageKey = (ContactName, u64);
 
-/// Timeouts, retries and memory of a [`RingEngine`].
+/// Timeouts, retries and memory of a [`RingEngine`]: start from [`RingConfig::default`] and
+/// chain the setters named after the fields (non-exhaustive: fields will be added).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RingConfig {
     /// How long to wait for a hop's acknowledgement before sending it again.
     pub initial_timeout: Duration,
@@ -147,6 +149,20 @@ impl Default for RingConfig {
 }
 
 impl RingConfig {
+    setters! {
+        initial_timeout: Duration;
+        max_timeout: Duration;
+        max_sends: u32;
+        jitter: f64;
+        completion_timeout: Duration;
+        dedup_capacity: usize;
+        dedup_lifetime: Duration;
+        max_hops: usize;
+        max_events: usize;
+        resend_budget: Option<u32>;
+        rng_seed: u64;
+    }
+
     /// The longest a sender keeps trying one member before skipping it.
     pub fn give_up_after(&self) -> Duration {
         self.backoff().longest_window()

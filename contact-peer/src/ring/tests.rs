@@ -16,11 +16,11 @@ fn member(name: &str, port: u16) -> Member {
 }
 
 fn ring(n: usize) -> ImStartBody {
-    ImStartBody {
-        contact_list: (0..n)
+    ImStartBody::new(
+        (0..n)
             .map(|i| member(&format!("m{i}"), 22000 + 2 * i as u16))
             .collect(),
-    }
+    )
 }
 
 /// A ring of `n` of our peers (ext 1).
@@ -577,17 +577,15 @@ mod hostile {
     /// A forged packet with `im_id`, pointer 2 (so this engine is member 1 and forwards to
     /// member 2), members given as (ip, port, ext).
     fn forged(members: &[(&str, u16, u32)], im_id: u64, text: &str) -> Vec<u8> {
-        let mut body = ImStartBody {
-            contact_list: members
+        let mut body = ImStartBody::new(
+            members
                 .iter()
                 .enumerate()
                 .map(|(i, &(ip, port, ext))| {
-                    let mut m = Member::new(format!("v{i}").parse().unwrap(), ip, port);
-                    m.ext = ext;
-                    m
+                    Member::new(format!("v{i}").parse().unwrap(), ip, port).with_ext(ext)
                 })
                 .collect(),
-        };
+        );
         body.contact_list[0].name = "mallory".parse().unwrap();
         let mut packet = RingPacket::start(body, text);
         packet.set_im_id(im_id);

@@ -68,6 +68,7 @@ impl BatchIo {
             &mut self.slots,
             max,
             &mut self.received,
+            false,
         )?;
         #[cfg(not(target_os = "linux"))]
         {
@@ -99,6 +100,25 @@ impl BatchIo {
                 socket.set_nonblocking(false)?;
             }
         }
+        Ok(self.received.len())
+    }
+
+    /// Takes the datagrams already waiting, up to `max` (at most [`BATCH`]), without
+    /// waiting for one: how a durable server grows one group commit beyond one receive.
+    /// Elsewhere than Linux, nothing (the loop takes one datagram per turn there).
+    pub(crate) fn try_recv(&mut self, socket: &UdpSocket, max: usize) -> io::Result<usize> {
+        self.received.clear();
+        #[cfg(target_os = "linux")]
+        linux::recv(
+            socket,
+            &mut self.sys,
+            &mut self.slots,
+            max.clamp(1, BATCH),
+            &mut self.received,
+            true,
+        )?;
+        #[cfg(not(target_os = "linux"))]
+        let _ = (socket, max);
         Ok(self.received.len())
     }
 
@@ -188,14 +208,21 @@ mod linux {
     }
 
     /// One `recvmmsg`: blocks (within the socket's read timeout) for the first datagram,
-    /// then takes what is already waiting (`MSG_WAITFORONE`).
+    /// then takes what is already waiting (`MSG_WAITFORONE`); with `now_only`, only what is
+    /// already waiting (`MSG_DONTWAIT`).
     pub(super) fn recv(
         socket: &UdpSocket,
         headers: &mut Headers,
         slots: &mut [u8],
         max: usize,
         received: &mut Vec<(SocketAddr, Range<usize>)>,
+        now_only: bool,
     ) -> io::Result<()> {
+        let flags = if now_only {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::MSG_WAITFORONE
+        };
         let mut chunks = slots.chunks_exact_mut(RECV_BUFFER_LEN);
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
@@ -203,7 +230,7 @@ mod linux {
             socket.as_raw_fd(),
             &mut headers.recv,
             iovs[..max].iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
+            flags,
             None,
         ) {
             Ok(results) => results,

@@ -485,6 +485,12 @@ impl ServerCore {
                 file,
                 digest: digest.unwrap_or(0),
             }),
+            // `Reply` may grow; a kind of reply this server does not know is refused, never
+            // dropped unanswered.
+            _ => {
+                let answer = Answer::error(Status::Malformed, "this server cannot carry it out");
+                self.answer(at, from, answer.with_id(id), digest, tag.is_some());
+            }
         }
     }
 

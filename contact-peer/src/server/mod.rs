@@ -64,10 +64,24 @@ pub use abuse::{Cidr, CidrError, CookieKey};
 pub use data_dir::{DataDir, SaveError};
 pub use driver::{Server, ServerHandle, ShutdownHandle};
 pub use stats::ServerStats;
-pub use store::{Store, StoreError};
+use store::Store;
 
 /// How a server is run.
+///
+/// Start from [`ServerConfig::default`] and chain the setters named after the fields
+/// (non-exhaustive: fields will be added):
+///
+/// ```
+/// use contact_peer::ServerConfig;
+/// use contact_registry::Limits;
+/// let config = ServerConfig::default()
+///     .data_dir("/var/lib/contact")
+///     .limits(Limits::default().max_contacts(10_000))
+///     .auth(true);
+/// assert_eq!(config.limits.max_contacts, 10_000);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The registry's limits.
     pub limits: Limits,
@@ -175,6 +189,36 @@ impl Default for ServerConfig {
             data_dir_max_files: 1000,
             data_dir_max_bytes: 256 << 20,
         }
+    }
+}
+
+impl ServerConfig {
+    setters! {
+        limits: Limits;
+        data_dir: into PathBuf;
+        dedup_capacity: usize;
+        dedup_per_source: usize;
+        dedup_lifetime: Duration;
+        auth: bool;
+        im_timeout: Option<Duration>;
+        error_rate: u32;
+        state: Option<PathBuf>;
+        store_retry: Duration;
+        compact_after: u64;
+        trust: Vec<Cidr>;
+        operator: Vec<Cidr>;
+        source_prefix_v4: u8;
+        source_prefix_v6: u8;
+        answer_rate: u64;
+        answer_burst: u64;
+        answer_total_rate: u64;
+        answer_total_burst: u64;
+        max_contacts_per_source: Option<usize>;
+        max_lists_per_source: Option<usize>;
+        cookie_key: CookieKey;
+        save_interval: Duration;
+        data_dir_max_files: u64;
+        data_dir_max_bytes: u64;
     }
 }
 

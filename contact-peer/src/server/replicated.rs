@@ -221,6 +221,7 @@ impl ReplicatedCore {
             Reply::Answer(answer) => answer,
             // The front keeps `save` local; one that reaches the log changes nothing.
             Reply::Save(_) => Answer::error(Status::Malformed, "save is not replicated"),
+            _ => Answer::error(Status::Malformed, "this server cannot carry it out"),
         };
         self.finish(at, from, answer.with_id(id), digest)
     }
@@ -253,6 +254,7 @@ impl ReplicatedCore {
         let answer = match self.registry.execute(request.command.clone(), ext).reply {
             Reply::Answer(answer) => answer,
             Reply::Save(_) => Answer::error(Status::Malformed, "save is not a read"),
+            _ => Answer::error(Status::Malformed, "not a read"),
         };
         encode_bounded(&answer.with_id(request.id))
     }

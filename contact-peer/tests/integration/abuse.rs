@@ -13,10 +13,7 @@ use crate::util::{Raw, TestServer, peer, register};
 
 #[test]
 fn auth_mode_refuses_acting_for_another_contact() {
-    let server = TestServer::with(ServerConfig {
-        auth: true,
-        ..ServerConfig::default()
-    });
+    let server = TestServer::with(ServerConfig::default().auth(true));
     let alice = peer(server.addr());
     let mallory = peer(server.addr());
     register(&alice, "alice");
@@ -124,10 +121,7 @@ fn a_flood_of_garbage_does_not_starve_other_clients() {
 /// (477 beyond), and the files are written off the answering loop.
 #[test]
 fn repeated_saves_neither_fill_the_disk_nor_stall_the_server() {
-    let server = TestServer::with(ServerConfig {
-        data_dir_max_files: 8,
-        ..ServerConfig::default()
-    });
+    let server = TestServer::with(ServerConfig::default().data_dir_max_files(8));
     let attacker = Raw::new(server.addr());
     let mut answers = Vec::new();
     for i in 0..40 {

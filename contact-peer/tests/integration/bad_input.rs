@@ -22,10 +22,7 @@ fn setup(c: &Raw) {
 #[test]
 fn garbage_is_answered_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().data_dir(dir.path().to_path_buf());
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
         .unwrap()
         .spawn()

@@ -114,15 +114,12 @@ fn retries_through_a_lossy_network_apply_each_request_once() {
         Impairment::lossy(0.3, 42),
     )
     .unwrap();
-    let config = PeerConfig {
-        client: ClientConfig {
-            initial_timeout: Duration::from_millis(20),
-            max_timeout: Duration::from_millis(80),
-            retry_window: Duration::from_secs(5),
-            ..ClientConfig::default()
-        },
-        ..PeerConfig::default()
-    };
+    let config = PeerConfig::default().client(
+        ClientConfig::default()
+            .initial_timeout(Duration::from_millis(20))
+            .max_timeout(Duration::from_millis(80))
+            .retry_window(Duration::from_secs(5)),
+    );
     let p = Peer::bind_with(
         "127.0.0.1".parse().unwrap(),
         relay.addr(),
@@ -221,16 +218,13 @@ fn two_step_im_start_then_the_message() {
 /// A peer whose requests are sent at 0, 20 and 60 ms, then every 40 ms, for a window of
 /// 130 ms (the default's shape, 25 times faster and shorter), with this much jitter.
 fn quick_peer(server: SocketAddr, jitter: f64) -> Peer {
-    let config = PeerConfig {
-        client: ClientConfig {
-            initial_timeout: Duration::from_millis(20),
-            max_timeout: Duration::from_millis(40),
-            retry_window: Duration::from_millis(130),
-            jitter,
-            ..ClientConfig::default()
-        },
-        ..PeerConfig::default()
-    };
+    let config = PeerConfig::default().client(
+        ClientConfig::default()
+            .initial_timeout(Duration::from_millis(20))
+            .max_timeout(Duration::from_millis(40))
+            .retry_window(Duration::from_millis(130))
+            .jitter(jitter),
+    );
     Peer::bind_with(
         "127.0.0.1".parse().unwrap(),
         server,
@@ -262,10 +256,7 @@ fn a_peer_keeps_working_after_its_server_was_silent() {
     // The server comes up on that very address.
     drop(silent);
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().data_dir(dir.path().to_path_buf());
     let server = Server::bind(addr, config).unwrap().spawn().unwrap();
     let answer = p.request(create()).unwrap();
     assert_eq!(answer.status, Status::Ok);
@@ -280,15 +271,12 @@ fn a_peer_keeps_working_after_its_server_was_silent() {
 fn a_waiting_request_reports_each_resend_then_its_answer() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap();
-    let config = PeerConfig {
-        client: ClientConfig {
-            initial_timeout: Duration::from_millis(20),
-            max_timeout: Duration::from_millis(40),
-            retry_window: Duration::from_secs(30),
-            ..ClientConfig::default()
-        },
-        ..PeerConfig::default()
-    };
+    let config = PeerConfig::default().client(
+        ClientConfig::default()
+            .initial_timeout(Duration::from_millis(20))
+            .max_timeout(Duration::from_millis(40))
+            .retry_window(Duration::from_secs(30)),
+    );
     let p = Peer::bind_with(
         "127.0.0.1".parse().unwrap(),
         addr,
@@ -315,10 +303,7 @@ fn a_waiting_request_reports_each_resend_then_its_answer() {
     // The server comes up: the next resend is answered.
     drop(silent);
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().data_dir(dir.path().to_path_buf());
     let server = Server::bind(addr, config).unwrap().spawn().unwrap();
     let deadline = Instant::now() + WAIT;
     let answer = loop {

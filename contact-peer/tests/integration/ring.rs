@@ -157,15 +157,12 @@ fn long_message_beyond_the_reference_buffers() {
 
 /// A peer whose ring gives up quickly, for tests.
 fn quick_peer(server: std::net::SocketAddr) -> Peer {
-    let config = PeerConfig {
-        ring: RingConfig {
-            initial_timeout: Duration::from_millis(20),
-            max_timeout: Duration::from_millis(80),
-            max_sends: 16,
-            ..RingConfig::default()
-        },
-        ..PeerConfig::default()
-    };
+    let config = PeerConfig::default().ring(
+        RingConfig::default()
+            .initial_timeout(Duration::from_millis(20))
+            .max_timeout(Duration::from_millis(80))
+            .max_sends(16),
+    );
     Peer::bind_with(
         "127.0.0.1".parse().unwrap(),
         server,

@@ -60,19 +60,17 @@ fn every_command_and_reference_failure_code() {
 
 #[test]
 fn limit_codes() {
-    let limits = Limits {
-        max_contacts: 2,
-        max_lists: 1,
-        max_members: 1,
-        ..Limits::default()
-    };
-    let server = TestServer::with(ServerConfig {
-        limits,
-        // One source takes everything here: the per-source quotas are not what is tested.
-        max_contacts_per_source: Some(2),
-        max_lists_per_source: Some(1),
-        ..ServerConfig::default()
-    });
+    let limits = Limits::default()
+        .max_contacts(2)
+        .max_lists(1)
+        .max_members(1);
+    // One source takes everything here: the per-source quotas are not what is tested.
+    let server = TestServer::with(
+        ServerConfig::default()
+            .limits(limits)
+            .max_contacts_per_source(Some(2))
+            .max_lists_per_source(Some(1)),
+    );
     let c = Raw::new(server.addr());
     assert_eq!(c.ask("register-_-a-_-10.0.0.1-_-22000"), "200-_-null");
     assert_eq!(c.ask("register-_-b-_-10.0.0.1-_-22002"), "200-_-null");
@@ -85,14 +83,8 @@ fn limit_codes() {
 
 #[test]
 fn answer_too_large_is_refused_not_sent() {
-    let limits = Limits {
-        max_answer_len: 120,
-        ..Limits::default()
-    };
-    let server = TestServer::with(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    });
+    let limits = Limits::default().max_answer_len(120);
+    let server = TestServer::with(ServerConfig::default().limits(limits));
     let c = Raw::new(server.addr());
     assert_eq!(c.ask("create-_-a"), "200-_-null");
     let long = "x".repeat(60);
@@ -226,4 +218,41 @@ fn the_handle_reports_what_the_server_did() {
     assert_eq!(stats.errors(), 2);
     assert_eq!(stats.lists, 1);
     assert_eq!(stats.journal_syncs, 0);
+}
+
+/// With a state file, every request already waiting shares one sync (more than one receive
+/// takes): a burst of 600 registrations, sent without waiting for answers, is answered in
+/// full, each once, and all of it is in the journal after a restart.
+#[test]
+fn a_burst_beyond_one_receive_is_answered_and_durable() {
+    const N: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.journal");
+    let config = ServerConfig::default()
+        .state(Some(state.clone()))
+        .limits(Limits::default().max_contacts(N))
+        .trust(vec!["127.0.0.1".parse().unwrap()])
+        .error_rate(0);
+    let server = TestServer::with(config);
+    let c = Raw::new(server.addr());
+    let socket = socket2::SockRef::from(&c.socket);
+    socket.set_recv_buffer_size(4 << 20).unwrap();
+    let mut answers = std::collections::HashMap::new();
+    let mut buf = vec![0; 2048];
+    for i in 0..N {
+        let request = format!("#{i}-_-register-_-n{i}-_-127.0.0.1-_-{}", 30_000 + i);
+        c.socket.send_to(request.as_bytes(), c.server).unwrap();
+    }
+    while answers.len() < N {
+        let (n, _) = c.socket.recv_from(&mut buf).expect("every answer in time");
+        let text = String::from_utf8(buf[..n].to_vec()).unwrap();
+        let (id, rest) = text[1..].split_once("-_-").unwrap();
+        let id: usize = id.trim_end_matches('~').parse().unwrap();
+        assert!(answers.insert(id, rest.to_owned()).is_none(), "{id} twice");
+    }
+    assert!(answers.values().all(|a| a == "200-_-null"), "{answers:?}");
+    let registry = server.handle.shutdown().unwrap();
+    assert_eq!(registry.num_contacts(), N);
+    let (_, restored) = contact_peer::store::Store::open(&state, *registry.limits()).unwrap();
+    assert_eq!(restored.num_contacts(), N);
 }

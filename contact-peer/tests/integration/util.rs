@@ -23,10 +23,7 @@ impl TestServer {
 
     pub fn with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..config
-        };
+        let config = config.data_dir(dir.path().to_path_buf());
         let handle = Server::bind("127.0.0.1:0".parse().unwrap(), config)
             .unwrap()
             .spawn()

@@ -258,15 +258,9 @@ impl Sim {
                 // gets.
                 let client = Client::new(
                     server_addr,
-                    ClientConfig {
-                        rng_seed: rng.next_u64(),
-                        ..ClientConfig::default()
-                    },
+                    ClientConfig::default().rng_seed(rng.next_u64()),
                 );
-                let ring = RingEngine::with_config(RingConfig {
-                    rng_seed: rng.next_u64(),
-                    ..RingConfig::default()
-                });
+                let ring = RingEngine::with_config(RingConfig::default().rng_seed(rng.next_u64()));
                 SimPeer {
                     name: format!("p{i}").parse().unwrap(),
                     control,
@@ -336,10 +330,7 @@ impl Sim {
     /// that holds a tagged request's record, before the answers of that batch go out. Call
     /// before the first step.
     pub fn crash_server_after(&mut self, syncs: u32) {
-        let config = ServerConfig {
-            state: Some("sim.journal".into()),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default().state(Some("sim.journal".into()));
         self.server = ServerCore::new(Registry::default(), &config);
         self.server
             .set_clock(self.now, unix_ms(self.start, self.now));

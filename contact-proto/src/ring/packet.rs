@@ -22,12 +22,10 @@ use crate::{ContactName, DecodeError, ImStartBody, ListName, Member};
 ///
 /// ```
 /// use contact_proto::{ImStartBody, Member, RingPacket};
-/// let body = ImStartBody {
-///     contact_list: vec![
-///         Member::new("Me".parse().unwrap(), "10.0.0.1", 22000),
-///         Member::new("I".parse().unwrap(), "10.0.0.2", 22001),
-///     ],
-/// };
+/// let body = ImStartBody::new(vec![
+///     Member::new("Me".parse().unwrap(), "10.0.0.1", 22000),
+///     Member::new("I".parse().unwrap(), "10.0.0.2", 22001),
+/// ]);
 /// let packet = RingPacket::start(body, "Hello");
 /// assert_eq!(packet.pointer, 2);
 /// let wire = packet.to_bytes();

@@ -181,7 +181,7 @@ impl Registry {
         );
         self.lists[l as usize].ongoing = ongoing;
         *self.pending.entry((l, c)).or_insert(0) += 1;
-        Ok(ImStartBody { contact_list })
+        Ok(ImStartBody::new(contact_list))
     }
 
     /// `im-complete`: ends one instant message that this contact started in this list.

@@ -209,10 +209,10 @@ impl Registry {
         if lists_answer_len(self.lists.len(), self.names_len) > self.limits.max_answer_len {
             return self.failure(Status::AnswerTooLarge);
         }
-        Answer::ok_with(Body::Lists(ListsBody {
-            list_names: self.lists.iter().map(|l| l.name.clone()).collect(),
-            ext: announce,
-        }))
+        Answer::ok_with(Body::Lists(ListsBody::new(
+            self.lists.iter().map(|l| l.name.clone()).collect(),
+            announce,
+        )))
     }
 
     /// The answer for a status: `200` with no body, a reference code with `null`, one of

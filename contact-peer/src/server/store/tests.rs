@@ -153,10 +153,7 @@ fn lowered_limits_are_reported() {
     apply(&mut store, &mut registry, "create b");
     store.commit().unwrap();
     drop(store);
-    let limits = Limits {
-        max_lists: 1,
-        ..Limits::default()
-    };
+    let limits = Limits::default().max_lists(1);
     let err = Store::open(&path, limits).unwrap_err();
     assert!(err.to_string().contains("line 2"), "{err}");
 }
