@@ -2,104 +2,14 @@
 
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, unbounded};
-
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = unbounded();
-        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
-        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
-        for out in [stdout, stderr] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let stdin = child.stdin.take();
-        Self {
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(WAIT) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the process to end by itself; its exit code.
-    fn wait(&mut self) -> i32 {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let pid = self.child.id();
-        std::thread::spawn(move || {
-            if rx.recv_timeout(WAIT).is_err() {
-                // Still running after the wait: end it so the test fails instead of hanging.
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
-        });
-        let status = self.child.wait().unwrap();
-        let _ = tx.send(());
-        status.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{BIN, Proc, WAIT};
 
 fn server(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let mut args = vec![
@@ -170,10 +80,10 @@ fn two_peers_message_each_other_and_exit_ends_the_program() {
     // line failed on the way (`join nolist bob`).
     b.send("exit bob");
     b.expect("[200] ok");
-    assert_eq!(b.wait(), 1);
+    assert_eq!(b.wait(), Some(1));
     // The end of the input ends it with 0 too.
     a.close_stdin();
-    assert_eq!(a.wait(), 0);
+    assert_eq!(a.wait(), Some(0));
 }
 
 #[test]
@@ -207,7 +117,7 @@ fn typed_errors_never_reach_the_server() {
     fake.send_to(b"457-_-null", from).unwrap();
     p.expect("[457] the list already exists");
     p.close_stdin();
-    assert_eq!(p.wait(), 1, "lines failed");
+    assert_eq!(p.wait(), Some(1), "lines failed");
     assert!(fake.recv_from(&mut buf).is_err(), "nothing else was sent");
 }
 

@@ -5,10 +5,8 @@
 #![allow(missing_docs)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -16,52 +14,15 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+mod common;
 
-/// A server process, killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
+use common::ServerChild;
 
-impl Server {
-    fn start(state: &Path, data: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["-q", "server", "--bind", "127.0.0.1", "--port", "0"])
-            .args(["--max-contacts", "100000", "--max-lists", "100000"])
-            .arg("--state")
-            .arg(state)
-            .arg("--data-dir")
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self { child, addr }
-    }
-
-    fn kill(mut self) {
-        // std's kill is SIGKILL on Unix: no chance to flush or clean up.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A server keeping its state in `state`, killed (SIGKILL) when dropped.
+fn start_server(state: &Path, data: &Path) -> ServerChild {
+    let state = state.to_str().unwrap();
+    let limits = ["--max-contacts", "100000", "--max-lists", "100000"];
+    ServerChild::start(data, &[&limits[..], &["--state", state]].concat())
 }
 
 fn socket(server: SocketAddr, timeout: Duration) -> UdpSocket {
@@ -186,7 +147,7 @@ fn every_acknowledged_mutation_survives_sigkill() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut in_flight: Option<String> = None;
     for round in 0..8 {
-        let server = Server::start(&state, dir.path());
+        let server = start_server(&state, dir.path());
         // Everything acknowledged in earlier rounds is there after the restart; the request
         // in flight at the kill may or may not have made it.
         check(&server, dir.path(), &mut all_acked, in_flight.take(), round);
@@ -198,7 +159,7 @@ fn every_acknowledged_mutation_survives_sigkill() {
         let stop = Arc::new(AtomicBool::new(false));
         let script_here = script(round);
         let loader = {
-            let (addr, stop) = (server.addr, stop.clone());
+            let (addr, stop) = (server.addr(), stop.clone());
             let script = script_here.clone();
             thread::spawn(move || load(addr, script, tx, stop))
         };
@@ -223,7 +184,7 @@ fn every_acknowledged_mutation_survives_sigkill() {
         }
         in_flight = script_here.get(acked_here).cloned();
     }
-    let server = Server::start(&state, dir.path());
+    let server = start_server(&state, dir.path());
     check(&server, dir.path(), &mut all_acked, in_flight, 8);
     assert!(
         all_acked.len() > 100,
@@ -235,13 +196,13 @@ fn every_acknowledged_mutation_survives_sigkill() {
 /// The server holds exactly the acknowledged mutations, plus perhaps the one in flight when
 /// it was killed (applied and synced, its answer lost with the process).
 fn check(
-    server: &Server,
+    server: &ServerChild,
     data: &Path,
     acked: &mut Vec<String>,
     in_flight: Option<String>,
     round: usize,
 ) {
-    let state = saved_state(server.addr, data);
+    let state = saved_state(server.addr(), data);
     if state == expected(acked) {
         return;
     }
@@ -278,7 +239,7 @@ fn a_retransmission_after_kill_and_restart_gets_the_first_answer_not_a_second_ap
     let state = dir.path().join("state.journal");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let server = Server::start(&state, dir.path());
+    let server = start_server(&state, dir.path());
     let port = s.local_addr().unwrap().port();
     for (i, request) in [
         format!("register-_-A-_-127.0.0.1-_-{port}"),
@@ -288,28 +249,28 @@ fn a_retransmission_after_kill_and_restart_gets_the_first_answer_not_a_second_ap
     .iter()
     .enumerate()
     {
-        let answer = ask_at(&s, server.addr, &format!("#{}-_-{request}", i + 1));
+        let answer = ask_at(&s, server.addr(), &format!("#{}-_-{request}", i + 1));
         assert_eq!(answer, format!("#{}-_-200-_-null", i + 1));
     }
-    let started = ask_at(&s, server.addr, "#4-_-im-start-_-l-_-A");
+    let started = ask_at(&s, server.addr(), "#4-_-im-start-_-l-_-A");
     assert!(started.starts_with("#4-_-200-_-{"), "{started}");
-    let refused = ask_at(&s, server.addr, "#5-_-create-_-l");
+    let refused = ask_at(&s, server.addr(), "#5-_-create-_-l");
     assert_eq!(refused, "#5-_-457-_-null");
     server.kill();
-    let server = Server::start(&state, dir.path());
-    assert_eq!(ask_at(&s, server.addr, "#4-_-im-start-_-l-_-A"), started);
-    assert_eq!(ask_at(&s, server.addr, "#5-_-create-_-l"), refused);
+    let server = start_server(&state, dir.path());
+    assert_eq!(ask_at(&s, server.addr(), "#4-_-im-start-_-l-_-A"), started);
+    assert_eq!(ask_at(&s, server.addr(), "#5-_-create-_-l"), refused);
     // Applied once: one completion, then nothing left to complete, and the list is free.
     assert_eq!(
-        ask_at(&s, server.addr, "#6-_-im-complete-_-l-_-A"),
+        ask_at(&s, server.addr(), "#6-_-im-complete-_-l-_-A"),
         "#6-_-200-_-null"
     );
     assert_eq!(
-        ask_at(&s, server.addr, "#7-_-im-complete-_-l-_-A"),
+        ask_at(&s, server.addr(), "#7-_-im-complete-_-l-_-A"),
         "#7-_-465-_-null"
     );
     assert_eq!(
-        ask_at(&s, server.addr, "#8-_-leave-_-l-_-A"),
+        ask_at(&s, server.addr(), "#8-_-leave-_-l-_-A"),
         "#8-_-200-_-null"
     );
 }

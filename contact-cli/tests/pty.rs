@@ -10,14 +10,17 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+mod common;
+
+use common::{BIN, ServerChild};
+
 const WAIT: Duration = Duration::from_secs(15);
 const ROWS: u16 = 200;
 const COLS: u16 = 120;
@@ -213,40 +216,10 @@ impl Drop for Term {
     }
 }
 
-/// A server on a free loopback port, killed when dropped.
-struct Server(Child, SocketAddr);
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["server", "--bind", "127.0.0.1", "--port", "0", "-q"])
-            // One peer pastes 140 creates: the per-source quota is not what is tested.
-            .args(["--trust", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-        Self(child, addr)
-    }
-
-    fn port(&self) -> String {
-        self.1.port().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A server on a free loopback port, killed when dropped. One peer pastes 140 creates: the
+/// per-source quota is not what is tested.
+fn server(dir: &Path) -> ServerChild {
+    ServerChild::start(dir, &["--trust", "127.0.0.1"])
 }
 
 /// The transcript a pasted block should leave: each non-blank line after its prompt, then
@@ -303,7 +276,7 @@ fn expected_milestone() -> Vec<String> {
 #[test]
 fn the_milestone_demo_pasted_into_a_peer_runs_every_line_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = server(dir.path());
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
     peer.wait_text("type `help`");
     // One burst, as a terminal sends a paste without bracketed paste (and as tmux
@@ -329,7 +302,7 @@ fn the_milestone_demo_pasted_into_a_peer_runs_every_line_once_in_order() {
 #[test]
 fn a_bracketed_paste_runs_every_line_too() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = server(dir.path());
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
     peer.wait_text("type `help`");
     // The editor turns bracketed paste on: a terminal then wraps a paste in ESC[200~ ..
@@ -352,7 +325,7 @@ fn a_bracketed_paste_runs_every_line_too() {
 #[test]
 fn a_paste_of_many_kilobytes_runs_every_line() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = server(dir.path());
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
     peer.wait_text("type `help`");
     // 280 lines, 5 KiB: many reads of the terminal (a line editor that reads 1 KiB and then
@@ -425,7 +398,7 @@ fn lines_typed_while_a_request_waits_run_after_it_in_order() {
 #[test]
 fn a_message_is_cancelled_by_an_empty_line_and_quit_asks_first() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = server(dir.path());
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
     peer.wait_text("type `help`");
     let port = peer_port(&peer);
@@ -442,7 +415,7 @@ fn a_message_is_cancelled_by_an_empty_line_and_quit_asks_first() {
     let other = UdpSocket::bind("127.0.0.1:0").unwrap();
     other.set_read_timeout(Some(WAIT)).unwrap();
     other
-        .send_to(b"register-_-Other-_-127.0.0.1-_-9", server.1)
+        .send_to(b"register-_-Other-_-127.0.0.1-_-9", server.addr())
         .unwrap();
     other.recv_from(&mut [0u8; 512]).unwrap();
     peer.type_in("exit Other\rjion solo Me\r");
@@ -482,7 +455,7 @@ fn a_message_is_cancelled_by_an_empty_line_and_quit_asks_first() {
 #[test]
 fn history_is_kept_across_sessions_and_tab_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = server(dir.path());
     let mut peer = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
     peer.wait_text("type `help`");
     peer.type_in("create \"book club\"\rquery-lists\rquit\r");
@@ -571,7 +544,7 @@ fn a_silent_server_is_reported_at_once_and_the_peer_keeps_running() {
 #[test]
 fn a_message_arrives_above_the_line_being_typed_with_its_time() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = server(dir.path());
     let mut a = Term::spawn(&["peer", "127.0.0.1", &server.port()], dir.path());
     a.wait_text("type `help`");
     let port = peer_port(&a);

@@ -4,47 +4,17 @@
 
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+mod common;
 
-/// A server on a free loopback port, killed when dropped.
-struct Server(Child, SocketAddr);
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["server", "--bind", "127.0.0.1", "--port", "0", "-q"])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-        Self(child, addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{BIN, ServerChild as Server};
 
 /// Runs a peer with `script` on its stdin; its output once it has ended.
 fn run(server: &Server, extra: &[&str], script: &str) -> Output {
     let mut child = Command::new(BIN)
-        .args(["peer", "127.0.0.1", &server.1.port().to_string()])
+        .args(["peer", "127.0.0.1", &server.port()])
         .args(extra)
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
@@ -68,7 +38,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn a_script_that_succeeds_exits_0_with_a_readable_transcript() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let out = run(
         &server,
         &[],
@@ -110,7 +80,7 @@ fn a_script_that_succeeds_exits_0_with_a_readable_transcript() {
 #[test]
 fn a_script_stops_at_its_first_failure_with_status_1() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let script = "create a\njoin nolist Me\ncreate b\n";
     let out = run(&server, &[], script);
     let stdout = text(&out.stdout);
@@ -145,7 +115,7 @@ fn a_script_stops_at_its_first_failure_with_status_1() {
 #[test]
 fn a_message_left_open_by_a_script_is_completed_at_its_end() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let out = run(
         &server,
         &[],
@@ -172,7 +142,7 @@ fn a_busy_port_is_named_with_what_to_do() {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     let port = socket.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let out = run(&server, &["--port", &port], "");
     let stderr = text(&out.stderr);
     assert!(
@@ -186,9 +156,9 @@ fn a_busy_port_is_named_with_what_to_do() {
 #[test]
 fn localhost_is_accepted_where_an_address_is() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let mut child = Command::new(BIN)
-        .args(["peer", "localhost", &server.1.port().to_string()])
+        .args(["peer", "localhost", &server.port()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -215,7 +185,7 @@ fn localhost_is_accepted_where_an_address_is() {
 #[test]
 fn the_message_of_a_failed_im_start_is_not_run_as_a_command() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let out = run(
         &server,
         &["--keep-going"],

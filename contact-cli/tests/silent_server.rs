@@ -3,95 +3,11 @@
 
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, unbounded};
-
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A child process with its stdout lines on a channel; killed when dropped.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line containing `needle`.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes stdin and waits for the process to end by itself; its exit code. A watchdog
-    /// ends it after [`WAIT`], so that the test fails rather than hangs.
-    fn finish(&mut self) -> Option<i32> {
-        drop(self.child.stdin.take());
-        let (done, watch) = crossbeam_channel::bounded::<()>(1);
-        let pid = self.child.id();
-        std::thread::spawn(move || {
-            if watch.recv_timeout(WAIT).is_err() {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
-        });
-        let status = self.child.wait().unwrap();
-        let _ = done.send(());
-        status.code()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Proc, WAIT};
 
 #[test]
 fn a_peer_started_before_its_server_goes_through_once_the_server_is_up() {
@@ -132,5 +48,6 @@ fn a_peer_started_before_its_server_goes_through_once_the_server_is_up() {
     peer.expect("[200] ok");
     peer.send("query-lists");
     peer.expect("[200] ok: 1 list(s)");
-    assert_eq!(peer.finish(), Some(0));
+    peer.close_stdin();
+    assert_eq!(peer.wait(), Some(0));
 }

@@ -5,10 +5,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::thread::JoinHandle;
 
 use contact_peer::RingEvent;
-use contact_proto::{Command, Status};
+use contact_proto::{Command, RingPacket, Status};
 use serde_json::Value;
 
-use crate::util::{Raw, TestServer, WAIT, im_body, ok, peer, py_dumps, register};
+use crate::util::{Raw, TestServer, WAIT, im_body, ok, peer, register};
 
 #[test]
 fn reference_requests_and_answers_byte_for_byte() {
@@ -107,9 +107,10 @@ impl ReferencePeer {
                 .parse()
                 .unwrap();
                 packet.insert("pointer".into(), (p + 1).into());
-                self.im
-                    .send_to(&py_dumps(&Value::Object(packet)), to)
-                    .unwrap();
+                // Written back as the reference's `json.dumps` would: for keys in the order
+                // our peers send them, those are `RingPacket::to_bytes`'s bytes.
+                let packet: RingPacket = serde_json::from_value(Value::Object(packet)).unwrap();
+                self.im.send_to(&packet.to_bytes(), to).unwrap();
             }
             shown
         })

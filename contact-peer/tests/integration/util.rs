@@ -1,12 +1,10 @@
 //! Helpers: a server on a free port, a raw UDP "client", peers, a Python-style JSON writer.
 
-use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use contact_peer::{Peer, PortChoice, Server, ServerConfig, ServerHandle};
 use contact_proto::{Answer, Body, Command, ImStartBody, Status};
-use serde_json::ser::Formatter;
 
 /// Long enough never to fire on a healthy machine, short enough to fail a broken test fast.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -97,52 +95,4 @@ pub fn im_body(answer: Answer) -> ImStartBody {
         Some(Body::ImStart(body)) => body,
         other => panic!("not an im-start body: {other:?}"),
     }
-}
-
-/// Writes JSON the way Python's `json.dumps` does: `", "` and `": "` separators, non-ASCII as
-/// `\uXXXX` (surrogate pairs beyond the BMP).
-pub struct PyFormatter;
-
-impl Formatter for PyFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
-    }
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        for c in fragment.chars() {
-            if c.is_ascii() {
-                w.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    write!(w, "\\u{u:04x}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-pub fn py_dumps(value: &serde_json::Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PyFormatter);
-    serde::Serialize::serialize(value, &mut ser).unwrap();
-    out
 }
