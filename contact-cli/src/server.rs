@@ -43,8 +43,9 @@ pub(crate) struct Args {
     /// what the state needs).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     compact_after: u64,
-    /// Accept join, leave, exit, im-start and im-complete for a contact only from that
-    /// contact's registered address (472 otherwise).
+    /// Accept join, leave, exit, im-start and im-complete for a contact only with its
+    /// secret's request tag when our peer registered it, else only from its registered
+    /// address (472 otherwise).
     #[arg(long)]
     auth: bool,
     /// Complete an instant message left open this many seconds (0: never, as the reference).

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use contact_peer::ServerConfig;
 use contact_peer::replicated::ReplicatedCore;
-use contact_registry::Registry;
+use contact_proto::auth::Secret;
+use contact_registry::{Keys, Registry};
 use futures_util::{Stream, StreamExt};
 use openraft::alias::SnapshotOf;
 use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
@@ -193,9 +194,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         from,
                         at_ms,
                         request,
-                    }) => Applied {
-                        answer: Some(state.core.apply(at_ms, from, request.as_bytes())),
-                    },
+                        secret,
+                    }) => {
+                        // The ring nonce of a tagged im-start is the entry's index: unique,
+                        // and the same on every replica.
+                        let keys = Keys {
+                            secret: secret.and_then(|s| Secret::from_hex(&s.0)),
+                            ring: Some(entry.log_id.index),
+                        };
+                        Applied {
+                            answer: Some(state.core.apply_keyed(
+                                at_ms,
+                                from,
+                                request.as_bytes(),
+                                &keys,
+                            )),
+                        }
+                    }
                     EntryPayload::Normal(Proposal::Tick { at_ms }) => {
                         state.core.tick(at_ms);
                         Applied::default()

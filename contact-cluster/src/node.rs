@@ -798,10 +798,18 @@ impl Inner {
         from: SocketAddr,
         request: String,
     ) -> Result<(u64, crate::types::Applied), Refusal> {
+        // A tagged register may make a contact of our peer's: its secret is drawn here, once,
+        // and travels in the entry (applying must be deterministic).
+        let secret = (request.starts_with('#') && request.contains("-_-register-_-")).then(|| {
+            let mut bytes = [0; 32];
+            getrandom::fill(&mut bytes).expect("the operating system's random source");
+            crate::types::SecretHex(contact_proto::auth::Secret(bytes).to_hex())
+        });
         let proposal = Proposal::Request {
             from,
             at_ms: unix_ms(),
             request,
+            secret,
         };
         match self.raft.client_write(proposal).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),

@@ -22,6 +22,12 @@ pub enum Proposal {
         at_ms: u64,
         /// The datagram, as received (it decoded, so it is UTF-8).
         request: String,
+        /// For a tagged `register`: the secret the contact gets if it is registered (issue
+        /// 10; 64 hex digits), drawn by the leader, so that every replica keeps the same.
+        /// The log and the snapshots hold the contacts' secrets, as a single server's
+        /// journal does: the cluster's directories and transport must stay private.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<SecretHex>,
     },
     /// Log time moves to `at_ms`: instant messages past their deadline are completed.
     Tick {
@@ -37,9 +43,22 @@ impl fmt::Display for Proposal {
                 from,
                 at_ms,
                 request,
+                ..
             } => write!(f, "{from} @{at_ms}: {request}"),
             Self::Tick { at_ms } => write!(f, "tick @{at_ms}"),
         }
+    }
+}
+
+/// A contact's secret as a log entry carries it: 64 hex digits, which `Debug` never shows
+/// (openraft logs entries), so that a secret reaches no log line.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretHex(pub String);
+
+impl fmt::Debug for SecretHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHex(..)")
     }
 }
 

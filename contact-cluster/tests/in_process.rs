@@ -135,9 +135,16 @@ fn peer(port: u16) -> SocketAddr {
 async fn every_node_answers_and_the_replicas_agree() {
     let c = Cluster::start(3).await;
     let a = peer(30001);
+    // A tagged register gets the secret the leader drew (issue 10), the same on every
+    // replica: the retransmission to another node is answered with the same bytes.
+    let registered = c.ask(1, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await;
+    assert!(
+        registered.starts_with("#1-_-200-_-{\"secret\": \""),
+        "{registered}"
+    );
     assert_eq!(
-        c.ask(1, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await,
-        "#1-_-200-_-null"
+        c.ask(3, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await,
+        registered
     );
     assert_eq!(c.ask(2, a, "#2-_-create-_-l").await, "#2-_-200-_-null");
     assert_eq!(c.ask(3, a, "#3-_-join-_-l-_-A").await, "#3-_-200-_-null");
@@ -462,10 +469,12 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
     let behind = (1..=3).find(|&n| n != leader).unwrap();
     c.router.set_cut(behind, true);
     let a = peer(30001);
-    assert_eq!(
-        c.ask(leader, a, "#1-_-register-_-A-_-127.0.0.9-_-30001")
-            .await,
-        "#1-_-200-_-null"
+    let registered = c
+        .ask(leader, a, "#1-_-register-_-A-_-127.0.0.9-_-30001")
+        .await;
+    assert!(
+        registered.starts_with("#1-_-200-_-{\"secret\": \""),
+        "{registered}"
     );
     for i in 0..60 {
         let answer = c

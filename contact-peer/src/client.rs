@@ -40,8 +40,11 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use contact_proto::auth::Secret;
 use contact_proto::{
-    Answer, Body, Command, Cookie, CookieTag, EXT_VERSION, Request, RequestId, Status,
+    Answer, Body, Command, ContactName, Cookie, CookieTag, EXT_VERSION, Request, RequestId, Status,
 };
 use thiserror::Error;
 
@@ -254,6 +257,36 @@ pub struct Client {
     /// The address cookie our server gave (issue 10), echoed in every tagged request; until
     /// there is one, tagged requests ask for it.
     cookie: Option<Cookie>,
+    /// Whether the client has asked for a cookie before a `register` (once: a server that
+    /// gives none is not asked again).
+    cookie_asked: bool,
+    /// The secret of each contact this client registered with our server (issue 10), from
+    /// the `register` answer: every later request acting for it carries its tag.
+    secrets: HashMap<ContactName, Secret>,
+}
+
+/// The wire form of a request: tagged with `tag` when the server is ours, then with the
+/// cookie part and, when the command acts for a contact whose secret the client holds, the
+/// request tag over the id and the command's bytes.
+fn wire(
+    tag: Option<RequestId>,
+    cookie: Option<Cookie>,
+    secrets: &HashMap<ContactName, Secret>,
+    command: &Command,
+) -> Vec<u8> {
+    let mut request = Request::plain(command.clone());
+    request.id = tag;
+    request.cookie = tag.map(|_| cookie.map_or(CookieTag::Ask, CookieTag::Echo));
+    let acting = match command {
+        Command::Register { name, .. } => Some(name),
+        other => other.acting_contact(),
+    };
+    if let (Some(id), Some(secret)) = (tag, acting.and_then(|name| secrets.get(name))) {
+        let mut bytes = Vec::new();
+        command.encode(&mut bytes);
+        request.tag = Some(secret.request_tag(id, &bytes));
+    }
+    request.to_bytes()
 }
 
 impl Client {
@@ -275,6 +308,8 @@ impl Client {
             events: VecDeque::new(),
             rng,
             cookie: None,
+            cookie_asked: false,
+            secrets: HashMap::new(),
         }
     }
 
@@ -294,6 +329,13 @@ impl Client {
     /// The server's address (the one requests go to now).
     pub fn server(&self) -> SocketAddr {
         self.server
+    }
+
+    /// The secret our server gave `name` when this client registered it (issue 10), if
+    /// any: what the client tags that contact's requests with, and what the contact's ring
+    /// proofs are checked with.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name)
     }
 
     /// What the client has learnt about the server.
@@ -368,6 +410,17 @@ impl Client {
                 };
             }
         }
+        match (&flight.pending.command, &answer.body) {
+            (Command::Register { name, .. }, Some(Body::Secret(secret)))
+                if flight.tag.is_some() =>
+            {
+                self.secrets.insert(name.clone(), secret.clone());
+            }
+            (Command::Exit { name }, _) if answer.status.is_ok() => {
+                self.secrets.remove(name);
+            }
+            _ => {}
+        }
         if flight.pending.user {
             self.events.push_back(ClientEvent::Answer {
                 id: flight.pending.id,
@@ -397,12 +450,12 @@ impl Client {
                 tracing::debug!(server = %next, "moving to the next server");
             }
             tracing::debug!(attempt = flight.attempts, command = %flight.pending.command, "request sent again");
-            let mut request = Request::plain(flight.pending.command.clone());
-            request.id = flight.tag;
-            request.cookie = flight
-                .tag
-                .map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo));
-            let bytes = request.to_bytes();
+            let bytes = wire(
+                flight.tag,
+                self.cookie,
+                &self.secrets,
+                &flight.pending.command,
+            );
             let (wait, sends, waited) = (
                 flight.timeout,
                 flight.attempts,
@@ -498,18 +551,26 @@ impl Client {
         let Some(front) = self.queue.front() else {
             return;
         };
-        let pending =
-            if self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists) {
-                // Probe first; the user's request stays at the front of the queue.
-                let id = self.fresh_id();
-                Pending {
-                    id,
-                    command: Command::QueryLists,
-                    user: false,
-                }
-            } else {
-                self.queue.pop_front().expect("front checked")
-            };
+        // Our server gives a contact a secret only when its `register` comes with a valid
+        // address cookie: a client without one asks for it first, with a `query-lists`.
+        let cookie_first = matches!(self.kind, ServerKind::Extended(_))
+            && self.cookie.is_none()
+            && !self.cookie_asked
+            && matches!(front.command, Command::Register { .. });
+        let pending = if cookie_first
+            || self.kind == ServerKind::Unknown && !matches!(front.command, Command::QueryLists)
+        {
+            self.cookie_asked |= cookie_first;
+            // Probe first; the user's request stays at the front of the queue.
+            let id = self.fresh_id();
+            Pending {
+                id,
+                command: Command::QueryLists,
+                user: false,
+            }
+        } else {
+            self.queue.pop_front().expect("front checked")
+        };
         let (tag, retry) = match self.kind {
             ServerKind::Extended(_) => (Some(pending.id), true),
             ServerKind::Reference | ServerKind::Unknown => {
@@ -518,10 +579,7 @@ impl Client {
         };
         let gives_up_at = now + self.config.retry_window;
         let timeout = self.config.initial_timeout;
-        let mut request = Request::plain(pending.command.clone());
-        request.id = tag;
-        request.cookie = tag.map(|_| self.cookie.map_or(CookieTag::Ask, CookieTag::Echo));
-        let bytes = request.to_bytes();
+        let bytes = wire(tag, self.cookie, &self.secrets, &pending.command);
         self.transmit = Some(bytes);
         let deadline = if retry {
             (now + self.jittered(timeout)).min(gives_up_at)
@@ -864,5 +922,76 @@ mod tests {
         assert!(
             matches!(c.poll_event(), Some(ClientEvent::Answer { answer, .. }) if answer.status == Status::Ok)
         );
+    }
+
+    /// Issue 10 stage 4, both ends: our client against our server under `--auth` gets its
+    /// contact's secret (after fetching a cookie), then tags every request acting for it;
+    /// a forged request from the contact's own address without the tag is refused.
+    #[test]
+    fn our_client_gets_a_secret_and_tags_its_contacts_requests() {
+        use crate::ServerConfig;
+        use crate::server::ServerCore;
+        use contact_registry::{Limits, Registry};
+
+        let me: SocketAddr = "127.0.0.1:30001".parse().unwrap();
+        let config = ServerConfig {
+            auth: true,
+            ..ServerConfig::default()
+        };
+        let mut srv = ServerCore::new(Registry::new(Limits::default()), &config);
+        let mut c = Client::new(server(), config_for_test());
+        let now = Instant::now();
+        let run = |c: &mut Client, srv: &mut ServerCore, command: Command| -> Answer {
+            c.send(now, command);
+            let mut buf = Vec::new();
+            for _ in 0..8 {
+                if let Some(t) = c.poll_transmit(&mut buf) {
+                    srv.handle_datagram(now, me, &buf[..t.size]);
+                    let mut out = Vec::new();
+                    while let Some(t) = srv.poll_transmit(&mut out) {
+                        c.handle_datagram(now, server(), &out[..t.size]);
+                    }
+                }
+                if let Some(ClientEvent::Answer { answer, .. }) = c.poll_event() {
+                    return answer;
+                }
+            }
+            panic!("no answer")
+        };
+        let register = Command::Register {
+            name: "alice".parse().unwrap(),
+            ip: me.ip(),
+            port: me.port(),
+        };
+        let answer = run(&mut c, &mut srv, register);
+        let Some(Body::Secret(secret)) = answer.body else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(
+            srv.registry().contact("alice").unwrap().secret(),
+            Some(&secret)
+        );
+        for line in ["create club", "join club alice", "im-start club alice"] {
+            let command = contact_proto::parse_line(line).unwrap().unwrap().command;
+            let answer = run(&mut c, &mut srv, command);
+            assert!(answer.status.is_ok(), "{line}: {answer:?}");
+        }
+        // A forger at alice's own address, without her tag: refused, alice stays.
+        srv.handle_datagram(now, me, b"#99-_-exit-_-alice");
+        let mut out = Vec::new();
+        let t = srv.poll_transmit(&mut out).unwrap();
+        assert!(out[..t.size].starts_with(b"#99-_-472-_-"));
+        assert!(srv.registry().contact("alice").is_some());
+        for line in ["im-complete club alice", "exit alice"] {
+            let command = contact_proto::parse_line(line).unwrap().unwrap().command;
+            let answer = run(&mut c, &mut srv, command);
+            assert!(answer.status.is_ok(), "{line}: {answer:?}");
+        }
+        assert!(srv.registry().contact("alice").is_none());
+        assert!(c.secrets.is_empty());
+    }
+
+    fn config_for_test() -> ClientConfig {
+        config()
     }
 }

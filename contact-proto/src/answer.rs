@@ -17,6 +17,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::auth::{PROOF_KEY, RING_KEY, SECRET_KEY, Secret, Tag};
 use crate::json::{check_count, check_datagram, json_string_len, next_key, set_once, write_py};
 use crate::write::{digits, push_decimal};
 use crate::{ContactName, Cookie, DELIMITER, DecodeError, ListName, RequestId, Status};
@@ -63,6 +64,10 @@ pub enum Body {
     ImStart(ImStartBody),
     /// Ours: a human explanation of a failure with a code of 466 or above.
     Error(String),
+    /// Ours (issue 10): the secret of the contact a tagged `register` from a proven address
+    /// just registered, `{"secret": "64 hex digits"}`. Only our peers get it: they alone
+    /// send tagged requests.
+    Secret(Secret),
 }
 
 /// The body of a `query-lists` answer: every list name, in creation order.
@@ -90,6 +95,10 @@ pub struct ListsBody {
 pub struct ImStartBody {
     /// The members; `num_contacts_in_list` on the wire is its length.
     pub contact_list: Vec<Member>,
+    /// Ours (issue 10): the server's nonce for this ring ([`RING_KEY`], unique per
+    /// `im-start`), which the members' proofs ([`Member::proof`]) cover. Only in answers to
+    /// our peers' (tagged) `im-start`.
+    pub ring: Option<u64>,
 }
 
 /// One member of a ring, as it appears in an `im-start` body and in a ring packet.
@@ -172,6 +181,28 @@ impl Member {
         }
     }
 
+    /// The member's ring proof ([`PROOF_KEY`]), if the server gave one and it is 32 hex
+    /// digits.
+    pub fn proof(&self) -> Option<Tag> {
+        match self.extra.get(PROOF_KEY)? {
+            Value::String(hex) => Tag::from_hex(hex),
+            _ => None,
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the member's ring proof.
+    pub fn set_proof(&mut self, proof: Option<Tag>) {
+        match proof {
+            Some(tag) => {
+                self.extra
+                    .insert(PROOF_KEY.to_owned(), Value::String(tag.to_hex()));
+            }
+            None => {
+                self.extra.remove(PROOF_KEY);
+            }
+        }
+    }
+
     /// The same member with extension level `ext` ([`EXT_VERSION`] for our peers).
     pub fn with_ext(mut self, ext: u32) -> Self {
         self.ext = ext;
@@ -234,15 +265,21 @@ impl ListsBody {
 impl ImStartBody {
     /// A body holding the ring `contact_list`, initiator first.
     pub fn new(contact_list: Vec<Member>) -> Self {
-        Self { contact_list }
+        Self {
+            contact_list,
+            ring: None,
+        }
     }
 }
 
 impl Serialize for ImStartBody {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("num_contacts_in_list", &self.contact_list.len())?;
         map.serialize_entry("contact_list", &self.contact_list)?;
+        if let Some(ring) = self.ring {
+            map.serialize_entry(RING_KEY, &ring)?;
+        }
         map.end()
     }
 }
@@ -255,6 +292,11 @@ impl Serialize for Body {
             Self::Error(text) => {
                 let mut map = s.serialize_map(Some(1))?;
                 map.serialize_entry("error", text)?;
+                map.end()
+            }
+            Self::Secret(secret) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(SECRET_KEY, &secret.to_hex())?;
                 map.end()
             }
         }
@@ -273,6 +315,8 @@ struct RawLists {
 struct RawImStart {
     num_contacts_in_list: usize,
     contact_list: Vec<Member>,
+    #[serde(default)]
+    ring: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for ListsBody {
@@ -298,6 +342,7 @@ impl<'de> Deserialize<'de> for ImStartBody {
         .map_err(serde::de::Error::custom)?;
         Ok(Self {
             contact_list: raw.contact_list,
+            ring: raw.ring,
         })
     }
 }
@@ -321,6 +366,10 @@ impl Body {
             Ok(Self::Lists(serde_json::from_value(value)?))
         } else if let Some(Value::String(text)) = map.get("error") {
             Ok(Self::Error(text.clone()))
+        } else if let Some(Value::String(hex)) = map.get(SECRET_KEY).filter(|_| map.len() == 1) {
+            Secret::from_hex(hex)
+                .map(Self::Secret)
+                .ok_or(DecodeError::UnknownBody)
         } else {
             Err(DecodeError::UnknownBody)
         }
@@ -504,10 +553,46 @@ mod tests {
                         member("Me", "10.120.70.106", 22000),
                         member("Myself", "10.120.70.106", 22002),
                     ],
+                    ring: None,
                 })),
                 r#"200-_-{"num_contacts_in_list": 2, "contact_list": [{"name": "Me", "ip": "10.120.70.106", "port": 22000}, {"name": "Myself", "ip": "10.120.70.106", "port": 22002}]}"#,
             ),
         ]
+    }
+
+    #[test]
+    fn secret_bodies_ring_nonces_and_proofs_round_trip() {
+        let secret = Secret([0x5a; 32]);
+        let answer = Answer::ok_with(Body::Secret(secret.clone())).with_id(Some(12));
+        let wire = format!("#12-_-200-_-{{\"secret\": \"{}\"}}", "5a".repeat(32));
+        assert_eq!(String::from_utf8(answer.to_bytes()).unwrap(), wire);
+        assert_eq!(Answer::decode(wire.as_bytes()), Ok(answer));
+        // Not 64 hex digits, or beside other keys: not a secret body.
+        for bad in [
+            r#"200-_-{"secret": "5a"}"#.to_string(),
+            format!("200-_-{{\"secret\": \"{}\", \"x\": 1}}", "5a".repeat(32)),
+        ] {
+            assert!(Answer::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let mut m = member("Me", "10.0.0.1", 22000);
+        m.ext = 1;
+        m.set_proof(Some(Tag([0xcd; 16])));
+        assert_eq!(m.proof(), Some(Tag([0xcd; 16])));
+        let body = ImStartBody {
+            contact_list: vec![m],
+            ring: Some(7),
+        };
+        let answer = Answer::ok_with(Body::ImStart(body));
+        let wire = answer.to_bytes();
+        let text = String::from_utf8(wire.clone()).unwrap();
+        assert!(
+            text.ends_with(&format!(
+                "\"ext\": 1, \"proof\": \"{}\"}}], \"ring\": 7}}",
+                "cd".repeat(16)
+            )),
+            "{text}"
+        );
+        assert_eq!(Answer::decode(&wire), Ok(answer));
     }
 
     #[test]
@@ -570,6 +655,7 @@ mod tests {
         m.ext = EXT_VERSION;
         let a = Answer::ok_with(Body::ImStart(ImStartBody {
             contact_list: vec![m],
+            ring: None,
         }));
         assert_eq!(
             a.to_bytes(),

@@ -121,7 +121,7 @@ impl RingFields<'_> {
 
 /// A request tag or a ring proof: the first 128 bits of an HMAC-SHA256, written as 32
 /// lowercase hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Tag(pub [u8; 16]);
 
 impl Tag {

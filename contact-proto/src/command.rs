@@ -25,6 +25,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Tag;
 use crate::write::{push_decimal, write_word};
 use crate::{ContactName, DELIMITER, DecodeError, ListName, MAX_REQUEST_LEN, SavePath};
 
@@ -354,7 +355,8 @@ pub(crate) fn split_tag(tag: &str) -> Option<(RequestId, Option<&str>)> {
 /// our peers talking to one of our servers.
 ///
 /// ```text
-/// request = [ "#" ID [ "~" [ COOKIE ] ] "-_-" ] command    ; COOKIE: 16 hex digits
+/// request = [ "#" ID [ "~" [ COOKIE ] [ "~" TAG ] ] "-_-" ] command
+///                                ; COOKIE: 16 hex digits; TAG: 32 hex digits
 /// ```
 ///
 /// ```
@@ -375,6 +377,12 @@ pub struct Request {
     /// The cookie part of a tagged request (ours), if any: ignored without an id.
     #[serde(default)]
     pub cookie: Option<CookieTag>,
+    /// The request tag of a tagged request acting for a contact that has a secret (ours,
+    /// issue 10): [`Secret::request_tag`](crate::auth::Secret::request_tag) over the id and
+    /// the command's wire bytes. Written after the cookie part (`#ID~COOKIE~TAG-_-`, or
+    /// `#ID~~TAG-_-` without a cookie, which also asks for one); ignored without an id.
+    #[serde(default)]
+    pub tag: Option<Tag>,
     /// The command.
     pub command: Command,
 }
@@ -385,6 +393,7 @@ impl Request {
         Self {
             id: None,
             cookie: None,
+            tag: None,
             command,
         }
     }
@@ -394,8 +403,16 @@ impl Request {
         Self {
             id: Some(id),
             cookie: None,
+            tag: None,
             command,
         }
+    }
+
+    /// The same request with the request tag `tag` (issue 10); it is sent only when the
+    /// request has an id.
+    pub fn with_tag(mut self, tag: Option<Tag>) -> Self {
+        self.tag = tag;
+        self
     }
 
     /// The same request with the cookie part `cookie`; it is sent only when the request
@@ -411,12 +428,18 @@ impl Request {
             out.push(b'#');
             push_decimal(out, u64::from(id));
             match self.cookie {
+                // A tag needs the cookie part before it: an empty one asks for a cookie.
+                None if self.tag.is_some() => out.push(b'~'),
                 None => {}
                 Some(CookieTag::Ask) => out.push(b'~'),
                 Some(CookieTag::Echo(c)) => {
                     out.push(b'~');
                     c.push(out);
                 }
+            }
+            if let Some(tag) = &self.tag {
+                out.push(b'~');
+                out.extend_from_slice(tag.to_hex().as_bytes());
             }
             out.extend_from_slice(DELIMITER.as_bytes());
         }
@@ -448,12 +471,20 @@ impl Request {
         // The longest command has 4 fields; one more is enough to see that there are too
         // many, so the split needs no allocation.
         let mut fields = Fields { rest: Some(text) };
-        let (mut id, mut cookie) = (None, None);
+        let (mut id, mut cookie, mut request_tag) = (None, None, None);
         let mut first = fields.next().unwrap_or_default();
         if let Some(tag) = first.strip_prefix('#') {
             let bad = || DecodeError::BadId(truncate(tag));
             let (i, c) = split_tag(tag).ok_or_else(bad)?;
             id = Some(i);
+            let c = match c.map(|c| c.split_once('~')) {
+                None => None,
+                Some(None) => c,
+                Some(Some((c, t))) => {
+                    request_tag = Some(Tag::from_hex(t).ok_or_else(bad)?);
+                    Some(c)
+                }
+            };
             cookie = match c {
                 None => None,
                 Some("") => Some(CookieTag::Ask),
@@ -487,6 +518,7 @@ impl Request {
         Ok(Self {
             id,
             cookie,
+            tag: request_tag,
             command,
         })
     }
@@ -754,6 +786,61 @@ mod tests {
             let ours: Vec<&str> = Fields { rest: Some(&text) }.collect();
             let std: Vec<&str> = text.split(DELIMITER).collect();
             proptest::prop_assert_eq!(ours, std);
+        }
+    }
+
+    #[test]
+    fn request_tags_bytes() {
+        let tag = Tag([0xab; 16]);
+        let hex = "ab".repeat(16);
+        let mut req = Request::plain(Command::Exit { name: c("alice") });
+        req.id = Some(17);
+        req.tag = Some(tag);
+        req.cookie = Some(CookieTag::Echo(Cookie(0x8c1f_0e9a_2b3d_4c5e)));
+        let wire = format!("#17~8c1f0e9a2b3d4c5e~{hex}-_-exit-_-alice");
+        assert_eq!(req.to_bytes(), wire.as_bytes());
+        assert_eq!(Request::decode(wire.as_bytes()), Ok(req.clone()));
+        // Without a cookie, the part before the tag is empty: it asks for one.
+        req.cookie = Some(CookieTag::Ask);
+        let wire = format!("#17~~{hex}-_-exit-_-alice");
+        assert_eq!(req.to_bytes(), wire.as_bytes());
+        assert_eq!(Request::decode(wire.as_bytes()), Ok(req.clone()));
+        req.cookie = None;
+        assert_eq!(req.to_bytes(), wire.as_bytes());
+        assert_eq!(Request::peek_id(wire.as_bytes()), Some(17));
+        for bad in [
+            format!("#17~~{}-_-exit-_-alice", &hex[1..]),
+            format!("#17~~{hex}~-_-exit-_-alice"),
+            format!("#17~~{}g-_-exit-_-alice", &hex[1..]),
+            "#17~~-_-exit-_-alice".to_string(),
+        ] {
+            assert!(
+                matches!(Request::decode(bad.as_bytes()), Err(DecodeError::BadId(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tagged_requests_round_trip(
+            id in proptest::prelude::any::<u32>(),
+            cookie in proptest::option::of(proptest::option::of(proptest::prelude::any::<u64>())),
+            tag in proptest::option::of(proptest::prelude::any::<[u8; 16]>()),
+            which in 0..table().len(),
+        ) {
+            let mut req = Request::plain(table().swap_remove(which).0);
+            req.id = Some(id);
+            req.cookie = cookie.map(|c| c.map_or(CookieTag::Ask, |c| CookieTag::Echo(Cookie(c))));
+            req.tag = tag.map(Tag);
+            let wire = req.to_bytes();
+            let back = Request::decode(&wire).unwrap();
+            // A tag without a cookie part is written as asking for a cookie.
+            if req.tag.is_some() && req.cookie.is_none() {
+                req.cookie = Some(CookieTag::Ask);
+            }
+            proptest::prop_assert_eq!(&back, &req);
+            proptest::prop_assert_eq!(back.to_bytes(), wire);
         }
     }
 

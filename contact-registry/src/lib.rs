@@ -103,7 +103,7 @@ mod registry;
 mod save;
 
 pub use limits::Limits;
-pub use outcome::{Outcome, Reply};
+pub use outcome::{Keys, Outcome, Reply};
 pub use registry::{Contact, Contacts, Registry};
 pub use save::{LoadError, LoadErrorKind};
 

@@ -90,3 +90,18 @@ impl Outcome {
         self.reply.status()
     }
 }
+
+/// What the server drew for a command (issue 10), given to
+/// [`Registry::execute_keyed`](crate::Registry::execute_keyed): the secret of the contact a
+/// `register` makes, and the nonce of the ring an `im-start` starts. The registry draws
+/// nothing itself (it stays deterministic): the caller does, and journals or replicates
+/// what it drew with the command, so that replaying both gives the same state and answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    /// For `register`: the new contact's secret, kept with it and sent back in the answer
+    /// (`{"secret": HEX}`).
+    pub secret: Option<contact_proto::auth::Secret>,
+    /// For `im-start`: the ring's nonce; the answer then carries it (`"ring"`) and a ring
+    /// proof for each member that has a secret.
+    pub ring: Option<u64>,
+}

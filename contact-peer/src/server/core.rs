@@ -12,15 +12,17 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use contact_proto::auth::Secret;
 use contact_proto::{
     Answer, Body, Command, Cookie, CookieTag, DELIMITER, EXT_VERSION, MAX_DATAGRAM_LEN, Request,
     RequestId, Status,
 };
-use contact_registry::{Registry, Reply};
+use contact_registry::{Keys, Registry, Reply};
 
 use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
 use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
+use super::guard::{Credentials, Guard};
 use super::im_timers::ImTimers;
 use super::stats::Counters;
 use super::{KeptAnswer, Record, SaveJob, ServerConfig, ServerStats};
@@ -54,7 +56,8 @@ pub struct ServerCore {
     cache: AnswerCache,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     saves: VecDeque<SaveJob>,
-    auth: bool,
+    /// The `--auth` check.
+    guard: Guard,
     /// Mutations for the durable store, when there is one.
     records: Option<VecDeque<Record>>,
     ims: Option<ImTimers>,
@@ -83,11 +86,11 @@ pub struct ServerCore {
     quotas: Quotas,
     /// The key of the address cookies.
     cookie_key: CookieKey,
-    /// The operator's prefixes ([`ServerConfig::operator`]).
-    operator: Vec<super::Cidr>,
     /// What the request being handled proved: its answers skip the volume limit when its
     /// cookie is valid; a tagged request that asked for one (or brought a wrong one) gets it.
     turn: Turn,
+    /// The last ring nonce given ([`ServerCore::ring_nonce`]).
+    last_ring: u64,
 }
 
 /// The address proof of the request being handled.
@@ -110,7 +113,7 @@ impl ServerCore {
             ),
             transmits: VecDeque::new(),
             saves: VecDeque::new(),
-            auth: config.auth,
+            guard: Guard::new(config),
             records: config.state.is_some().then(VecDeque::new),
             ims: config.im_timeout.map(|t| ImTimers::new(millis(t))),
             errors: ErrorBudget::new(config.error_rate),
@@ -140,9 +143,25 @@ impl ServerCore {
                     .unwrap_or((config.limits.max_lists / 4).max(1)),
             ),
             cookie_key: config.cookie_key.clone(),
-            operator: config.operator.clone(),
             turn: Turn::default(),
+            last_ring: 0,
         }
+        .count_loaded_contacts()
+    }
+
+    /// Counts the contacts of a registry the core starts with (loaded, or replayed from a
+    /// journal) against the quota of their registered address's prefix: the source that
+    /// registered them, under `--auth` (where `register` must come from that address), and
+    /// the best guess without. Lists have no such trace: they are nobody's after a restart.
+    fn count_loaded_contacts(mut self) -> Self {
+        let held: Vec<_> = (self.registry.contacts())
+            .filter(|c| !self.sources.trusted(c.ip()))
+            .map(|c| (self.sources.prefix(c.ip()), c.name().as_str().to_owned()))
+            .collect();
+        for (prefix, name) in held {
+            self.quotas.registered(prefix, &name);
+        }
+        self
     }
 
     /// Answers sent to addresses proven by their cookie, outside the volume limit, so far.
@@ -338,11 +357,17 @@ impl ServerCore {
                 Lookup::New => {}
             }
         }
-        let Request { id, command, .. } = request;
+        let Request {
+            id, command, tag, ..
+        } = request;
         // Formatting the command costs an allocation: only when the log line is wanted.
         let text = tracing::enabled!(tracing::Level::DEBUG).then(|| command.to_string());
         // Checks before the registry sees the command.
-        if let Some(answer) = self.refuse(from, &command) {
+        let credentials = Credentials::of(bytes, id, tag.as_ref());
+        if let Some(answer) = self
+            .guard
+            .refuse(&self.registry, from, credentials, &command)
+        {
             tracing::debug!(%from, id, request = text.as_deref(), status = answer.status.code(), "request");
             return self.answer(at, from, answer.with_id(id), id.map(|_| digest), false);
         }
@@ -428,7 +453,17 @@ impl ServerCore {
         // What changed the state is recorded as it was executed; the command is kept only
         // when something follows the records.
         let kept = (self.records.is_some() || self.ims.is_some()).then(|| command.clone());
-        let outcome = self.registry.execute(command, ext);
+        // What the server draws for the command (issue 10): a secret for a contact our peer
+        // registers from a proven address, a nonce for a ring our peer starts.
+        let keys = Keys {
+            secret: (id.is_some()
+                && self.turn.proven
+                && matches!(command, Command::Register { .. }))
+            .then(|| Secret(random())),
+            ring: (id.is_some() && matches!(command, Command::ImStart { .. }))
+                .then(|| self.ring_nonce(at)),
+        };
+        let outcome = self.registry.execute_keyed(command, ext, &keys);
         if outcome.lists_changed {
             self.lists_body = None;
         }
@@ -459,6 +494,7 @@ impl ServerCore {
                     ext,
                     command: Some(command),
                     answer: tag.clone(),
+                    keys,
                 },
             );
         }
@@ -475,6 +511,7 @@ impl ServerCore {
                             ext,
                             command: None,
                             answer: Some(tag),
+                            keys: Keys::default(),
                         });
                     }
                 }
@@ -494,40 +531,13 @@ impl ServerCore {
         }
     }
 
-    /// With authentication on, refuses a command for a contact that does not come from the
-    /// contact's registered address, and a `register` that does not come from the address it
-    /// registers. An unknown contact is left to the registry (459).
-    fn refuse(&self, from: SocketAddr, command: &Command) -> Option<Answer> {
-        if !self.auth {
-            return None;
-        }
-        let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
-        if let Command::Register { name, ip, port } = command {
-            // A contact registered at someone else's address would make every answer and
-            // ring packet for it go there (issue 10): register must come from it.
-            return (canonical(SocketAddr::new(*ip, *port)) != canonical(from)).then(|| {
-                Answer::error(
-                    Status::NotAuthorized,
-                    format!("{name} may only be registered from the address it registers"),
-                )
-            });
-        }
-        let contact = self.registry.contact(command.acting_contact()?)?;
-        if self.operator.iter().any(|c| c.contains(from.ip())) {
-            // The operator acts for anyone: the way to remove what a hostile source left.
-            tracing::info!(%from, contact = %contact.name(), "operator request");
-            return None;
-        }
-        (canonical(contact.addr()) != canonical(from)).then(|| {
-            // The text never names the address: it would tell a spoofer what to forge.
-            Answer::error(
-                Status::NotAuthorized,
-                format!(
-                    "{} may only be acted for from its registered address",
-                    contact.name(),
-                ),
-            )
-        })
+    /// A ring nonce: unique (the wall clock in ms, shifted, then counting up within a
+    /// millisecond), and decided by the core's inputs alone, as the rest of the answer is.
+    /// It need not be secret: it only tells one ring's proofs from another's.
+    fn ring_nonce(&mut self, at: u64) -> u64 {
+        let nonce = (self.last_ring + 1).max(self.unix_epoch.saturating_add(at) << 12);
+        self.last_ring = nonce;
+        nonce
     }
 
     /// What follows a command that changed the registry: the instant-message timers, and
@@ -592,6 +602,7 @@ impl ServerCore {
                     ext: 0,
                     command: Some(command),
                     answer: None,
+                    keys: Keys::default(),
                 });
             }
         }
@@ -772,6 +783,14 @@ fn excerpt(text: &str) -> String {
         out.push(c);
     }
     out.push_str("...");
+    out
+}
+
+/// Bytes from the operating system's random source: a new contact's secret. Without one
+/// there is nothing better to do than stop.
+fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0; N];
+    getrandom::fill(&mut out).expect("the operating system's random source");
     out
 }
 

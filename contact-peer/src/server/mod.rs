@@ -28,6 +28,8 @@
 //! - `cache.rs`: the answer cache that makes tagged requests at-most-once.
 //! - `im_timers.rs`: the deadlines of open instant messages (`--im-timeout`).
 //! - `error_budget.rs`: how many error answers a source may get (`--error-rate`).
+//! - `guard.rs`: the `--auth` check (secrets' request tags, the registered address), one
+//!   function for both cores.
 //! - `abuse.rs`: what one source prefix may take: answer volume to unproven addresses,
 //!   contacts and lists held; trusted prefixes ([`Cidr`], `--trust`).
 //! - `stats.rs`: [`ServerStats`], what the server has done, for embedders and the
@@ -45,7 +47,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use contact_proto::{Command, RequestId, SavePath};
-use contact_registry::Limits;
+use contact_registry::{Keys, Limits};
 
 mod abuse;
 mod batch;
@@ -54,6 +56,7 @@ mod core;
 mod data_dir;
 mod driver;
 mod error_budget;
+mod guard;
 mod im_timers;
 pub mod replicated;
 mod stats;
@@ -96,9 +99,11 @@ pub struct ServerConfig {
     /// window of 60 s, so that a retransmission at the end of the window, delayed on the
     /// way, is still answered from the cache and never applied twice).
     pub dedup_lifetime: Duration,
-    /// Accept `join`, `leave`, `exit`, `im-start` and `im-complete` only from the named
-    /// contact's registered address (472 otherwise). Off by default: the seed's demo types
-    /// commands for other contacts.
+    /// Accept `join`, `leave`, `exit`, `im-start` and `im-complete` naming a contact only
+    /// with the request tag of the contact's secret when it has one (registered by our
+    /// peer), else only from its registered address; `register` only from the address it
+    /// registers (472 otherwise). Off by default: the seed's demo types commands for other
+    /// contacts.
     pub auth: bool,
     /// Complete an instant message that its initiator has not completed after this long, so
     /// that a crashed peer cannot block its list for good (default 10 minutes; `None`:
@@ -252,6 +257,10 @@ pub struct Record {
     pub command: Option<Command>,
     /// The tagged request's cache entry.
     pub answer: Option<KeptAnswer>,
+    /// What the server drew for the command (a new contact's secret, a ring's nonce), so
+    /// that replaying it gives the same state and answer. It holds a secret: the journal
+    /// is readable by the server's user only.
+    pub keys: Keys,
 }
 
 /// An answer to a tagged request, kept for its retransmissions across a restart.

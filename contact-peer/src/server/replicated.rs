@@ -25,12 +25,14 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use contact_proto::{Answer, Command, EXT_VERSION, MAX_DATAGRAM_LEN, Request, Status};
-use contact_registry::{Registry, Reply};
+use contact_registry::{Keys, Registry, Reply};
 
 use super::ServerConfig;
 use super::cache::{AnswerCache, digest};
 use super::error_budget::ErrorBudget;
+use super::guard::{Credentials, Guard};
 use super::im_timers::ImTimers;
+use super::store::{for_each_rebuild_record, parse_ext, push_ext};
 
 /// The replicated part of a server: log entries in, answers out, all on log time.
 ///
@@ -55,7 +57,8 @@ pub struct ReplicatedCore {
     registry: Registry,
     cache: AnswerCache,
     ims: Option<ImTimers>,
-    auth: bool,
+    /// The `--auth` check, the same function as the server core's.
+    guard: Guard,
     /// Log time: the greatest timestamp applied so far, in ms. Entries stamped earlier (by
     /// a new leader whose clock is behind) count as this time, so log time never goes back.
     now_ms: u64,
@@ -160,7 +163,7 @@ impl ReplicatedCore {
                 millis(config.dedup_lifetime),
             ),
             ims: config.im_timeout.map(|t| ImTimers::new(millis(t))),
-            auth: config.auth,
+            guard: Guard::new(config),
             now_ms: 0,
         }
     }
@@ -190,6 +193,22 @@ impl ReplicatedCore {
     /// retransmission of a tagged request gets its cached answer, the `--auth` check, and
     /// one [`Registry::execute`].
     pub fn apply(&mut self, at_ms: u64, from: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+        self.apply_keyed(at_ms, from, bytes, &Keys::default())
+    }
+
+    /// [`ReplicatedCore::apply`] with what the entry carries beyond the datagram (issue 10):
+    /// `keys.secret`, drawn by the leader that proposed it, becomes the contact's secret if
+    /// the entry is a tagged `register` that succeeds; `keys.ring` (the entry's log index:
+    /// unique, the same on every replica) the ring's nonce if it is a tagged `im-start`.
+    /// Both are ignored for anything else, so that a replica never depends on what a leader
+    /// put in an entry it had no use for.
+    pub fn apply_keyed(
+        &mut self,
+        at_ms: u64,
+        from: SocketAddr,
+        bytes: &[u8],
+        keys: &Keys,
+    ) -> Vec<u8> {
         let at = self.tick(at_ms);
         let request = match Request::decode(bytes) {
             Ok(r) => r,
@@ -207,13 +226,25 @@ impl ReplicatedCore {
                 return cached.to_vec();
             }
         }
-        let Request { id, command, .. } = request;
-        if let Some(answer) = refuse(self.auth, &self.registry, from, &command) {
+        let Request {
+            id, command, tag, ..
+        } = request;
+        let credentials = Credentials::of(bytes, id, tag.as_ref());
+        if let Some(answer) = self
+            .guard
+            .refuse(&self.registry, from, credentials, &command)
+        {
             return self.finish(at, from, answer.with_id(id), digest);
         }
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
         let kept = self.ims.is_some().then(|| command.clone());
-        let outcome = self.registry.execute(command, ext);
+        let keys = Keys {
+            secret: (keys.secret.clone())
+                .filter(|_| id.is_some() && matches!(command, Command::Register { .. })),
+            ring: (keys.ring)
+                .filter(|_| id.is_some() && matches!(command, Command::ImStart { .. })),
+        };
+        let outcome = self.registry.execute_keyed(command, ext, &keys);
         if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
             ims.applied(at, &command);
         }
@@ -276,21 +307,26 @@ impl ReplicatedCore {
     /// ```text
     /// snapshot = "contact-replica 1" NL "time " MS NL
     ///            "registry " N NL N*( EXT SP COMMAND NL )       ; the records that rebuild it
+    ///                            ; EXT as in the journal: a contact's secret follows its level
     ///            "cache " N NL N*( EXPIRY SP ADDR SP ID SP DIGEST SP LEN NL LEN*OCTET NL )
     ///            "ims " N NL N*( DEADLINE SP COMMAND NL )       ; im-start LIST NAME
     /// ```
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut records = Vec::new();
-        for_each_rebuild_record(&self.registry, |ext, command| records.push((ext, command)));
+        let _ = for_each_rebuild_record(&self.registry, |ext, command, keys| {
+            records.push((ext, command, keys));
+            Ok(())
+        });
         let _ = write!(
             Text(&mut out),
             "contact-replica 1\ntime {}\nregistry {}\n",
             self.now_ms,
             records.len()
         );
-        for (ext, command) in records {
-            let _ = write!(Text(&mut out), "{ext} ");
+        for (ext, command, keys) in records {
+            push_ext(&mut out, ext, &keys);
+            out.push(b' ');
             command.encode(&mut out);
             out.push(b'\n');
         }
@@ -333,10 +369,17 @@ impl ReplicatedCore {
         for _ in 0..n {
             let line = input.line()?;
             let (ext, command) = split_first(line).ok_or_else(|| input.bad("record"))?;
-            let ext: u32 = parse(ext).ok_or_else(|| input.bad("ext field"))?;
+            let (ext, keys) = std::str::from_utf8(ext)
+                .ok()
+                .and_then(parse_ext)
+                .ok_or_else(|| input.bad("ext field"))?;
             let request = Request::decode(command).map_err(|e| input.bad(&e.to_string()))?;
             let shown = request.command.to_string();
-            if !core.registry.execute(request.command, ext).changed {
+            if !core
+                .registry
+                .execute_keyed(request.command, ext, &keys)
+                .changed
+            {
                 return Err(input.bad(&format!("`{shown}` does not apply")));
             }
         }
@@ -383,27 +426,6 @@ impl ReplicatedCore {
     }
 }
 
-/// With authentication on, refuses a command for a contact that does not come from the
-/// contact's registered address; an unknown contact is left to the registry (459). The
-/// same rule as [`ServerCore`](super::ServerCore)'s.
-fn refuse(auth: bool, registry: &Registry, from: SocketAddr, command: &Command) -> Option<Answer> {
-    if !auth {
-        return None;
-    }
-    let contact = registry.contact(command.acting_contact()?)?;
-    let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
-    (canonical(contact.addr()) != canonical(from)).then(|| {
-        Answer::error(
-            Status::NotAuthorized,
-            format!(
-                "{} may only be acted for from its registered address {}",
-                contact.name(),
-                contact.addr()
-            ),
-        )
-    })
-}
-
 /// Encodes an answer, or `470` if it would not fit in one datagram.
 fn encode_bounded(answer: &Answer) -> Vec<u8> {
     let bytes = answer.to_bytes();
@@ -416,32 +438,6 @@ fn encode_bounded(answer: &Answer) -> Vec<u8> {
     )
     .with_id(answer.id)
     .to_bytes()
-}
-
-/// Calls `f` with the records that rebuild `registry` from nothing: every contact in
-/// registration order, every list in creation order with its members in list order, then
-/// the open instant messages (after the joins, which they would block). The same records
-/// as the durable store's compaction.
-fn for_each_rebuild_record(registry: &Registry, mut f: impl FnMut(u32, Command)) {
-    for contact in registry.contacts() {
-        let (name, ip, port) = (contact.name().clone(), contact.ip(), contact.port());
-        f(contact.ext(), Command::Register { name, ip, port });
-    }
-    for list in registry.lists() {
-        f(0, Command::Create { list: list.clone() });
-        for member in registry.members(list).into_iter().flatten() {
-            let (list, name) = (list.clone(), member.name().clone());
-            f(0, Command::Join { list, name });
-        }
-    }
-    for list in registry.lists() {
-        for member in registry.members(list).into_iter().flatten() {
-            for _ in 0..registry.pending(list, member.name()) {
-                let (list, name) = (list.clone(), member.name().clone());
-                f(0, Command::ImStart { list, name });
-            }
-        }
-    }
 }
 
 /// A duration in whole milliseconds (saturating).
@@ -613,5 +609,43 @@ mod tests {
             .replace("create", "crate");
         let err = ReplicatedCore::restore(bad.as_bytes(), &config()).unwrap_err();
         assert!(err.to_string().starts_with("snapshot line 4"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_entry_survive_snapshots_and_guard_under_auth() {
+        use contact_proto::auth::Secret;
+        let config = ServerConfig {
+            auth: true,
+            ..config()
+        };
+        let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config);
+        let a = addr(30001);
+        let keys = Keys {
+            secret: Some(Secret([5; 32])),
+            ring: Some(77),
+        };
+        let reg = b"#1-_-register-_-A-_-127.0.0.1-_-30001";
+        let answer = r.apply_keyed(0, a, reg, &keys);
+        assert_eq!(
+            answer,
+            format!("#1-_-200-_-{{\"secret\": \"{}\"}}", "05".repeat(32)).as_bytes()
+        );
+        // An untagged register ignores the entry's secret.
+        r.apply_keyed(0, addr(30003), b"register-_-B-_-127.0.0.1-_-30003", &keys);
+        assert!(r.registry().contact("B").unwrap().secret().is_none());
+        let mut b = ReplicatedCore::restore(&r.snapshot(), &config).unwrap();
+        assert_eq!(b.snapshot(), r.snapshot());
+        assert_eq!(
+            b.registry().contact("A").unwrap().secret(),
+            Some(&Secret([5; 32]))
+        );
+        // The same guard as the server core's: A's secret, not its address, lets one act.
+        let refused = b.apply(10, a, b"#2-_-exit-_-A");
+        assert!(refused.starts_with(b"#2-_-472-_-"), "{refused:?}");
+        let mut exit = Request::decode(b"exit-_-A").unwrap();
+        exit.id = Some(3);
+        exit.tag = Some(Secret([5; 32]).request_tag(3, b"exit-_-A"));
+        assert_eq!(b.apply(20, addr(9), &exit.to_bytes()), b"#3-_-200-_-null");
+        assert!(b.registry().contact("A").is_none());
     }
 }

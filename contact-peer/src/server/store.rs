@@ -18,9 +18,12 @@
 //! entry    = mutation / answer
 //! mutation = "m" SP ext SP tag SP command
 //! answer   = "a" SP tag SP bytes     ; a tagged request's answer, kept without a mutation
-//! ext      = 1*DIGIT       ; the caller's extension level (0 for a reference peer): what a
+//! ext      = 1*DIGIT [ ",s" 64HEXDIG ] [ ",r" 1*DIGIT ]
+//!                          ; the caller's extension level (0 for a reference peer): what a
 //!                          ; `register` records for the contact; compaction writes 0 for
-//!                          ; the other commands
+//!                          ; the other commands. Then what the server drew (issue 10):
+//!                          ; the contact's secret (`register`), the ring's nonce
+//!                          ; (`im-start`). The file is created readable by its owner only.
 //! tag      = "-" / from "," id "," digest "," at   ; "-": not a tagged request
 //! from     = the source address (`127.0.0.1:5000`, `[::1]:5000`)
 //! id       = 1*DIGIT       ; the request id
@@ -62,7 +65,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use contact_proto::{Command, Request};
-use contact_registry::{Limits, Registry, Reply};
+use contact_registry::{Keys, Limits, Registry, Reply};
 use thiserror::Error;
 
 use super::{KeptAnswer, Record};
@@ -186,12 +189,12 @@ impl Store {
         };
         #[cfg(unix)]
         let lock = lock(&path)?;
-        let (file, writable) = match OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-        {
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(true);
+        // The journal holds the contacts' secrets (issue 10): its owner alone reads it.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let (file, writable) = match options.open(&path) {
             Ok(f) => (f, true),
             Err(e) if path.exists() && is_refusal(&e) => {
                 (File::open(&path).map_err(io_err)?, false)
@@ -383,11 +386,12 @@ impl Store {
             out.write_all(&buf)
         };
         let mut state_records = 0u64;
-        for_each_rebuild_record(registry, |ext, command| {
+        for_each_rebuild_record(registry, |ext, command, keys| {
             let record = Record {
                 ext,
                 command: Some(command),
                 answer: None,
+                keys,
             };
             state_records += 1;
             write(&record, &mut out)
@@ -397,6 +401,7 @@ impl Store {
                 ext: 0,
                 command: None,
                 answer: Some(answer),
+                keys: Keys::default(),
             };
             write(&record, &mut out)?;
         }
@@ -482,3 +487,4 @@ mod tests;
 
 use journal::*;
 pub use journal::{Repaired, Verified, encode_record, repair, replay_journal, verify};
+pub(crate) use journal::{for_each_rebuild_record, parse_ext, push_ext};

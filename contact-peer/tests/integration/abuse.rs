@@ -9,7 +9,9 @@ use std::thread;
 use contact_peer::ServerConfig;
 use contact_proto::{Command, Status};
 
-use crate::util::{Raw, TestServer, peer, register};
+use std::net::SocketAddr;
+
+use crate::util::{Raw, TestServer, ok, peer, register};
 
 #[test]
 fn auth_mode_refuses_acting_for_another_contact() {
@@ -70,8 +72,87 @@ fn auth_mode_refuses_acting_for_another_contact() {
     let answer = raw.ask("exit-_-mallory");
     assert_eq!(
         answer,
-        "472-_-{\"error\": \"mallory may only be acted for from its registered address\"}"
+        "472-_-{\"error\": \"mallory may only be acted for by the peer that registered it (its request tag)\"}"
     );
+}
+
+/// Sends `payload` to `to` as a UDP datagram with the forged source `from`, through a raw
+/// socket (IPv4, `IPPROTO_RAW`, which implies that we write the IP header): what a blind
+/// spoofer does. `None` when raw sockets are not allowed (not root).
+fn forge(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
+        panic!("IPv4 only");
+    };
+    let socket = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+        Err(e) => panic!("raw socket: {e}"),
+    };
+    let total = u16::try_from(20 + 8 + payload.len()).unwrap();
+    let udp_len = total - 20;
+    let mut packet = vec![0x45, 0];
+    packet.extend(total.to_be_bytes());
+    // id 0 (the kernel fills it in), don't fragment, TTL 64, UDP, checksum 0 (filled in).
+    packet.extend([0, 0, 0x40, 0, 64, 17, 0, 0]);
+    packet.extend(from.ip().octets());
+    packet.extend(to.ip().octets());
+    packet.extend(from.port().to_be_bytes());
+    packet.extend(to.port().to_be_bytes());
+    // A UDP checksum of 0 means none, which IPv4 allows.
+    packet.extend(udp_len.to_be_bytes());
+    packet.extend([0, 0]);
+    packet.extend_from_slice(payload);
+    let sent = socket
+        .send_to(&packet, &SockAddr::from(SocketAddr::V4(to)))
+        .unwrap();
+    assert_eq!(sent, packet.len());
+    Some(())
+}
+
+/// Issue 10, row "`--auth`, then a raw datagram with alice's forged source address:
+/// `exit-_-alice`": alice was unregistered. Now alice, registered by our peer, has a
+/// secret, and a request acting for her needs its tag: the forger, blind to the `register`
+/// answer, cannot make one, even from her exact address. Her own peer goes on working.
+#[test]
+fn a_blind_spoofer_with_alices_address_cannot_act_for_her() {
+    let mut config = ServerConfig::default();
+    config.auth = true;
+    let server = TestServer::with(config);
+    let alice = peer(server.addr());
+    register(&alice, "alice");
+    ok(&alice, "create l");
+    ok(&alice, "join l alice");
+    // The forging works: a forged datagram from an address we can read is answered there.
+    let witness = Raw::new(server.addr());
+    let me = witness.socket.local_addr().unwrap();
+    if forge(me, server.addr(), b"#6-_-exit-_-alice").is_none() {
+        eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
+        return;
+    }
+    let mut buf = vec![0; 2048];
+    let (n, _) = witness
+        .socket
+        .recv_from(&mut buf)
+        .expect("an answer to the forged datagram");
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("#6-_-472-_-"), "{answer}");
+    assert!(!answer.contains("127.0.0.1"), "{answer}");
+    let forged: [&[u8]; 4] = [
+        b"exit-_-alice",
+        b"#7-_-exit-_-alice",
+        b"#8~~0123456789abcdef0123456789abcdef-_-exit-_-alice",
+        b"#9~-_-leave-_-l-_-alice",
+    ];
+    for payload in forged {
+        forge(alice.control_addr(), server.addr(), payload).unwrap();
+    }
+    // The forged datagrams went into the server's socket before this request (one path,
+    // in order): when alice's leave is answered, they have been handled.
+    ok(&alice, "leave l alice");
+    let registry = server.handle.shutdown().unwrap();
+    assert!(registry.contact("alice").is_some(), "alice was removed");
+    assert!(registry.contact("alice").unwrap().secret().is_some());
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use contact_proto::{EXT_VERSION, Member};
 
 /// The longest request-id tag a server may put in front of an answer, and the status.
-const ANSWER_HEAD: usize = "#4294967295-_-".len() + "200-_-".len();
+pub(super) const ANSWER_HEAD: usize = "#4294967295-_-".len() + "200-_-".len();
 
 fn digits(n: usize) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)

@@ -16,6 +16,8 @@ pub struct Contact {
     pub(super) ip: IpAddr,
     pub(super) port: u16,
     pub(super) ext: u32,
+    /// Its secret, when one of our peers registered it from a proven address (issue 10).
+    pub(super) secret: Option<contact_proto::auth::Secret>,
     pub(super) lists: ListIds,
     pub(super) prev: u32,
     pub(super) next: u32,
@@ -45,6 +47,11 @@ impl Contact {
     /// Its extension level: 0 for a reference peer.
     pub fn ext(&self) -> u32 {
         self.ext
+    }
+
+    /// Its secret ([`Keys::secret`](crate::Keys::secret)), if the server gave it one.
+    pub fn secret(&self) -> Option<&contact_proto::auth::Secret> {
+        self.secret.as_ref()
     }
 
     /// How many lists it belongs to.

@@ -36,13 +36,15 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use contact_proto::{Answer, Body, Command, ContactName, EXT_VERSION, ListName, ListsBody, Status};
+use contact_proto::{
+    Answer, Body, Command, ContactName, EXT_VERSION, ImStartBody, ListName, ListsBody, Status,
+};
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
 pub use contact::{Contact, Contacts};
 
 use crate::list_ids::ListIds;
-use crate::{Limits, Outcome, Reply};
+use crate::{Keys, Limits, Outcome, Reply};
 use answer_len::lists_answer_len;
 
 /// "No contact" in the registration-order links.
@@ -165,6 +167,101 @@ impl Registry {
     /// ```
     pub fn execute(&mut self, cmd: Command, ext: u32) -> Outcome {
         self.run(cmd, ext, EXT_VERSION)
+    }
+
+    /// [`Registry::execute`] with what the server drew for the command ([`Keys`]): a
+    /// `register` that succeeds keeps `keys.secret` with the contact and answers
+    /// `{"secret": HEX}`; an `im-start` that succeeds answers with `keys.ring` and, in the
+    /// entry of each member that has a secret (when one has), its ring proof
+    /// ([`Secret::ring_proof`](contact_proto::auth::Secret::ring_proof)), unless they would
+    /// make the answer outgrow [`Limits::max_answer_len`](crate::Limits::max_answer_len)
+    /// (then the ring goes without them, as a reference one). Other keys are ignored.
+    ///
+    /// ```
+    /// use contact_proto::auth::Secret;
+    /// use contact_proto::{Body, Command, EXT_VERSION};
+    /// use contact_registry::{Keys, Registry, Reply};
+    ///
+    /// let mut registry = Registry::default();
+    /// let register = Command::Register {
+    ///     name: "Me".parse().unwrap(),
+    ///     ip: "10.0.0.1".parse().unwrap(),
+    ///     port: 22000,
+    /// };
+    /// let keys = Keys { secret: Some(Secret([7; 32])), ring: None };
+    /// let done = registry.execute_keyed(register, EXT_VERSION, &keys);
+    /// let Reply::Answer(answer) = done.reply else { unreachable!() };
+    /// assert_eq!(answer.body, Some(Body::Secret(Secret([7; 32]))));
+    /// assert_eq!(registry.contact("Me").unwrap().secret(), Some(&Secret([7; 32])));
+    /// ```
+    pub fn execute_keyed(&mut self, cmd: Command, ext: u32, keys: &Keys) -> Outcome {
+        let named = match &cmd {
+            Command::Register { name, .. } => Some((None, name.clone())),
+            Command::ImStart { list, name } => Some((Some(list.clone()), name.clone())),
+            _ => None,
+        };
+        let mut outcome = self.run(cmd, ext, EXT_VERSION);
+        let (Reply::Answer(answer), Some((list, name)), true) =
+            (&mut outcome.reply, named, outcome.changed)
+        else {
+            return outcome;
+        };
+        match (list, &keys.secret, keys.ring) {
+            (None, Some(secret), _) => {
+                if let Some(c) = self.contact_id(name.as_str()) {
+                    self.slot_mut(c).secret = Some(secret.clone());
+                }
+                answer.body = Some(Body::Secret(secret.clone()));
+            }
+            (Some(list), _, Some(ring)) => {
+                if let Some(Body::ImStart(body)) = &mut answer.body {
+                    self.prove_ring(body, &list, ring);
+                }
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    /// Puts `ring` and the members' proofs into the `im-start` body of `list`, if they fit.
+    fn prove_ring(&self, body: &mut ImStartBody, list: &ListName, ring: u64) {
+        let secret = |m: &contact_proto::Member| {
+            self.contact(m.name.as_str())
+                .and_then(Contact::secret)
+                .is_some()
+        };
+        if !body.contact_list.iter().any(secret) {
+            // Nothing to prove: the nonce alone would only cost bytes.
+            return;
+        }
+        let mut proved = body.clone();
+        proved.ring = Some(ring);
+        let len = proved.contact_list.len();
+        let Some(initiator) = proved.contact_list.first().map(|m| m.name.clone()) else {
+            return;
+        };
+        for (index, member) in proved.contact_list.iter_mut().enumerate() {
+            let Some(secret) = self.contact(member.name.as_str()).and_then(Contact::secret) else {
+                continue;
+            };
+            let proof = secret.ring_proof(&contact_proto::auth::RingFields {
+                ring,
+                list: list.as_str(),
+                initiator: initiator.as_str(),
+                len,
+                index,
+                member: member.name.as_str(),
+            });
+            member.set_proof(Some(proof));
+        }
+        let answer = Answer::ok_with(Body::ImStart(proved));
+        if answer_len::ANSWER_HEAD - "200-_-".len() + answer.to_bytes().len()
+            <= self.limits.max_answer_len
+        {
+            if let Some(Body::ImStart(proved)) = answer.body {
+                *body = proved;
+            }
+        }
     }
 
     /// Both ways in: `ext` is the caller's level, `announce` the server's (the `query-lists`
@@ -380,6 +477,7 @@ impl Registry {
             ip,
             port,
             ext,
+            secret: None,
             lists: ListIds::default(),
             prev: self.tail,
             next: NONE,

@@ -3,6 +3,7 @@
 //! that owns the open file, so that the format can be read without a server.
 
 use super::*;
+use contact_proto::auth::Secret;
 
 /// Why a journal could not be read.
 #[derive(Debug)]
@@ -192,7 +193,9 @@ pub(super) fn push_record(out: &mut Vec<u8>, seq: u64, record: &Record) {
     out.extend_from_slice(seq.to_string().as_bytes());
     match &record.command {
         Some(command) => {
-            out.extend_from_slice(format!(" m {} ", record.ext).as_bytes());
+            out.extend_from_slice(b" m ");
+            push_ext(out, record.ext, &record.keys);
+            out.push(b' ');
             push_tag(out, record.answer.as_ref());
             out.push(b' ');
             command.encode(out);
@@ -214,6 +217,33 @@ pub(super) fn push_record(out: &mut Vec<u8>, seq: u64, record: &Record) {
     let crc = crc32fast::hash(&out[body..]);
     out[start..start + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
     out.push(b'\n');
+}
+
+/// The ext field and what the server drew for the command: `EXT[,sSECRET][,rRING]`.
+pub(crate) fn push_ext(out: &mut Vec<u8>, ext: u32, keys: &Keys) {
+    out.extend_from_slice(ext.to_string().as_bytes());
+    if let Some(secret) = &keys.secret {
+        out.extend_from_slice(b",s");
+        out.extend_from_slice(secret.to_hex().as_bytes());
+    }
+    if let Some(ring) = keys.ring {
+        out.extend_from_slice(format!(",r{ring}").as_bytes());
+    }
+}
+
+/// Reads [`push_ext`]'s field back.
+pub(crate) fn parse_ext(field: &str) -> Option<(u32, Keys)> {
+    let mut parts = field.split(',');
+    let ext = parts.next()?.parse().ok()?;
+    let mut keys = Keys::default();
+    for part in parts {
+        match part.split_at_checked(1)? {
+            ("s", hex) if keys.secret.is_none() => keys.secret = Some(Secret::from_hex(hex)?),
+            ("r", n) if keys.ring.is_none() => keys.ring = Some(n.parse().ok()?),
+            _ => return None,
+        }
+    }
+    Some((ext, keys))
 }
 
 pub(super) fn push_tag(out: &mut Vec<u8>, tag: Option<&KeptAnswer>) {
@@ -277,15 +307,14 @@ pub(super) fn parse_record(line: &[u8]) -> Result<(u64, Record), String> {
         .map_err(|_| "bad sequence field")?;
     let record = match field(&mut rest, "kind")? {
         "m" => {
-            let ext = field(&mut rest, "ext")?
-                .parse()
-                .map_err(|_| "bad ext field")?;
+            let (ext, keys) = parse_ext(field(&mut rest, "ext")?).ok_or("bad ext field")?;
             let answer = parse_tag(field(&mut rest, "tag")?)?;
             let request = Request::decode(rest).map_err(|e| e.to_string())?;
             Record {
                 ext,
                 command: Some(request.command),
                 answer,
+                keys,
             }
         }
         "a" => {
@@ -296,6 +325,7 @@ pub(super) fn parse_record(line: &[u8]) -> Result<(u64, Record), String> {
                 ext: 0,
                 command: None,
                 answer: Some(answer),
+                keys: Keys::default(),
             }
         }
         other => return Err(format!("unknown record kind {other:?}")),
@@ -323,7 +353,7 @@ pub(super) fn replay(
         return Ok(());
     };
     let shown = command.to_string();
-    let outcome = registry.execute(command, record.ext);
+    let outcome = registry.execute_keyed(command, record.ext, &record.keys);
     if !outcome.changed {
         return Err(match outcome.status() {
             Some(status) => {
@@ -342,7 +372,7 @@ pub(super) fn replay(
 /// How many records rebuild `registry`.
 pub(super) fn live_records(registry: &Registry) -> u64 {
     let mut n = 0;
-    let _ = for_each_rebuild_record(registry, |_, _| {
+    let _ = for_each_rebuild_record(registry, |_, _, _| {
         n += 1;
         Ok(())
     });
@@ -351,9 +381,9 @@ pub(super) fn live_records(registry: &Registry) -> u64 {
 /// Calls `f` with the records that rebuild `registry` from nothing: every contact in
 /// registration order, every list in creation order, its members in list order, then the
 /// open instant messages (after the joins, which they would block).
-pub(super) fn for_each_rebuild_record(
+pub(crate) fn for_each_rebuild_record(
     registry: &Registry,
-    mut f: impl FnMut(u32, Command) -> io::Result<()>,
+    mut f: impl FnMut(u32, Command, Keys) -> io::Result<()>,
 ) -> io::Result<()> {
     for contact in registry.contacts() {
         f(
@@ -363,10 +393,14 @@ pub(super) fn for_each_rebuild_record(
                 ip: contact.ip(),
                 port: contact.port(),
             },
+            Keys {
+                secret: contact.secret().cloned(),
+                ring: None,
+            },
         )?;
     }
     for list in registry.lists() {
-        f(0, Command::Create { list: list.clone() })?;
+        f(0, Command::Create { list: list.clone() }, Keys::default())?;
         for member in registry.members(list).into_iter().flatten() {
             f(
                 0,
@@ -374,6 +408,7 @@ pub(super) fn for_each_rebuild_record(
                     list: list.clone(),
                     name: member.name().clone(),
                 },
+                Keys::default(),
             )?;
         }
     }
@@ -386,6 +421,7 @@ pub(super) fn for_each_rebuild_record(
                         list: list.clone(),
                         name: member.name().clone(),
                     },
+                    Keys::default(),
                 )?;
             }
         }

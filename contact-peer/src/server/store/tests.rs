@@ -15,6 +15,7 @@ fn apply(store: &mut Store, registry: &mut Registry, line: &str) {
         ext: 0,
         command: Some(command),
         answer: None,
+        keys: Default::default(),
     });
 }
 
@@ -32,6 +33,7 @@ fn demo(store: &mut Store, registry: &mut Registry) {
             port: 22000,
         }),
         answer: None,
+        keys: Default::default(),
     });
     for line in [
         "register Myself 10.0.0.1 22002",
@@ -359,11 +361,13 @@ fn answers_are_journaled_and_rebuilt() {
         ext: 1,
         command: Some(command),
         answer: Some(tag(7, b"")),
+        keys: Default::default(),
     });
     store.record(&Record {
         ext: 0,
         command: None,
         answer: Some(tag(8, b"#8-_-457-_-null")),
+        keys: Default::default(),
     });
     store.commit().unwrap();
     drop(store);
