@@ -1,4 +1,5 @@
-//! `contact-cli cluster status`: each node's view of a replicated cluster.
+//! `contact-cli cluster status`: each node's view of a replicated cluster; `cluster
+//! add-node`, `remove-node`: change its voters.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,10 +17,58 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Add a node (already started with `server --node-id ID --cluster ...`): it catches
+    /// up from the leader as a learner, then becomes a voter. Waits until it has.
+    AddNode {
+        /// The new node: an id the cluster has never had, and its cluster (raft) address.
+        #[arg(value_name = "ID=IP:PORT", value_parser = parse_new_node)]
+        new: (contact_cluster::NodeId, SocketAddr),
+        /// Any member's cluster address.
+        #[arg(long, value_name = "IP:PORT")]
+        node: SocketAddr,
+    },
+    /// Remove a voter (a dead one, or one to retire); stop its process afterwards.
+    RemoveNode {
+        /// Its id.
+        #[arg(value_name = "ID")]
+        id: contact_cluster::NodeId,
+        /// Any member's cluster address.
+        #[arg(long, value_name = "IP:PORT")]
+        node: SocketAddr,
+    },
+}
+
+fn parse_new_node(text: &str) -> Result<(contact_cluster::NodeId, SocketAddr), String> {
+    let members = contact_cluster::parse_members(text)?;
+    match <[_; 1]>::try_from(members.into_iter().collect::<Vec<_>>()) {
+        Ok([one]) => Ok(one),
+        Err(_) => Err("one ID=IP:PORT".into()),
+    }
 }
 
 pub(crate) fn run(cmd: Cmd) -> ExitCode {
-    let Cmd::Status { node, json } = cmd;
+    let (node, change) = match cmd {
+        Cmd::Status { node, json } => return status(node, json),
+        Cmd::AddNode {
+            new: (id, addr),
+            node,
+        } => (node, contact_cluster::MembershipChange::Add { id, addr }),
+        Cmd::RemoveNode { id, node } => (node, contact_cluster::MembershipChange::Remove { id }),
+    };
+    match contact_cluster::change_membership(node, change) {
+        Ok(members) => {
+            let list: Vec<String> = members.iter().map(|(id, a)| format!("{id}={a}")).collect();
+            println!("members: {}", list.join(","));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(node: SocketAddr, json: bool) -> ExitCode {
     let statuses = match contact_cluster::query_status(node, Duration::from_secs(2)) {
         Ok(s) => s,
         Err(e) => {

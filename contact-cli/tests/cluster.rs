@@ -82,7 +82,7 @@ fn ask(s: &UdpSocket, to: SocketAddr, request: &str) -> Option<String> {
 }
 
 /// Our peers' behaviour: a tagged request, sent again with the same id on timeout or on
-/// "try later" (473), moving to the next node each time. Panics on any other answer: a
+/// "try later" (473 not confirmed, 474 not stored), moving to the next node each time. Panics on any other answer: a
 /// create applied twice would be answered 457.
 fn until_ok(
     s: &UdpSocket,
@@ -106,7 +106,9 @@ fn until_ok(
         };
         match ask(s, to, &tagged) {
             Some(a) if a == ok => return,
-            Some(a) if a.starts_with(&format!("#{id}-_-473-_-")) => {}
+            Some(a)
+                if a.starts_with(&format!("#{id}-_-473-_-"))
+                    || a.starts_with(&format!("#{id}-_-474-_-")) => {}
             // A late answer to an earlier request from this socket.
             Some(a) if !a.starts_with(&format!("#{id}-_-")) => continue,
             Some(a) => panic!("{request} answered {a}"),
@@ -232,4 +234,81 @@ fn a_leader_killed_mid_load_loses_no_acknowledged_mutation() {
         texts.windows(2).all(|w| w[0] == w[1]),
         "the saved files differ"
     );
+}
+
+/// `contact-cli cluster ARGS...`: its standard output, or a panic with its error.
+fn cluster_cli(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("cluster")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cluster {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_node_added_by_the_cli_takes_over_from_a_removed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cluster = format!("1=127.0.0.1:{port},2=127.0.0.2:{port},3=127.0.0.3:{port}");
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|i| Some(Node::start(i, &cluster, &tmp.path().join(format!("n{i}")))))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = UdpSocket::bind((ip(1), 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let first = nodes[0].as_ref().unwrap().udp;
+    while ask(&s, first, "query-lists").is_none_or(|a| !a.starts_with("200")) {
+        assert!(Instant::now() < deadline, "the cluster did not start");
+    }
+    let before = Mutex::new(vec![first]);
+    until_ok(&s, &before, 0, 1, "create-_-before", deadline);
+    // Node 4, in nobody else's --cluster, added through node 2.
+    let four = Node::start(
+        4,
+        &format!("{cluster},4=127.0.0.4:{port}"),
+        &tmp.path().join("n4"),
+    );
+    let out = cluster_cli(&[
+        "add-node",
+        &format!("4=127.0.0.4:{port}"),
+        "--node",
+        &format!("127.0.0.2:{port}"),
+    ]);
+    assert_eq!(
+        out.trim(),
+        format!("members: {cluster},4=127.0.0.4:{port}"),
+        "{out}"
+    );
+    // Node 1 removed, then stopped: 2, 3 and 4 go on; 4 may lead, and its address is
+    // known to the others only through the membership.
+    let out = cluster_cli(&["remove-node", "1", "--node", &format!("127.0.0.3:{port}")]);
+    assert!(!out.contains("1=127.0.0.1"), "{out}");
+    nodes[0] = None;
+    let live = Mutex::new(vec![
+        nodes[1].as_ref().unwrap().udp,
+        nodes[2].as_ref().unwrap().udp,
+        four.udp,
+    ]);
+    for (k, id) in [(0, 2), (1, 3), (2, 4)] {
+        until_ok(&s, &live, k, id, &format!("create-_-after{id}"), deadline);
+    }
+    // Node 4 holds everything, through a linearizable read of its own.
+    let lists = loop {
+        assert!(Instant::now() < deadline, "node 4 does not answer");
+        if let Some(a) = ask(&s, four.udp, "query-lists")
+            && a.starts_with("200")
+        {
+            break a;
+        }
+    };
+    for name in ["before", "after2", "after3", "after4"] {
+        assert!(lists.contains(&format!("\"{name}\"")), "{lists}");
+    }
 }

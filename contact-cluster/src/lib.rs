@@ -15,7 +15,8 @@
 //! - [`network`]: the messages between nodes, openraft's network over them, the in-memory
 //!   [`Router`] and TCP.
 //! - [`node`]: [`ClusterNode`], a node: openraft plus the UDP protocol's front.
-//! - [`serve`]: the process: the runtime, the sockets, `cluster status`.
+//! - [`serve`]: the process: the runtime, the sockets, `cluster status`, `add-node`,
+//!   `remove-node`.
 
 #![warn(missing_docs)]
 
@@ -26,7 +27,7 @@ pub mod node;
 pub mod serve;
 pub mod types;
 
-pub use network::{Router, TcpTransport, Transport, serve_tcp};
+pub use network::{MembershipChange, Router, TcpTransport, Transport, serve_tcp};
 pub use node::{ClusterConfig, ClusterNode, NodeStatus, StartError};
-pub use serve::{parse_members, query_status, run};
+pub use serve::{change_membership, parse_members, query_status, run};
 pub use types::{NodeId, Proposal};

@@ -68,6 +68,27 @@ pub enum Rpc {
     ReadIndex,
     /// Ours: this node's view of the cluster.
     Status,
+    /// Ours: add or remove a voter (`cluster add-node`, `remove-node`); a follower passes
+    /// it to the leader.
+    Membership(MembershipChange),
+}
+
+/// A change of the cluster's voters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add this node, whose cluster address is this: it first catches up as a learner,
+    /// then becomes a voter.
+    Add {
+        /// Its id: one the cluster has never had.
+        id: NodeId,
+        /// Its cluster (raft) address.
+        addr: SocketAddr,
+    },
+    /// Remove this voter.
+    Remove {
+        /// Its id.
+        id: NodeId,
+    },
 }
 
 /// An answer to an [`Rpc`].
@@ -85,6 +106,9 @@ pub enum Reply {
     ReadIndex(Result<u64, Refusal>),
     /// To [`Rpc::Status`].
     Status(crate::NodeStatus),
+    /// To [`Rpc::Membership`]: the members (id and cluster address) once the change is
+    /// committed, or why not.
+    Membership(Result<BTreeMap<NodeId, String>, String>),
     /// The node could not handle it (it is shutting down).
     Failed(String),
 }
@@ -95,7 +119,11 @@ pub enum Refusal {
     /// This node is not the leader; the leader is the one named, if known.
     #[error("not the leader (the leader is {0:?})")]
     NotLeader(Option<NodeId>),
-    /// Anything else (no quorum in time, shutting down).
+    /// The leader has not heard from a quorum for an election timeout (it is cut off from
+    /// the majority): it did not put the request in its log.
+    #[error("the leader has no quorum within reach")]
+    NoQuorum,
+    /// Anything else (no quorum in time, shutting down); the request may be in the log.
     #[error("{0}")]
     Other(String),
 }
@@ -104,12 +132,15 @@ pub enum Refusal {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The node is unknown, cut off or not listening.
+    /// The node is unknown, cut off or not listening: the message was not delivered.
     #[error("node {0} unreachable: {1}")]
     Unreachable(NodeId, String),
-    /// No answer in time.
+    /// No answer in time; the message may have been delivered and handled.
     #[error("node {0} did not answer in time")]
     Timeout(NodeId),
+    /// The connection failed after the message was sent; it may have been handled.
+    #[error("node {0}: connection lost: {1}")]
+    Lost(NodeId, String),
 }
 
 /// Handles the messages a node receives.
@@ -128,6 +159,10 @@ pub trait Transport: Send + Sync + 'static {
         rpc: Rpc,
         timeout: Duration,
     ) -> BoxFuture<Result<Reply, TransportError>>;
+
+    /// Where node `id` listens, learnt from the membership (a node added after this one
+    /// started is not in its `--cluster`). The in-memory router needs no address.
+    fn learn(&self, _id: NodeId, _addr: SocketAddr) {}
 }
 
 /// An in-memory network between nodes in one process, with switches that cut a node off
@@ -195,7 +230,7 @@ impl Transport for Router {
 
 /// TCP between nodes: one listening address per node, a pool of connections per peer.
 pub struct TcpTransport {
-    addrs: BTreeMap<NodeId, SocketAddr>,
+    addrs: Mutex<BTreeMap<NodeId, SocketAddr>>,
     pool: Mutex<HashMap<NodeId, Vec<TcpStream>>>,
 }
 
@@ -208,30 +243,35 @@ impl TcpTransport {
     /// A transport to the nodes at these addresses.
     pub fn new(addrs: BTreeMap<NodeId, SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
-            addrs,
+            addrs: Mutex::new(addrs),
             pool: Mutex::new(HashMap::new()),
         })
     }
 
-    async fn exchange(self: Arc<Self>, to: NodeId, rpc: Rpc) -> io::Result<Reply> {
+    /// A connection to `to`: an idle one from the pool, or a new one.
+    async fn connect(&self, to: NodeId) -> io::Result<TcpStream> {
         let pooled = self
             .pool
             .lock()
             .expect("pool lock")
             .get_mut(&to)
             .and_then(Vec::pop);
-        let mut stream = match pooled {
-            Some(s) => s,
-            None => {
-                let addr = self
-                    .addrs
-                    .get(&to)
-                    .ok_or_else(|| io::Error::other("unknown node"))?;
-                let s = TcpStream::connect(addr).await?;
-                s.set_nodelay(true)?;
-                s
-            }
-        };
+        if let Some(s) = pooled {
+            return Ok(s);
+        }
+        let addr = self
+            .addrs
+            .lock()
+            .expect("addrs lock")
+            .get(&to)
+            .copied()
+            .ok_or_else(|| io::Error::other("unknown node"))?;
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    async fn exchange(&self, to: NodeId, mut stream: TcpStream, rpc: Rpc) -> io::Result<Reply> {
         let frame = serde_json::to_vec(&rpc).map_err(io::Error::other)?;
         write_frame(&mut stream, &frame).await?;
         let bytes = read_frame(&mut stream).await?;
@@ -255,13 +295,30 @@ impl Transport for Arc<TcpTransport> {
     ) -> BoxFuture<Result<Reply, TransportError>> {
         let this = Self::clone(self);
         Box::pin(async move {
-            match tokio::time::timeout(timeout, this.exchange(to, rpc)).await {
+            // Whether the message could have reached the node matters to the caller (a
+            // request that never left may be answered "not stored"), so connecting is
+            // told apart from the exchange.
+            let deadline = tokio::time::Instant::now() + timeout;
+            let stream = match tokio::time::timeout_at(deadline, this.connect(to)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(TransportError::Unreachable(to, e.to_string())),
+                Err(_) => return Err(TransportError::Unreachable(to, "connect timed out".into())),
+            };
+            match tokio::time::timeout_at(deadline, this.exchange(to, stream, rpc)).await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(e)) => Err(TransportError::Unreachable(to, e.to_string())),
+                Ok(Err(e)) => Err(TransportError::Lost(to, e.to_string())),
                 // A connection abandoned mid-call is dropped, never pooled.
                 Err(_) => Err(TransportError::Timeout(to)),
             }
         })
+    }
+
+    fn learn(&self, id: NodeId, addr: SocketAddr) {
+        let old = self.addrs.lock().expect("addrs lock").insert(id, addr);
+        if old.is_some_and(|old| old != addr) {
+            // Connections to where it was are no use.
+            self.pool.lock().expect("pool lock").remove(&id);
+        }
     }
 }
 
@@ -341,7 +398,10 @@ pub struct Connection {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        if let Ok(addr) = node.addr.parse() {
+            self.transport.learn(target, addr);
+        }
         Connection {
             me: self.me,
             target,

@@ -3,7 +3,7 @@
 //! (through the leader), reads wait until the local copy is current (ReadIndex), `save`
 //! writes the local copy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,13 +15,15 @@ use contact_peer::replicated::{Front, Route, save_answer};
 use contact_peer::{DataDir, ServerConfig};
 use contact_proto::{Answer, RequestId, Status};
 use openraft::async_runtime::WatchReceiver;
-use openraft::{BasicNode, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::log_store::LogStore;
 use crate::machine::StateMachine;
-use crate::network::{BoxFuture, Handler, Network, Refusal, Reply, Rpc, Transport};
+use crate::network::{
+    BoxFuture, Handler, MembershipChange, Network, Refusal, Reply, Rpc, Transport, TransportError,
+};
 use crate::types::{NodeId, Proposal, Raft};
 
 /// How a node is run.
@@ -175,14 +177,37 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The answer to a request the cluster could not take in time.
-fn busy(id: Option<RequestId>, text: &str) -> Vec<u8> {
-    Answer::error(Status::Busy, text).with_id(id).to_bytes()
+/// Why the cluster could not answer a request in time: its status and error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unanswered(Status, &'static str);
+
+impl Unanswered {
+    fn answer(self, id: Option<RequestId>) -> Vec<u8> {
+        Answer::error(self.0, self.1).with_id(id).to_bytes()
+    }
 }
 
-const NOT_STORED: &str = "not stored: no leader with a quorum within reach; try again later";
-const NOT_CONFIRMED: &str =
-    "not confirmed: the leader did not answer in time; try again later with the same id";
+/// A mutation that never reached a log that could commit it: nothing changed (`474`, as a
+/// single server that cannot write its journal says).
+/// How long a membership change may take: a new node catches up from the leader first.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+
+const NOT_STORED: Unanswered = Unanswered(
+    Status::NotStored,
+    "not stored: no leader with a quorum within reach; nothing changed; try again later",
+);
+/// A mutation handed to a leader that did not say what became of it: it may yet be
+/// committed, so "not stored" would be a lie (`473`).
+const NOT_CONFIRMED: Unanswered = Unanswered(
+    Status::Busy,
+    "not confirmed: the leader did not answer in time; try again later with the same id",
+);
+/// A read (`query-lists`, `save`) that could not be confirmed current: no leader with a
+/// quorum said how far this copy must be (`473`).
+const NOT_SERVED: Unanswered = Unanswered(
+    Status::Busy,
+    "not served: no leader with a quorum within reach to confirm this copy is current; try again later",
+);
 
 impl ClusterNode {
     /// Starts a node: opens its data directory (or starts in memory), starts openraft, and,
@@ -280,6 +305,15 @@ impl ClusterNode {
     /// This node's status.
     pub fn status(&self) -> NodeStatus {
         self.inner.status()
+    }
+
+    /// Adds or removes a voter (see [`MembershipChange`]), through the leader; the members
+    /// once done.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<BTreeMap<NodeId, String>, String> {
+        self.inner.change_membership(change).await
     }
 
     /// Stops openraft and the node's tasks.
@@ -459,6 +493,7 @@ impl Inner {
                 tracing::info!(node = self.id, ?leader, "leader changed");
                 known = leader;
             }
+            self.learn_addresses();
             if leader != Some(self.id) {
                 continue;
             }
@@ -474,6 +509,106 @@ impl Inner {
         }
     }
 
+    /// Tells the transport where every member listens, as the membership says: a node
+    /// added with `cluster add-node` is in no one's `--cluster`.
+    fn learn_addresses(&self) {
+        let nodes: Vec<(NodeId, SocketAddr)> = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter_map(|(id, n)| Some((*id, n.addr.parse().ok()?)))
+                .collect()
+        };
+        for (id, addr) in nodes {
+            self.transport.learn(id, addr);
+        }
+    }
+
+    /// The members, id and cluster address.
+    fn members(&self) -> BTreeMap<NodeId, String> {
+        self.status().members.into_iter().collect()
+    }
+
+    /// `cluster add-node`, `remove-node`: done by the leader (a follower passes it on).
+    /// Adding waits until the new node has caught up as a learner, then makes it a voter;
+    /// both steps are openraft's (`add_learner`, `change_membership`, joint consensus).
+    async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<BTreeMap<NodeId, String>, String> {
+        match self.leader() {
+            Some(l) if l == self.id => {}
+            Some(l) => {
+                return match self
+                    .transport
+                    .call(self.id, l, Rpc::Membership(change), MEMBERSHIP_TIMEOUT)
+                    .await
+                {
+                    Ok(Reply::Membership(r)) => r,
+                    Ok(other) => Err(format!("the leader (node {l}) answered {other:?}")),
+                    Err(e) => Err(format!("the leader (node {l}): {e}")),
+                };
+            }
+            None => return Err("no leader now; try again".into()),
+        }
+        let voters: BTreeSet<NodeId> = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config.membership().voter_ids().collect()
+        };
+        let known = self.members();
+        let work = async {
+            match change {
+                MembershipChange::Add { id, addr } => {
+                    if voters.contains(&id) {
+                        return Err(format!("node {id} is a member already"));
+                    }
+                    if let Some((other, _)) = known
+                        .iter()
+                        .find(|(other, a)| **other != id && a.parse() == Ok(addr))
+                    {
+                        return Err(format!("{addr} is node {other}'s address"));
+                    }
+                    self.transport.learn(id, addr);
+                    let node = BasicNode {
+                        addr: addr.to_string(),
+                    };
+                    self.raft
+                        .add_learner(id, node, true)
+                        .await
+                        .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| format!("making node {id} a voter: {e}"))?;
+                }
+                MembershipChange::Remove { id } => {
+                    if !voters.contains(&id) {
+                        return Err(format!("node {id} is not a member"));
+                    }
+                    if voters.len() == 1 {
+                        return Err(format!("node {id} is the only member"));
+                    }
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| format!("removing node {id}: {e}"))?;
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(MEMBERSHIP_TIMEOUT, work).await {
+            Ok(Ok(())) => Ok(self.members()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!(
+                "not done within {MEMBERSHIP_TIMEOUT:?} (is the new node running and reachable?); \
+                 `cluster status` tells what was"
+            )),
+        }
+    }
+
     async fn handle_datagram(&self, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let route = self
@@ -486,13 +621,13 @@ impl Inner {
             Route::Drop => None,
             Route::Read(request) => {
                 if !self.config.stale_reads && !self.read_barrier().await {
-                    return Some(busy(request.id, NOT_STORED));
+                    return Some(NOT_SERVED.answer(request.id));
                 }
                 Some(self.machine.with_core(|c| c.read(&request)))
             }
             Route::Save(request) => {
                 if !self.read_barrier().await {
-                    return Some(busy(request.id, NOT_STORED));
+                    return Some(NOT_SERVED.answer(request.id));
                 }
                 let contact_proto::Command::Save { file } = &request.command else {
                     return None;
@@ -523,7 +658,7 @@ impl Inner {
                 Some(
                     match self.replicate(from, text, request.id.is_some()).await {
                         Ok(answer) => answer,
-                        Err(why) => busy(request.id, why),
+                        Err(why) => why.answer(request.id),
                     },
                 )
             }
@@ -539,24 +674,34 @@ impl Inner {
         from: SocketAddr,
         request: String,
         tagged: bool,
-    ) -> Result<Vec<u8>, &'static str> {
+    ) -> Result<Vec<u8>, Unanswered> {
         let deadline = tokio::time::Instant::now() + self.config.propose_timeout;
-        let mut sent = false;
+        // Whether some attempt may have put the request in a log: then, unanswered, it
+        // is "not confirmed", never "not stored".
+        let mut maybe_logged = false;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(if sent { NOT_CONFIRMED } else { NOT_STORED });
+                return Err(if maybe_logged {
+                    NOT_CONFIRMED
+                } else {
+                    NOT_STORED
+                });
             }
             let result = match self.leader() {
                 Some(l) if l == self.id => {
-                    sent = true;
-                    match tokio::time::timeout(left, self.propose(from, request.clone())).await {
-                        Ok(r) => r,
-                        Err(_) => return Err(NOT_CONFIRMED),
+                    if self.quorum_in_reach() {
+                        maybe_logged = true;
+                        match tokio::time::timeout(left, self.propose(from, request.clone())).await
+                        {
+                            Ok(r) => r,
+                            Err(_) => return Err(NOT_CONFIRMED),
+                        }
+                    } else {
+                        Err(Refusal::NoQuorum)
                     }
                 }
                 Some(l) => {
-                    sent = true;
                     let rpc = Rpc::Forward {
                         from,
                         request: request.clone(),
@@ -566,9 +711,22 @@ impl Inner {
                         .call(self.id, l, rpc, self.attempt(left))
                         .await
                     {
-                        Ok(Reply::Forwarded(r)) => r,
+                        Ok(Reply::Forwarded(r)) => {
+                            if !matches!(r, Err(Refusal::NotLeader(_) | Refusal::NoQuorum)) {
+                                maybe_logged = true;
+                            }
+                            r
+                        }
                         Ok(other) => Err(Refusal::Other(format!("{other:?}"))),
-                        Err(e) => Err(Refusal::Other(e.to_string())),
+                        // Never delivered: as if not tried.
+                        Err(e @ TransportError::Unreachable(..)) => {
+                            tracing::debug!(error = %e, "leader unreachable");
+                            Err(Refusal::NotLeader(None))
+                        }
+                        Err(e) => {
+                            maybe_logged = true;
+                            Err(Refusal::Other(e.to_string()))
+                        }
                     }
                 }
                 None => Err(Refusal::NotLeader(None)),
@@ -587,7 +745,7 @@ impl Inner {
                     return applied.answer.ok_or(NOT_CONFIRMED);
                 }
                 // Refused before it was proposed: safe to try again.
-                Err(Refusal::NotLeader(_)) => {}
+                Err(Refusal::NotLeader(_) | Refusal::NoQuorum) => {}
                 Err(Refusal::Other(e)) if tagged => {
                     tracing::debug!(error = %e, "forward failed, retrying")
                 }
@@ -598,6 +756,23 @@ impl Inner {
             }
             self.wait_for_news().await;
         }
+    }
+
+    /// On the leader: whether a quorum acknowledged it within the last election timeout.
+    /// A leader cut off from the majority keeps believing it leads (nothing tells it
+    /// otherwise until it hears of a higher term); past that lease it stops putting requests
+    /// in a log that cannot commit them, so they are answered "not stored" instead of
+    /// "not confirmed".
+    fn quorum_in_reach(&self) -> bool {
+        let lease = Duration::from_millis(self.config.election_timeout_ms.1);
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return true;
+        }
+        m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|at| openraft::Instant::elapsed(&**at) < lease)
     }
 
     /// How long one call to the leader may take: at most an election timeout, after which
@@ -755,6 +930,9 @@ impl Handler for Inner {
                         .map_or_else(|e| failed(&e), Reply::Snapshot)
                 }
                 Rpc::Forward { from, request } => {
+                    if !self.quorum_in_reach() {
+                        return Reply::Forwarded(Err(Refusal::NoQuorum));
+                    }
                     let write = self.propose(from, request);
                     Reply::Forwarded(
                         match tokio::time::timeout(self.config.propose_timeout, write).await {
@@ -773,6 +951,7 @@ impl Handler for Inner {
                     )
                 }
                 Rpc::Status => Reply::Status(self.status()),
+                Rpc::Membership(change) => Reply::Membership(self.change_membership(change).await),
             }
         })
     }

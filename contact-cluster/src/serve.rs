@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 
-use crate::network::{Reply, Rpc, TcpTransport, Transport};
-use crate::node::{ClusterConfig, ClusterNode, NodeStatus};
+use crate::network::{MembershipChange, Reply, Rpc, TcpTransport, Transport};
+use crate::node::{ClusterConfig, ClusterNode, MEMBERSHIP_TIMEOUT, NodeStatus};
 use crate::types::NodeId;
 
 /// Requests handled at once; beyond, datagrams wait in the socket's buffer.
@@ -155,5 +155,26 @@ pub fn query_status(
         }
         out.sort_by_key(|(id, _)| *id);
         Ok(out)
+    })
+}
+
+/// `cluster add-node`, `remove-node`: asks the node at `addr` (any member: a follower
+/// passes it to the leader) to make the change; the members once it is committed.
+pub fn change_membership(
+    addr: SocketAddr,
+    change: MembershipChange,
+) -> io::Result<BTreeMap<NodeId, String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let transport = TcpTransport::new(BTreeMap::from([(0, addr)]));
+        // The leader may be another node, which may wait for a new node to catch up.
+        let timeout = MEMBERSHIP_TIMEOUT + Duration::from_secs(5);
+        match transport.call(0, 0, Rpc::Membership(change), timeout).await {
+            Ok(Reply::Membership(r)) => r.map_err(io::Error::other),
+            Ok(other) => Err(io::Error::other(format!("{addr}: {other:?}"))),
+            Err(e) => Err(io::Error::other(format!("{addr}: {e}"))),
+        }
     })
 }

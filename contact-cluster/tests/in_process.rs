@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use contact_cluster::{ClusterConfig, ClusterNode, Router, Transport};
+use contact_cluster::{ClusterConfig, ClusterNode, MembershipChange, Router, Transport};
 use contact_peer::ServerConfig;
 use contact_registry::Limits;
 use openraft::async_runtime::WatchReceiver;
@@ -197,8 +197,10 @@ async fn load(
             if answer == ok {
                 break;
             }
+            // "Not confirmed" (473) or "not stored" (474): the same id again, elsewhere.
             assert!(
-                answer.starts_with(&format!("#{i}-_-473-_-")),
+                answer.starts_with(&format!("#{i}-_-473-_-"))
+                    || answer.starts_with(&format!("#{i}-_-474-_-")),
                 "{list}: {answer}"
             );
             k += 1;
@@ -273,13 +275,32 @@ async fn a_cut_off_minority_answers_try_later_and_catches_up() {
     let leader = c.leader(Duration::from_secs(5)).await;
     // Cut the leader off: it is the minority now.
     c.router.set_cut(leader, true);
+    // Within its lease (an election timeout since a quorum last answered) it still puts
+    // the request in its log, whose fate it cannot tell: "not confirmed" (473). Past it,
+    // it does not: "not stored" (474), nothing changed. Each answer within the 2 s.
+    let mut answer = String::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        answer = c.ask(leader, a, "#2-_-create-_-cut").await;
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            start.elapsed()
+        );
+        if answer.starts_with("#2-_-474-_-") {
+            break;
+        }
+        assert!(answer.starts_with("#2-_-473-_-"), "{answer}");
+        assert!(answer.contains("not confirmed"), "{answer}");
+    }
+    assert!(answer.starts_with("#2-_-474-_-"), "{answer}");
+    assert!(answer.contains("not stored"), "{answer}");
     let start = Instant::now();
-    let answer = c.ask(leader, a, "#2-_-create-_-cut").await;
-    assert!(answer.starts_with("#2-_-473-_-"), "{answer}");
     let read = c.ask(leader, a, "#3-_-query-lists").await;
     assert!(read.starts_with("#3-_-473-_-"), "{read}");
+    assert!(read.contains("not served"), "{read}");
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(3),
         "took {:?}",
         start.elapsed()
     );
@@ -301,6 +322,127 @@ async fn a_cut_off_minority_answers_try_later_and_catches_up() {
         c.ask(leader, a, "query-lists").await,
         r#"200-_-{"num_lists": 2, "list_names": ["before", "cut"], "ext": 1}"#
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_follower_answers_not_stored() {
+    let c = Cluster::start(3).await;
+    let a = peer(30002);
+    assert_eq!(c.ask(1, a, "#1-_-create-_-before").await, "#1-_-200-_-null");
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    c.router.set_cut(follower, true);
+    // Its forwards never leave (the leader is out of reach), so it knows nothing changed.
+    let start = Instant::now();
+    let answer = c.ask(follower, a, "#2-_-create-_-cut").await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        answer,
+        r#"#2-_-474-_-{"error": "not stored: no leader with a quorum within reach; nothing changed; try again later"}"#
+    );
+    // The majority did not get it either: the same id through the leader is a first copy.
+    assert_eq!(
+        c.ask(leader, a, "#2-_-create-_-cut").await,
+        "#2-_-200-_-null"
+    );
+    c.router.set_cut(follower, false);
+    c.assert_identical().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_is_refused_under_its_old_id() {
+    let mut c = Cluster::start(3).await;
+    let a = peer(30003);
+    assert_eq!(c.ask(1, a, "#1-_-create-_-kept").await, "#1-_-200-_-null");
+    c.kill(3).await;
+    c.router.set_cut(3, false);
+    // Node 3 again, with an empty directory: it could vote twice or count towards a quorum
+    // for entries it no longer has.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wiped = config(3, 3);
+    wiped.raft_dir = Some(dir.path().join("raft"));
+    let transport: Arc<dyn Transport> = c.router.clone();
+    let err = match ClusterNode::start(wiped, transport).await {
+        Ok(_) => panic!("a wiped node started under its old id"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("node 3 is a member of a running cluster (node "),
+        "{err}"
+    );
+    assert!(err.contains("holds no raft state"), "{err}");
+    assert!(err.contains("Restore its data directory"), "{err}");
+    // The two others go on.
+    assert_eq!(c.ask(2, a, "#2-_-create-_-after").await, "#2-_-200-_-null");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_added_then_the_leader_removed() {
+    let mut c = Cluster::start(3).await;
+    let a = peer(30004);
+    for i in 1..=5 {
+        let request = format!("#{i}-_-create-_-l{i}");
+        assert_eq!(
+            c.ask(1 + i % 3, a, &request).await,
+            format!("#{i}-_-200-_-null")
+        );
+    }
+    let leader = c.leader(Duration::from_secs(5)).await;
+    // Node 4 starts knowing the others; no one counts it as a member, so it waits.
+    let transport: Arc<dyn Transport> = c.router.clone();
+    let four = ClusterNode::start(config(4, 4), transport).await.unwrap();
+    c.router.register(4, Arc::downgrade(&four.handler()));
+    c.nodes.insert(4, four);
+    let addr4 = SocketAddr::from(([127, 0, 0, 1], 23004));
+    // Through a follower: it passes the change to the leader.
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let members = c.nodes[&follower]
+        .change_membership(MembershipChange::Add { id: 4, addr: addr4 })
+        .await
+        .unwrap();
+    assert_eq!(members.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(members[&4], "127.0.0.1:23004");
+    // A second time is refused, and so is another id at its address.
+    let again = c.nodes[&leader]
+        .change_membership(MembershipChange::Add { id: 4, addr: addr4 })
+        .await;
+    assert_eq!(again, Err("node 4 is a member already".into()));
+    let taken = c.nodes[&leader]
+        .change_membership(MembershipChange::Add { id: 5, addr: addr4 })
+        .await;
+    assert_eq!(taken, Err("127.0.0.1:23004 is node 4's address".into()));
+    c.assert_identical().await;
+    // The leader retires: removed, then stopped; the three others go on.
+    let members = c.nodes[&4]
+        .change_membership(MembershipChange::Remove { id: leader })
+        .await
+        .unwrap();
+    assert!(!members.contains_key(&leader), "{members:?}");
+    assert_eq!(members.len(), 3);
+    c.kill(leader).await;
+    let new = c.leader(Duration::from_secs(10)).await;
+    assert_ne!(new, leader);
+    let mut answer = String::new();
+    for _ in 0..5 {
+        answer = c.ask(4, a, "#6-_-create-_-after").await;
+        if answer == "#6-_-200-_-null" {
+            break;
+        }
+    }
+    assert_eq!(answer, "#6-_-200-_-null");
+    c.assert_identical().await;
+    let lists = c.nodes[&4]
+        .machine()
+        .with_core(|core| core.registry().num_lists());
+    assert_eq!(lists, 6);
+    let gone = c.nodes[&4]
+        .change_membership(MembershipChange::Remove { id: leader })
+        .await;
+    assert_eq!(gone, Err(format!("node {leader} is not a member")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,8 @@
 //!
 //! Each client retries a create with the same id until it is answered (as our peers do):
 //! the operation took effect once, somewhere between its first send and its answer.
-//! A read answered `473` ("try later") is dropped from the history: it observed nothing.
+//! A read answered `473` ("not served, try later") is dropped from the history: it observed
+//! nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -178,7 +179,8 @@ async fn client(
                 match a.status.code() {
                     200 => break Some(Op::Create(name.clone(), true)),
                     457 => break Some(Op::Create(name.clone(), false)),
-                    473 => continue,
+                    // Not confirmed (473) or not stored (474): the same id again.
+                    473 | 474 => continue,
                     code => panic!("create {name}: {code}"),
                 }
             }

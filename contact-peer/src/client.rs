@@ -315,8 +315,8 @@ impl Client {
 
     /// A client of a replicated registry served at several addresses (`contact-cluster`):
     /// requests go to the first; a request that may be retried (tagged, or `query-lists`)
-    /// and gets no answer, or a `473` "try later", is sent again, with the same id, to the
-    /// next, in turn. Answers are accepted from any of them.
+    /// and gets no answer, or a "try later" (`473`, or `474` "not stored"), is sent again,
+    /// with the same id, to the next, in turn. Answers are accepted from any of them.
     ///
     /// # Panics
     /// If `servers` is empty.
@@ -381,10 +381,10 @@ impl Client {
             tracing::debug!(?answer, "answer that does not fit the request skipped");
             return;
         }
-        // A replica without a quorum says "try later": with other servers, try the next
-        // one now, as if this one had not answered.
+        // A replica without a quorum says "try later" (473) or "not stored" (474): with
+        // other servers, try the next one now, as if this one had not answered.
         let backoff = self.config.backoff();
-        if answer.status == Status::Busy
+        if matches!(answer.status, Status::Busy | Status::NotStored)
             && flight.retry
             && !self.alternates.is_empty()
             && backoff.may_send_again(flight.attempts)
@@ -906,6 +906,17 @@ mod tests {
         }
         let t = c.poll_transmit(&mut buf).unwrap();
         assert_eq!((t.destination, &buf[..t.size]), (servers[2], &first[..]));
+        // "Not stored" from it (a minority): at once back to the first.
+        c.handle_datagram(
+            at,
+            servers[2],
+            format!("#{id}-_-474-_-{{\"error\": \"not stored\"}}").as_bytes(),
+        );
+        while let Some(event) = c.poll_event() {
+            assert!(matches!(event, ClientEvent::Resent { .. }), "{event:?}");
+        }
+        let t = c.poll_transmit(&mut buf).unwrap();
+        assert_eq!((t.destination, &buf[..t.size]), (servers[0], &first[..]));
         // A late answer from the first server is as good.
         c.handle_datagram(at, servers[0], format!("#{id}-_-200-_-null").as_bytes());
         assert!(

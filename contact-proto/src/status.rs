@@ -96,8 +96,9 @@ statuses! {
     /// Ours: the server cannot take the request now (e.g. it is flooded); try again later.
     Busy = 473, "the server is busy";
     /// Ours: the server could not make the change durable (its journal cannot be written:
-    /// disk full, read-only, removed) and did not apply it; nothing changed. Try again
-    /// later: the server accepts changes again as soon as it can write.
+    /// disk full, read-only, removed; or, a `--cluster` node, no leader with a quorum was
+    /// within reach) and did not apply it; nothing changed. Try again later (with several
+    /// servers, at the next one): the change is accepted as soon as it can be stored.
     NotStored = 474, "the change could not be stored; try again later";
     /// Ours: a tagged request reuses the id of another request from the same source whose
     /// answer the server still keeps; it was not applied. Use a fresh id.

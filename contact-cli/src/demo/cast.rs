@@ -22,8 +22,8 @@ pub(super) struct Cast {
     pub(super) ips: [IpAddr; 5],
     /// The port P each peer registers (with relays: the port below its relay's).
     pub(super) ports: [u16; 5],
-    /// Where the server saves, when known.
-    pub(super) data_dir: Option<PathBuf>,
+    /// Where the server saves (each node of a cluster, into its own), when known.
+    pub(super) data_dirs: Vec<PathBuf>,
     /// Relays in front of each peer's instant-message port (lossy runs), kept alive.
     _im_relays: Vec<Relay>,
     _server_relay: Option<Relay>,
@@ -39,18 +39,19 @@ pub(super) fn set_up(
     config: &DemoConfig,
     t: &mut Transcript<'_, impl Write>,
 ) -> Result<Cast, DemoError> {
-    let (data_dir, temp) = match (&config.data_dir, &config.server) {
-        (Some(dir), _) => (Some(dir.clone()), None),
-        (None, ServerChoice::Start(_)) => {
+    let (data_dirs, temp) = match (config.data_dirs.is_empty(), &config.server) {
+        (false, _) => (config.data_dirs.clone(), None),
+        (true, ServerChoice::Start(_)) => {
             let temp = tempfile::Builder::new()
                 .prefix("contact-demo-")
                 .tempdir()
                 .map_err(io_err("cannot make a temporary data directory"))?;
-            (Some(temp.path().to_path_buf()), Some(temp))
+            (vec![temp.path().to_path_buf()], Some(temp))
         }
-        (None, ServerChoice::External(_)) => (None, None),
+        (true, ServerChoice::External(_)) => (Vec::new(), None),
     };
-    let (server, server_addr) = match &config.server {
+    let data_dir = data_dirs.first().cloned();
+    let (server, servers) = match &config.server {
         ServerChoice::Start(ip) => {
             let server_config =
                 ServerConfig::default().data_dir(data_dir.clone().unwrap_or_default());
@@ -59,12 +60,19 @@ pub(super) fn set_up(
                 .and_then(Server::spawn)
                 .map_err(io_err(format!("cannot start a server on {addr}")))?;
             let addr = handle.local_addr();
-            (Some(handle), addr)
+            (Some(handle), vec![addr])
         }
-        ServerChoice::External(addr) => (None, *addr),
+        ServerChoice::External(addrs) => (None, addrs.clone()),
     };
+    let server_addr = servers[0];
     t.info(&format!(
-        "server {server_addr}{}",
+        "{} {}{}",
+        if servers.len() > 1 {
+            "servers (the nodes of one registry)"
+        } else {
+            "server"
+        },
+        super::servers_text(&servers),
         if server.is_some() {
             " (in this process)"
         } else {
@@ -76,7 +84,11 @@ pub(super) fn set_up(
             "data directory {} (temporary: removed at the end; --data-dir keeps it)",
             dir.display()
         ))?,
-        (Some(dir), None) => t.info(&format!("data directory {}", dir.display()))?,
+        (Some(_), None) => {
+            for dir in &data_dirs {
+                t.info(&format!("data directory {}", dir.display()))?;
+            }
+        }
         (None, _) => t.info("data directory of the external server unknown: the saved file is not checked (give --data-dir)")?,
     }
 
@@ -100,7 +112,11 @@ pub(super) fn set_up(
         }
         None => None,
     };
-    let peer_server = server_relay.as_ref().map_or(server_addr, Relay::addr);
+    // With a relay there is one server (`--loss` takes one).
+    let peer_servers = match &server_relay {
+        Some(r) => vec![r.addr()],
+        None => servers.clone(),
+    };
     let peer_config = if config.loss.is_some() {
         quick(PeerConfig::default(), LOSSY_SPEED_UP)
     } else {
@@ -112,9 +128,14 @@ pub(super) fn set_up(
     for i in 0..5 {
         let ip = config.peer_ips[i];
         let peer = match &config.peer_netns[i] {
-            None => Peer::bind_with(ip, peer_server, PortChoice::Ephemeral, peer_config.clone())
-                .map_err(io_err(format!("cannot bind {}'s ports on {ip}", NAMES[i])))?,
-            Some(ns) => netns::bind_peer(ns, ip, peer_server, peer_config.clone()).map_err(
+            None => Peer::bind_servers(
+                ip,
+                &peer_servers,
+                PortChoice::Ephemeral,
+                peer_config.clone(),
+            )
+            .map_err(io_err(format!("cannot bind {}'s ports on {ip}", NAMES[i])))?,
+            Some(ns) => netns::bind_peer(ns, ip, &peer_servers, peer_config.clone()).map_err(
                 io_err(format!(
                     "cannot bind {}'s ports on {ip} in network namespace {ns}",
                     NAMES[i]
@@ -151,7 +172,7 @@ pub(super) fn set_up(
         peers,
         ips: registered.map(|(ip, _)| ip),
         ports: registered.map(|(_, p)| p),
-        data_dir,
+        data_dirs,
         _im_relays: im_relays,
         _server_relay: server_relay,
         server,
@@ -274,7 +295,7 @@ mod netns {
     pub(super) fn bind_peer(
         name: &str,
         ip: IpAddr,
-        server: SocketAddr,
+        servers: &[SocketAddr],
         config: PeerConfig,
     ) -> io::Result<Peer> {
         let path = std::path::Path::new("/run/netns").join(name);
@@ -283,7 +304,7 @@ mod netns {
                 let ns = std::fs::File::open(&path)?;
                 nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(io::Error::from)?;
-                Peer::bind_with(ip, server, PortChoice::Ephemeral, config)
+                Peer::bind_servers(ip, servers, PortChoice::Ephemeral, config)
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))
@@ -294,7 +315,7 @@ mod netns {
     pub(super) fn bind_peer(
         _name: &str,
         _ip: IpAddr,
-        _server: SocketAddr,
+        _servers: &[SocketAddr],
         _config: PeerConfig,
     ) -> io::Result<Peer> {
         Err(io::Error::new(

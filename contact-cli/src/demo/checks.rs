@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use contact_peer::{ClientError, ImError, ImOutcome, Peer, RingEvent};
@@ -216,29 +216,48 @@ pub(super) fn unexpected(
 
 pub(super) fn check_saved(
     t: &mut Transcript<'_, impl Write>,
-    dir: Option<&Path>,
+    dirs: &[PathBuf],
     ips: &[IpAddr; 5],
     ports: &[u16; 5],
 ) -> io::Result<()> {
-    let Some(dir) = dir else {
+    const WHAT: &str = "config.txt holds the registry, Me missing from list_1";
+    if dirs.is_empty() {
         return t.info("(the saved file is not checked: its directory is unknown)");
-    };
-    let path = dir.join("config.txt");
-    let want = expected_saved(ips, ports);
-    match std::fs::read_to_string(&path) {
-        Ok(got) => {
-            t.info(&format!("{}:", path.display()))?;
-            for line in got.lines() {
-                t.info(&format!("  | {line}"))?;
-            }
-            t.check(
-                "config.txt holds the registry, Me missing from list_1".into(),
-                (got != want).then(|| format!("expected:\n{want}got:\n{got}")),
-            )
-        }
-        Err(e) => t.check(
-            "config.txt holds the registry, Me missing from list_1".into(),
-            Some(format!("cannot read {}: {e}", path.display())),
-        ),
     }
+    let want = expected_saved(ips, ports);
+    // One server's directory, or a cluster's nodes' (each saves into its own: the file is
+    // in the directory of the node that answered, in several if the request was sent again
+    // to another node); every copy must be right, and there must be one.
+    let mut problems = Vec::new();
+    let mut found = 0;
+    for dir in dirs {
+        let path = dir.join("config.txt");
+        match std::fs::read_to_string(&path) {
+            Ok(got) => {
+                found += 1;
+                t.info(&format!("{}:", path.display()))?;
+                for line in got.lines() {
+                    t.info(&format!("  | {line}"))?;
+                }
+                if got != want {
+                    problems.push(format!("{}: expected:\n{want}got:\n{got}", path.display()));
+                }
+            }
+            Err(e) if dirs.len() > 1 && e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    if found == 0 && problems.is_empty() {
+        problems.push(format!(
+            "config.txt is in none of {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    t.check(
+        WHAT.into(),
+        (!problems.is_empty()).then(|| problems.join("\n")),
+    )
 }

@@ -24,6 +24,8 @@
 //! contact-cli demo --loss 0.2 --seed 7              the same through lossy relays
 //! contact-cli demo --server 10.0.0.1:22000 --data-dir DIR \
 //!     --peer-ip 10.0.0.2 --peer-netns h1 ...        peers in network namespaces (Linux, root)
+//! contact-cli demo --server A1,A2,A3 --data-dir D1 --data-dir D2 --data-dir D3
+//!                                                   a replicated registry's three nodes
 //! ```
 
 use std::io::{self, IsTerminal, Write};
@@ -56,9 +58,10 @@ const WAIT: Duration = Duration::from_secs(2);
 pub(crate) struct DemoArgs {
     /// The directory the server saves `config.txt` into (default: a new temporary directory,
     /// removed at the end). With `--server`, the server's own data directory, to check the
-    /// saved file.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    /// saved file; with several servers (the nodes of a cluster, each saving into its own
+    /// directory), once per server, in the same order.
+    #[arg(long = "data-dir", value_name = "DIR", num_args = 1)]
+    data_dirs: Vec<PathBuf>,
     /// Put a relay in front of the server and of each peer's instant-message port that
     /// drops this fraction of datagrams (and duplicates half as many, and reorders).
     #[arg(long, value_name = "FRACTION", value_parser = parse_loss)]
@@ -67,9 +70,17 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 1, requires = "loss")]
     seed: u64,
     /// Play against this running server instead of starting one in this process. It must be
-    /// empty (no list, none of the five contacts): the demo checks every answer.
-    #[arg(long, value_name = "ADDR", conflicts_with = "server_ip")]
-    server: Option<SocketAddr>,
+    /// empty (no list, none of the five contacts): the demo checks every answer. The nodes
+    /// of a replicated registry (`server --cluster`) as ADDR,ADDR,ADDR: the peers move to
+    /// the next one when one does not answer, as `peer IP1,IP2,IP3 PORT` does.
+    #[arg(
+        long,
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ',',
+        num_args = 1,
+        conflicts_with = "server_ip"
+    )]
+    server: Vec<SocketAddr>,
     /// The address the demo's own server listens on.
     #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     server_ip: IpAddr,
@@ -84,6 +95,12 @@ pub(crate) struct DemoArgs {
     /// Colour the transcript: auto (only on a terminal), always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     color: ColorChoice,
+    /// After the N-th command typed (a request or an `im-start`), print `paused after line
+    /// N` and wait for a line on
+    /// standard input before going on: a point to inject a fault (stop a server, cut a
+    /// host off) and see the demo's outcome unchanged.
+    #[arg(long, value_name = "N")]
+    pause_after: Option<usize>,
 }
 
 /// When to colour the transcript.
@@ -111,8 +128,8 @@ fn parse_loss(s: &str) -> Result<f64, String> {
 pub(crate) enum ServerChoice {
     /// Start one in this process, listening on this IP (a free port).
     Start(IpAddr),
-    /// Use a running server.
-    External(SocketAddr),
+    /// Use a running server, or the nodes of a replicated one (never empty).
+    External(Vec<SocketAddr>),
 }
 
 /// What [`run`] plays against.
@@ -126,13 +143,16 @@ pub(crate) struct DemoConfig {
     pub(crate) peer_netns: [Option<String>; 5],
     /// Lossy relays: the fraction of datagrams dropped, and the seed.
     pub(crate) loss: Option<(f64, u64)>,
-    /// The server's data directory (for `save`); `None`: a temporary one (or, with an
-    /// external server, the saved file is not checked).
-    pub(crate) data_dir: Option<PathBuf>,
+    /// The server's data directory (for `save`), or each node's, in the order of the
+    /// servers; empty: a temporary one (or, with an external server, the saved file is not
+    /// checked).
+    pub(crate) data_dirs: Vec<PathBuf>,
     /// Colour the transcript.
     pub(crate) colour: bool,
     /// How long to wait for each ring event.
     pub(crate) wait: Duration,
+    /// Wait for a line on standard input after this many typed lines.
+    pub(crate) pause_after: Option<usize>,
 }
 
 impl Default for DemoConfig {
@@ -142,9 +162,10 @@ impl Default for DemoConfig {
             peer_ips: [IpAddr::V4(Ipv4Addr::LOCALHOST); 5],
             peer_netns: Default::default(),
             loss: None,
-            data_dir: None,
+            data_dirs: Vec::new(),
             colour: false,
             wait: WAIT,
+            pause_after: None,
         }
     }
 }
@@ -169,7 +190,7 @@ pub(crate) enum DemoError {
     #[error(
         "the server at {0} is not empty: {1}. The demo creates list_1 to list_4, registers Me, Myself, I, Foo and Bar and checks every answer, so it needs a server with nothing in it: start a new one, or leave out --server to let the demo start its own"
     )]
-    NotEmpty(SocketAddr, String),
+    NotEmpty(String, String),
     /// A line of the script could not be parsed (a bug of the script).
     #[error("the script line `{0}` does not parse: {1}")]
     Script(String, String),
@@ -218,13 +239,16 @@ fn config_from(args: DemoArgs) -> Result<DemoConfig, String> {
             }),
         }
     }
-    let server = match args.server {
-        Some(addr) => ServerChoice::External(addr),
-        None => ServerChoice::Start(args.server_ip),
+    let server = if args.server.is_empty() {
+        ServerChoice::Start(args.server_ip)
+    } else {
+        ServerChoice::External(args.server)
     };
     let default_ip = match &server {
         ServerChoice::Start(ip) => *ip,
-        ServerChoice::External(addr) if addr.ip().is_loopback() => addr.ip(),
+        ServerChoice::External(addrs) if addrs.iter().all(|a| a.ip().is_loopback()) => {
+            addrs[0].ip()
+        }
         ServerChoice::External(_) => {
             if args.peer_ips.is_empty() {
                 return Err("with a server that is not on loopback, give --peer-ip".into());
@@ -240,6 +264,19 @@ fn config_from(args: DemoArgs) -> Result<DemoConfig, String> {
     if args.loss.is_some() && peer_netns.iter().any(Option::is_some) {
         return Err("--loss and --peer-netns cannot be combined".into());
     }
+    let servers = match &server {
+        ServerChoice::Start(_) => 1,
+        ServerChoice::External(addrs) => addrs.len(),
+    };
+    if args.loss.is_some() && servers > 1 {
+        return Err("--loss takes one server: its relay stands in front of it".into());
+    }
+    if !args.data_dirs.is_empty() && args.data_dirs.len() != servers {
+        return Err(format!(
+            "--data-dir is given {} times for {servers} server(s): give it once per server",
+            args.data_dirs.len()
+        ));
+    }
     let colour = match args.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -250,14 +287,35 @@ fn config_from(args: DemoArgs) -> Result<DemoConfig, String> {
         peer_ips: five(args.peer_ips, default_ip, "--peer-ip")?,
         peer_netns,
         loss: args.loss.map(|l| (l, args.seed)),
-        data_dir: args.data_dir,
+        data_dirs: args.data_dirs,
         colour,
         wait: if args.loss.is_some() {
             cast::lossy_ring_wait(NAMES.len())
         } else {
             WAIT
         },
+        pause_after: args.pause_after,
     })
+}
+
+/// `A1` or `A1,A2,A3`.
+fn servers_text(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `--pause-after`: says so, then waits for a line on standard input (or its end).
+fn pause(t: &mut Transcript<'_, impl Write>, typed: usize) -> Result<(), DemoError> {
+    t.info(&format!("paused after line {typed}: press Enter to go on"))?;
+    t.out.flush()?;
+    let mut line = String::new();
+    io::stdin()
+        .read_line(&mut line)
+        .map_err(io_err("cannot read standard input"))?;
+    Ok(())
 }
 
 /// Plays the final demo as `config` says, writing the transcript to `out`.
@@ -272,12 +330,20 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
         report: DemoReport::default(),
     };
     let mut cast = set_up(config, &mut t)?;
-    if let ServerChoice::External(addr) = config.server {
-        cast::check_empty(&cast).map_err(|why| DemoError::NotEmpty(addr, why))?;
+    if let ServerChoice::External(addrs) = &config.server {
+        cast::check_empty(&cast).map_err(|why| DemoError::NotEmpty(servers_text(addrs), why))?;
     }
     let (ips, ports) = (cast.ips, cast.ports);
+    let mut typed = 0;
 
     for step in script(&ips, &ports) {
+        // A command typed at a peer's prompt: a request, or an `im-start` and its text.
+        if matches!(step, Step::Type { .. } | Step::Im { .. }) {
+            if config.pause_after == Some(typed) && typed > 0 {
+                pause(&mut t, typed)?;
+            }
+            typed += 1;
+        }
         match step {
             Step::Heading(text) => t.heading(text)?,
             Step::Type { who, line, expect } => {
@@ -312,7 +378,7 @@ pub(crate) fn run(config: &DemoConfig, out: &mut impl Write) -> Result<DemoRepor
                 }
             }
             Step::CheckSaved => {
-                check_saved(&mut t, cast.data_dir.as_deref(), &ips, &ports)?;
+                check_saved(&mut t, &cast.data_dirs, &ips, &ports)?;
             }
         }
     }
