@@ -668,10 +668,14 @@ impl Task for RingTask {
             }
             if let Err(crossbeam_channel::TrySendError::Full(_)) = self.events.try_send(event) {
                 self.events_dropped += 1;
-                tracing::warn!(
-                    dropped = self.events_dropped,
-                    "the user's event channel is full: an event dropped"
-                );
+                // Logged at the 1st, 2nd, 4th, 8th... drop: a flood of packets must not
+                // become a flood of log lines (each one costs more than the event).
+                if self.events_dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.events_dropped,
+                        "the user's event channel is full: events dropped (counted)"
+                    );
+                }
             }
         }
         for (reply, result) in self.replies.drain(..) {

@@ -360,11 +360,12 @@ impl RingEngine {
         let Some(secret) = self.identities.get(&member.name) else {
             return Proof::Unverified;
         };
-        let name = contact_proto::escape_controls(member.name.as_str());
+        // Only a refusal names the member: the common, verified hop allocates nothing here.
+        let name = || contact_proto::escape_controls(member.name.as_str());
         let ours = ours && view.extra_raw(RING_KEY).is_some();
         let Some(proof) = member.extra.get(PROOF_KEY) else {
             return if ours {
-                Proof::Forged(format!("no proof for {name}, who holds a secret"))
+                Proof::Forged(format!("no proof for {}, who holds a secret", name()))
             } else {
                 Proof::Unverified
             };
@@ -377,7 +378,8 @@ impl RingEngine {
         else {
             return if ours {
                 Proof::Forged(format!(
-                    "the proof for {name} lacks its ring or list, or is not hex"
+                    "the proof for {} lacks its ring or list, or is not hex",
+                    name()
                 ))
             } else {
                 Proof::Unverified
@@ -394,7 +396,7 @@ impl RingEngine {
         if secret.verify_ring_proof(&fields, &tag) {
             Proof::Verified { ring }
         } else {
-            Proof::Forged(format!("the proof for {name} is not the server's"))
+            Proof::Forged(format!("the proof for {} is not the server's", name()))
         }
     }
 
