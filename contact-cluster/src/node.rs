@@ -3,6 +3,11 @@
 //! (through the leader), reads wait until the local copy is current (ReadIndex), `save`
 //! writes the local copy.
 
+mod membership;
+mod reads;
+
+use reads::ReadBatch;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
@@ -154,21 +159,6 @@ struct Inner {
     reads: ReadBatch,
 }
 
-/// Concurrent linearizable reads share ReadIndex rounds: one round at a time, and a read
-/// is served by the first round that started after it arrived (that round's index covers
-/// everything acknowledged before the read), so a burst of reads costs one round, not one
-/// each.
-#[derive(Default)]
-struct ReadBatch {
-    /// One round at a time.
-    turn: tokio::sync::Mutex<()>,
-    /// The number of the last round started.
-    started: AtomicU64,
-    /// The number of the last round that succeeded, and of the last that failed.
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-}
-
 /// The leader's clock: ms since the Unix epoch, the same scale on every node (within clock
 /// skew, which log time absorbs: it never goes back).
 fn unix_ms() -> u64 {
@@ -187,11 +177,11 @@ impl Unanswered {
     }
 }
 
-/// A mutation that never reached a log that could commit it: nothing changed (`474`, as a
-/// single server that cannot write its journal says).
 /// How long a membership change may take: a new node catches up from the leader first.
 pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A mutation that never reached a log that could commit it: nothing changed (`474`, as a
+/// single server that cannot write its journal says).
 const NOT_STORED: Unanswered = Unanswered(
     Status::NotStored,
     "not stored: no leader with a quorum within reach; nothing changed; try again later",
@@ -509,106 +499,6 @@ impl Inner {
         }
     }
 
-    /// Tells the transport where every member listens, as the membership says: a node
-    /// added with `cluster add-node` is in no one's `--cluster`.
-    fn learn_addresses(&self) {
-        let nodes: Vec<(NodeId, SocketAddr)> = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow_watched();
-            m.membership_config
-                .membership()
-                .nodes()
-                .filter_map(|(id, n)| Some((*id, n.addr.parse().ok()?)))
-                .collect()
-        };
-        for (id, addr) in nodes {
-            self.transport.learn(id, addr);
-        }
-    }
-
-    /// The members, id and cluster address.
-    fn members(&self) -> BTreeMap<NodeId, String> {
-        self.status().members.into_iter().collect()
-    }
-
-    /// `cluster add-node`, `remove-node`: done by the leader (a follower passes it on).
-    /// Adding waits until the new node has caught up as a learner, then makes it a voter;
-    /// both steps are openraft's (`add_learner`, `change_membership`, joint consensus).
-    async fn change_membership(
-        &self,
-        change: MembershipChange,
-    ) -> Result<BTreeMap<NodeId, String>, String> {
-        match self.leader() {
-            Some(l) if l == self.id => {}
-            Some(l) => {
-                return match self
-                    .transport
-                    .call(self.id, l, Rpc::Membership(change), MEMBERSHIP_TIMEOUT)
-                    .await
-                {
-                    Ok(Reply::Membership(r)) => r,
-                    Ok(other) => Err(format!("the leader (node {l}) answered {other:?}")),
-                    Err(e) => Err(format!("the leader (node {l}): {e}")),
-                };
-            }
-            None => return Err("no leader now; try again".into()),
-        }
-        let voters: BTreeSet<NodeId> = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow_watched();
-            m.membership_config.membership().voter_ids().collect()
-        };
-        let known = self.members();
-        let work = async {
-            match change {
-                MembershipChange::Add { id, addr } => {
-                    if voters.contains(&id) {
-                        return Err(format!("node {id} is a member already"));
-                    }
-                    if let Some((other, _)) = known
-                        .iter()
-                        .find(|(other, a)| **other != id && a.parse() == Ok(addr))
-                    {
-                        return Err(format!("{addr} is node {other}'s address"));
-                    }
-                    self.transport.learn(id, addr);
-                    let node = BasicNode {
-                        addr: addr.to_string(),
-                    };
-                    self.raft
-                        .add_learner(id, node, true)
-                        .await
-                        .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
-                    self.raft
-                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                        .await
-                        .map_err(|e| format!("making node {id} a voter: {e}"))?;
-                }
-                MembershipChange::Remove { id } => {
-                    if !voters.contains(&id) {
-                        return Err(format!("node {id} is not a member"));
-                    }
-                    if voters.len() == 1 {
-                        return Err(format!("node {id} is the only member"));
-                    }
-                    self.raft
-                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                        .await
-                        .map_err(|e| format!("removing node {id}: {e}"))?;
-                }
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(MEMBERSHIP_TIMEOUT, work).await {
-            Ok(Ok(())) => Ok(self.members()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!(
-                "not done within {MEMBERSHIP_TIMEOUT:?} (is the new node running and reachable?); \
-                 `cluster status` tells what was"
-            )),
-        }
-    }
-
     async fn handle_datagram(&self, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let route = self
@@ -813,84 +703,6 @@ impl Inner {
         };
         match self.raft.client_write(proposal).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
-            Err(e) => match e.forward_to_leader() {
-                Some(f) => Err(Refusal::NotLeader(f.leader_id)),
-                None => Err(Refusal::Other(e.to_string())),
-            },
-        }
-    }
-
-    /// Waits until this replica holds every mutation acknowledged before the call, sharing
-    /// the round with the reads that arrived meanwhile ([`ReadBatch`]). False if that
-    /// cannot be done in time.
-    async fn read_barrier(&self) -> bool {
-        let batch = &self.reads;
-        let arrived = batch.started.load(Ordering::SeqCst);
-        let Ok(_turn) = tokio::time::timeout(self.config.propose_timeout, batch.turn.lock()).await
-        else {
-            return false;
-        };
-        // A round that started after this read arrived has ended meanwhile: its answer is
-        // this read's too.
-        if batch.succeeded.load(Ordering::SeqCst) > arrived {
-            return true;
-        }
-        if batch.failed.load(Ordering::SeqCst) > arrived {
-            return false;
-        }
-        let round = batch.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let ok = self.read_round().await;
-        let outcome = if ok { &batch.succeeded } else { &batch.failed };
-        outcome.fetch_max(round, Ordering::SeqCst);
-        ok
-    }
-
-    /// One ReadIndex round: the leader confirms it still leads and gives its commit index,
-    /// and this node waits until it has applied that far.
-    async fn read_round(&self) -> bool {
-        let deadline = tokio::time::Instant::now() + self.config.propose_timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let index = match self.leader() {
-                Some(l) if l == self.id => {
-                    match tokio::time::timeout(
-                        left,
-                        self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
-                    )
-                    .await
-                    {
-                        Ok(Ok(_)) => return true,
-                        Ok(Err(_)) => None,
-                        Err(_) => return false,
-                    }
-                }
-                Some(l) => match self
-                    .transport
-                    .call(self.id, l, Rpc::ReadIndex, self.attempt(left))
-                    .await
-                {
-                    Ok(Reply::ReadIndex(Ok(index))) => Some(index),
-                    _ => None,
-                },
-                None => None,
-            };
-            if let Some(index) = index {
-                let mut rx = self.machine.applied();
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                return tokio::time::timeout(left, rx.wait_for(|&a| a >= index))
-                    .await
-                    .is_ok();
-            }
-            self.wait_for_news().await;
-        }
-    }
-
-    async fn read_index(&self) -> Result<u64, Refusal> {
-        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
-            Ok(l) => Ok(l.read_log_id().index()),
             Err(e) => match e.forward_to_leader() {
                 Some(f) => Err(Refusal::NotLeader(f.leader_id)),
                 None => Err(Refusal::Other(e.to_string())),

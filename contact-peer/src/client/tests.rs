@@ -1,4 +1,3 @@
-
 use super::*;
 
 const LISTS_EXT: &[u8] = br#"200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// A forged packet with `im_id`, pointer 2 (so this engine is member 1 and forwards to

@@ -1,4 +1,3 @@
-
 use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret};
 use serde_json::Value;
 

@@ -1,4 +1,3 @@
-
 use contact_proto::auth::{RingFields, Secret};
 use contact_proto::{Answer, Body, Request};
 
