@@ -16,16 +16,20 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use contact_peer::{Peer, PeerConfig, PortChoice};
 use contact_proto::{Body, Command, Status};
 
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+use common::BIN;
+use common::netns::{Hosts, delete_leftovers, ip};
+
 const PREFIXES: [&str; 6] = ["clsw-", "cln1-", "cln2-", "cln3-", "clh1-", "clh2-"];
 const H1_IP: &str = "10.232.0.11";
 const H2_IP: &str = "10.232.0.12";
@@ -33,70 +37,12 @@ const H2_IP: &str = "10.232.0.12";
 /// the instant messages (and every later request) are still to come.
 const PAUSE_AFTER: usize = 21;
 
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Process::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip`: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// The namespaces and the processes started in them; all gone when dropped.
-struct Hosts {
-    names: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for name in &self.names {
-            if let Err(e) = ip(&["netns", "delete", name]) {
-                eprintln!("warning: {e}");
-            }
-        }
-    }
-}
-
-/// Deletes namespaces of earlier runs of this test whose process is gone.
-fn delete_leftovers() {
-    let Ok(list) = ip(&["netns", "list"]) else {
-        return;
-    };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
-            continue;
-        };
-        let alive = pid.parse::<u32>().is_ok_and(|pid| {
-            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
-        });
-        if !alive {
-            eprintln!("deleting leftover network namespace {name}");
-            let _ = ip(&["netns", "delete", name]);
-        }
-    }
-}
-
 fn ns(prefix: &str, pid: u32) -> String {
     format!("{prefix}{pid}")
 }
 
 fn build(pid: u32) -> Result<Hosts, String> {
-    let mut hosts = Hosts {
-        names: Vec::new(),
-        children: Vec::new(),
-    };
+    let mut hosts = Hosts::default();
     let sw = ns("clsw-", pid);
     ip(&["netns", "add", &sw])?;
     hosts.names.push(sw.clone());
@@ -176,7 +122,7 @@ fn leader(pid: u32) -> u64 {
 #[test]
 fn the_leaders_host_cut_off_mid_demo_changes_nothing() {
     let pid = std::process::id();
-    delete_leftovers();
+    delete_leftovers(&PREFIXES);
     let mut hosts = match build(pid) {
         Ok(h) => h,
         Err(reason) => {

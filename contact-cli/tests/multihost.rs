@@ -17,79 +17,24 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_contact-cli");
+use common::BIN;
+use common::netns::{Hosts, delete_leftovers, ip};
+
 const PREFIXES: [&str; 3] = ["contact-srv-", "contact-h1-", "contact-h2-"];
 const SERVER_IP: &str = "10.231.0.1";
 const H1_IP: &str = "10.231.0.2";
 const H2_IP: &str = "10.231.0.3";
 
-/// Runs `ip ARGS`; `Err` with its stderr when it fails.
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip`: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// The namespaces of this run and the server running in one; all removed when dropped.
-struct Hosts {
-    names: Vec<String>,
-    server: Option<Child>,
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-        for name in &self.names {
-            if let Err(e) = ip(&["netns", "delete", name]) {
-                eprintln!("warning: {e}");
-            }
-        }
-    }
-}
-
-/// Deletes namespaces of earlier runs of this test whose process is gone.
-fn delete_leftovers() {
-    let Ok(list) = ip(&["netns", "list"]) else {
-        return;
-    };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(pid) = PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
-            continue;
-        };
-        let alive = pid.parse::<u32>().is_ok_and(|pid| {
-            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
-        });
-        if !alive {
-            eprintln!("deleting leftover network namespace {name}");
-            let _ = ip(&["netns", "delete", name]);
-        }
-    }
-}
-
 /// Builds the three hosts; `Err` when namespaces cannot be made here.
 fn build_hosts(pid: u32) -> Result<Hosts, String> {
     let [srv, h1, h2] = PREFIXES.map(|p| format!("{p}{pid}"));
-    let mut hosts = Hosts {
-        names: Vec::new(),
-        server: None,
-    };
+    let mut hosts = Hosts::default();
     for name in [&srv, &h1, &h2] {
         ip(&["netns", "add", name])?;
         hosts.names.push(name.clone());
@@ -141,7 +86,7 @@ fn rx_packets(srv: &str, port: &str) -> u64 {
 #[test]
 fn the_final_demo_across_three_hosts() {
     let pid = std::process::id();
-    delete_leftovers();
+    delete_leftovers(&PREFIXES);
     let mut hosts = match build_hosts(pid) {
         Ok(h) => h,
         Err(reason) => {
@@ -166,7 +111,7 @@ fn the_final_demo_across_three_hosts() {
         .spawn()
         .expect("ip netns exec runs");
     let stdout = server.stdout.take().unwrap();
-    hosts.server = Some(server);
+    hosts.children.push(server);
     // The server prints its address once it listens: wait for that line, not for a time.
     let mut first = String::new();
     BufReader::new(stdout).read_line(&mut first).unwrap();

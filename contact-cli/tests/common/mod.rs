@@ -5,6 +5,8 @@
 // Each test binary (`tests/*.rs`) compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub(crate) mod netns;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
