@@ -15,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use contact_proto::Cookie;
+
+use super::error_budget::PrefixBuckets;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
@@ -188,10 +190,9 @@ pub(crate) struct AnswerLimit {
     burst: u64,
     total_rate: u64,
     total_burst: u64,
-    /// Per prefix: milli-bytes left and when counted (ms).
-    buckets: HashMap<IpAddr, (u64, u64)>,
+    /// Milli-bytes per prefix.
+    buckets: PrefixBuckets,
     total: (u64, u64),
-    swept: u64,
     dropped: u64,
     dropped_bytes: u64,
     proven: u64,
@@ -207,9 +208,8 @@ impl AnswerLimit {
             burst: burst.max(1),
             total_rate,
             total_burst: total_burst.max(1),
-            buckets: HashMap::new(),
+            buckets: PrefixBuckets::new(Self::MAX_SOURCES),
             total: (total_burst.saturating_mul(1000), 0),
-            swept: 0,
             dropped: 0,
             dropped_bytes: 0,
             proven: 0,
@@ -263,27 +263,7 @@ impl AnswerLimit {
             return true;
         }
         let full = self.burst.saturating_mul(1000);
-        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&prefix) {
-            if now_ms >= self.swept.saturating_add(1000) {
-                self.swept = now_ms;
-                let rate = self.rate;
-                self.buckets.retain(|_, (tokens, last)| {
-                    tokens.saturating_add(now_ms.saturating_sub(*last).saturating_mul(rate)) < full
-                });
-            }
-            if self.buckets.len() >= Self::MAX_SOURCES {
-                return false;
-            }
-        }
-        let (tokens, last) = self.buckets.entry(prefix).or_insert((full, now_ms));
-        let refill = now_ms.saturating_sub(*last).saturating_mul(self.rate);
-        *tokens = tokens.saturating_add(refill).min(full);
-        *last = (*last).max(now_ms);
-        if *tokens < len {
-            return false;
-        }
-        *tokens -= len;
-        true
+        self.buckets.take(now_ms, prefix, self.rate, full, len)
     }
 
     /// Answers not sent, and their bytes.
@@ -298,7 +278,8 @@ impl AnswerLimit {
 pub(crate) struct SaveRate {
     interval_ms: u64,
     burst: u64,
-    buckets: HashMap<IpAddr, (u64, u64)>,
+    /// Milliseconds of credit per prefix.
+    buckets: PrefixBuckets,
 }
 
 impl SaveRate {
@@ -308,7 +289,7 @@ impl SaveRate {
         Self {
             interval_ms,
             burst: burst.max(1),
-            buckets: HashMap::new(),
+            buckets: PrefixBuckets::new(Self::MAX_SOURCES),
         }
     }
 
@@ -318,24 +299,7 @@ impl SaveRate {
             return true;
         }
         let full = self.burst.saturating_mul(self.interval_ms);
-        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&prefix) {
-            self.buckets.retain(|_, (credit, last)| {
-                credit.saturating_add(now_ms.saturating_sub(*last)) < full
-            });
-            if self.buckets.len() >= Self::MAX_SOURCES {
-                return false;
-            }
-        }
-        let (credit, last) = self.buckets.entry(prefix).or_insert((full, now_ms));
-        *credit = credit
-            .saturating_add(now_ms.saturating_sub(*last))
-            .min(full);
-        *last = (*last).max(now_ms);
-        if *credit < self.interval_ms {
-            return false;
-        }
-        *credit -= self.interval_ms;
-        true
+        self.buckets.take(now_ms, prefix, 1, full, self.interval_ms)
     }
 }
 

@@ -27,16 +27,72 @@ pub(crate) fn prefix(ip: IpAddr) -> IpAddr {
 /// One error answer, in milli-tokens.
 const TOKEN: u64 = 1000;
 
+/// Token buckets per source prefix, in a bounded table: what the error budget, the answer
+/// volume limit and the save rate share. A full table is swept of the buckets that have
+/// refilled (the same as forgotten), at most once a second since each sweep costs the
+/// table's size; if none has, a new prefix gets nothing until one does. It never starts
+/// afresh: that would give every source a new burst.
+#[derive(Debug)]
+pub(crate) struct PrefixBuckets {
+    max: usize,
+    /// Per prefix: units left, and when they were counted (ms).
+    buckets: HashMap<IpAddr, (u64, u64)>,
+    /// When the table was last swept (ms).
+    swept: u64,
+}
+
+impl PrefixBuckets {
+    /// A table of at most `max` prefixes.
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            buckets: HashMap::new(),
+            swept: 0,
+        }
+    }
+
+    /// Takes `cost` units from `prefix`'s bucket at `now_ms` (it holds at most `full`,
+    /// refilled by `per_ms` units a millisecond, and starts full); false, taking nothing,
+    /// if it holds less or if the table has no room for a new prefix.
+    pub(crate) fn take(
+        &mut self,
+        now_ms: u64,
+        prefix: IpAddr,
+        per_ms: u64,
+        full: u64,
+        cost: u64,
+    ) -> bool {
+        if self.buckets.len() >= self.max && !self.buckets.contains_key(&prefix) {
+            if now_ms >= self.swept.saturating_add(1000) {
+                self.swept = now_ms;
+                self.buckets.retain(|_, (units, last)| {
+                    units.saturating_add(now_ms.saturating_sub(*last).saturating_mul(per_ms)) < full
+                });
+            }
+            if self.buckets.len() >= self.max {
+                return false;
+            }
+        }
+        let (units, last) = self.buckets.entry(prefix).or_insert((full, now_ms));
+        let refill = now_ms.saturating_sub(*last).saturating_mul(per_ms);
+        *units = units.saturating_add(refill).min(full);
+        *last = (*last).max(now_ms);
+        if *units < cost {
+            return false;
+        }
+        *units -= cost;
+        true
+    }
+}
+
 /// A token bucket per source prefix for error answers.
 #[derive(Debug)]
 pub(crate) struct ErrorBudget {
     /// Error answers per second, and the burst; 0: no limit.
     rate: u64,
-    /// Per source prefix: milli-tokens left, and when they were counted (ms).
-    buckets: HashMap<IpAddr, (u64, u64)>,
+    /// Milli-tokens per source prefix.
+    buckets: PrefixBuckets,
     suppressed: u64,
-    /// When the table was last swept of full buckets (ms).
-    swept: u64,
 }
 
 impl ErrorBudget {
@@ -49,9 +105,8 @@ impl ErrorBudget {
     pub(crate) fn new(rate: u32) -> Self {
         Self {
             rate: u64::from(rate),
-            buckets: HashMap::new(),
+            buckets: PrefixBuckets::new(Self::MAX_SOURCES),
             suppressed: 0,
-            swept: 0,
         }
     }
 
@@ -60,29 +115,12 @@ impl ErrorBudget {
         if self.rate == 0 {
             return true;
         }
-        let ip = prefix(ip);
-        let full = self.rate.saturating_mul(TOKEN);
-        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&ip) {
-            // At most one sweep a second: each costs the table's size.
-            if now_ms >= self.swept.saturating_add(1000) {
-                self.swept = now_ms;
-                let rate = self.rate;
-                self.buckets.retain(|_, (tokens, last)| {
-                    tokens.saturating_add(now_ms.saturating_sub(*last).saturating_mul(rate)) < full
-                });
-            }
-            if self.buckets.len() >= Self::MAX_SOURCES {
-                self.suppressed += 1;
-                return false;
-            }
-        }
-        let (tokens, last) = self.buckets.entry(ip).or_insert((full, now_ms));
         // `rate` tokens a second are `rate` milli-tokens a millisecond.
-        let refill = now_ms.saturating_sub(*last).saturating_mul(self.rate);
-        *tokens = tokens.saturating_add(refill).min(full);
-        *last = (*last).max(now_ms);
-        if *tokens >= TOKEN {
-            *tokens -= TOKEN;
+        let full = self.rate.saturating_mul(TOKEN);
+        if self
+            .buckets
+            .take(now_ms, prefix(ip), self.rate, full, TOKEN)
+        {
             true
         } else {
             self.suppressed += 1;
