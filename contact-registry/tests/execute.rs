@@ -96,3 +96,41 @@ fn a_caller_at_level_zero_is_registered_at_zero_but_still_told_ours() {
         br#"200-_-{"num_lists": 0, "list_names": [], "ext": 1}"#
     );
 }
+
+#[test]
+fn only_the_owners_secret_registers_a_taken_name_again_and_changes_nothing() {
+    use contact_proto::auth::Secret;
+    use contact_registry::Keys;
+    let mut registry = Registry::default();
+    let keyed = |secret: u8| Keys {
+        secret: Some(Secret([secret; 32])),
+        ring: None,
+    };
+    let first = registry.execute_keyed(cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
+    assert!(first.changed);
+    let before = registry.clone();
+    // The owner's secret at the registered address: 200 with that secret, nothing changed.
+    let again = registry.execute_keyed(cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
+    assert!(!again.changed);
+    let Reply::Answer(answer) = again.reply else {
+        panic!("no answer")
+    };
+    assert_eq!(answer.status, Status::Ok);
+    assert_eq!(answer.body, Some(Body::Secret(Secret([7; 32]))));
+    // Another secret, or another address (a move is `exit` then `register`): 455.
+    for (line, secret) in [
+        ("register Me 10.0.0.1 22000", 8),
+        ("register Me 10.0.0.1 22002", 7),
+        ("register Me 10.0.0.2 22000", 7),
+    ] {
+        let refused = registry.execute_keyed(cmd(line), EXT_VERSION, &keyed(secret));
+        assert!(!refused.changed);
+        assert_eq!(refused.status(), Some(Status::NameTaken), "{line}");
+    }
+    assert_eq!(
+        registry.execute(cmd("register Me 10.0.0.1 22000"), EXT_VERSION).status(),
+        Some(Status::NameTaken)
+    );
+    assert_eq!(registry, before);
+    registry.assert_consistent();
+}

@@ -22,7 +22,7 @@ use contact_registry::{Keys, Registry, Reply};
 use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
 use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
-use super::guard::{Credentials, Guard};
+use super::guard::{self, Credentials, Guard};
 use super::im_timers::ImTimers;
 use super::stats::Counters;
 use super::{KeptAnswer, Record, SaveJob, ServerConfig, ServerStats};
@@ -455,11 +455,13 @@ impl ServerCore {
         let kept = (self.records.is_some() || self.ims.is_some()).then(|| command.clone());
         // What the server draws for the command (issue 10): a secret for a contact our peer
         // registers from a proven address, a nonce for a ring our peer starts.
+        // The owner registering its name again is answered with the secret it proved.
+        let owners = guard::owners_secret(&self.registry, credentials, &command).cloned();
         let keys = Keys {
-            secret: (id.is_some()
-                && self.turn.proven
-                && matches!(command, Command::Register { .. }))
-            .then(|| Secret(random())),
+            secret: owners.or_else(|| {
+                (id.is_some() && self.turn.proven && matches!(command, Command::Register { .. }))
+                    .then(|| Secret(random()))
+            }),
             ring: (id.is_some() && matches!(command, Command::ImStart { .. }))
                 .then(|| self.ring_nonce(at)),
         };

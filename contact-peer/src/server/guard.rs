@@ -118,3 +118,19 @@ impl Guard {
         }
     }
 }
+
+/// The secret of the contact a `register` names, when the request carries that secret's
+/// request tag: its owner (a peer restarted with the secret it kept) registering the name
+/// again, which [`Registry::execute_keyed`] then answers `200` with the same secret rather
+/// than `455`. With or without `--auth`: the tag is the proof either way.
+pub(crate) fn owners_secret<'r>(
+    registry: &'r Registry,
+    credentials: Credentials<'_>,
+    command: &Command,
+) -> Option<&'r Secret> {
+    let Command::Register { name, .. } = command else {
+        return None;
+    };
+    let secret = registry.contact(name.as_str())?.secret()?;
+    credentials.prove(secret).then_some(secret)
+}

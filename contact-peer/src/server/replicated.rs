@@ -30,7 +30,7 @@ use contact_registry::{Keys, Registry, Reply};
 use super::ServerConfig;
 use super::cache::{AnswerCache, digest};
 use super::error_budget::ErrorBudget;
-use super::guard::{Credentials, Guard};
+use super::guard::{self, Credentials, Guard};
 use super::im_timers::ImTimers;
 use super::store::{for_each_rebuild_record, parse_ext, push_ext};
 
@@ -238,9 +238,14 @@ impl ReplicatedCore {
         }
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
         let kept = self.ims.is_some().then(|| command.clone());
+        // The owner registering its name again proves the secret it holds: every replica
+        // finds the same one in the same state, so applying stays deterministic.
+        let owners = guard::owners_secret(&self.registry, credentials, &command).cloned();
         let keys = Keys {
-            secret: (keys.secret.clone())
-                .filter(|_| id.is_some() && matches!(command, Command::Register { .. })),
+            secret: owners.or_else(|| {
+                (keys.secret.clone())
+                    .filter(|_| id.is_some() && matches!(command, Command::Register { .. }))
+            }),
             ring: (keys.ring)
                 .filter(|_| id.is_some() && matches!(command, Command::ImStart { .. })),
         };

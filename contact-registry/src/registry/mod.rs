@@ -177,6 +177,13 @@ impl Registry {
     /// make the answer outgrow [`Limits::max_answer_len`](crate::Limits::max_answer_len)
     /// (then the ring goes without them, as a reference one). Other keys are ignored.
     ///
+    /// A `register` of a name that exists is `455`, except the owner's: when `keys.secret`
+    /// is the contact's own secret and the address is the one it is registered at, it is
+    /// answered `200` with that secret and changes nothing. The caller passes the
+    /// contact's secret only when the request proved it holds it (its request tag), so
+    /// that a peer restarted with a kept secret registers its name again; a fresh secret
+    /// (what the caller draws otherwise) never matches.
+    ///
     /// ```
     /// use contact_proto::auth::Secret;
     /// use contact_proto::{Body, Command, EXT_VERSION};
@@ -195,6 +202,18 @@ impl Registry {
     /// assert_eq!(registry.contact("Me").unwrap().secret(), Some(&Secret([7; 32])));
     /// ```
     pub fn execute_keyed(&mut self, cmd: Command, ext: u32, keys: &Keys) -> Outcome {
+        if let (Command::Register { name, ip, port }, Some(secret)) = (&cmd, &keys.secret) {
+            let owner = self.contact(name.as_str()).filter(|c| {
+                c.secret() == Some(secret)
+                    && c.ip().to_canonical() == ip.to_canonical()
+                    && c.port() == *port
+            });
+            if owner.is_some() {
+                return Outcome::unchanged(Reply::Answer(Answer::ok_with(Body::Secret(
+                    secret.clone(),
+                ))));
+            }
+        }
         let named = match &cmd {
             Command::Register { name, .. } => Some((None, name.clone())),
             Command::ImStart { list, name } => Some((Some(list.clone()), name.clone())),

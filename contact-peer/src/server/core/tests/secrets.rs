@@ -117,6 +117,38 @@ fn under_auth_a_contact_with_a_secret_is_acted_for_only_with_its_tag() {
 }
 
 #[test]
+fn the_owner_registers_its_name_again_with_its_tag_and_keeps_its_secret() {
+    let now = Instant::now();
+    for auth in [true, false] {
+        let mut c = core_with(ServerConfig {
+            auth,
+            ..ServerConfig::default()
+        });
+        let s = register(&mut c, now, a(), "alice");
+        ask(&mut c, now, a(), &tagged(1, "create-_-l", None));
+        ask(&mut c, now, a(), &tagged(2, "join-_-l-_-alice", Some(&s)));
+        let register = "register-_-alice-_-127.0.0.1-_-30001";
+        // A restarted peer that kept the secret: 200 with the same secret, lists kept.
+        let again = ask(&mut c, now, a(), &tagged(3, register, Some(&s)));
+        let again = Answer::decode(again.as_bytes()).unwrap();
+        assert_eq!(again.status, Status::Ok, "auth {auth}");
+        assert_eq!(again.body, Some(Body::Secret(s.clone())));
+        assert_eq!(c.registry().contact("alice").unwrap().num_lists(), 1);
+        // Without the secret, or with another: 472 under --auth, 455 without.
+        let refusal = if auth { "472-_-" } else { "455-_-" };
+        for (id, secret) in [(4, None), (5, Some(Secret([9; 32])))] {
+            let refused = ask(&mut c, now, a(), &tagged(id, register, secret.as_ref()));
+            assert!(refused.contains(refusal), "auth {auth}: {refused}");
+        }
+        // The owner at another address: a move is `exit` then `register`.
+        let moved = "register-_-alice-_-127.0.0.1-_-30003";
+        assert!(ask(&mut c, now, b(), &tagged(6, moved, Some(&s))).contains("455-_-"));
+        assert_eq!(c.registry().contact("alice").unwrap().secret(), Some(&s));
+        assert_eq!(c.registry().contact("alice").unwrap().addr(), a());
+    }
+}
+
+#[test]
 fn a_tagged_im_start_carries_the_ring_nonce_and_each_secret_members_proof() {
     let now = Instant::now();
     let mut c = core_with(ServerConfig::default());
