@@ -338,6 +338,35 @@ impl Client {
         self.secrets.get(name)
     }
 
+    /// Gives the client the secret of `name` that an earlier run received (issue 10): from
+    /// now on its requests acting for `name` carry their request tags, a `register` of
+    /// `name` included, which our server answers `200` with that same secret when `name` is
+    /// still registered at the address given (its owner registering again) rather than
+    /// `455` (or `472` under `--auth`). A secret the server no longer knows for `name` gets
+    /// those refusals; the next successful `register` of `name` replaces it.
+    ///
+    /// ```
+    /// use contact_peer::{Client, ClientConfig};
+    /// use contact_proto::auth::Secret;
+    ///
+    /// let mut client = Client::new("127.0.0.1:22000".parse()?, ClientConfig::default());
+    /// // Kept as hex across runs (`Secret::to_hex`); its `Debug` shows nothing.
+    /// let kept = Secret::from_hex(&"ab".repeat(32)).ok_or("not a secret")?;
+    /// client.remember("alice".parse()?, kept.clone());
+    /// assert_eq!(client.secret("alice"), Some(&kept));
+    /// assert_eq!(client.forget("alice"), Some(kept));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remember(&mut self, name: ContactName, secret: Secret) {
+        self.secrets.insert(name, secret);
+    }
+
+    /// Drops the secret of `name` (the client also does when `exit NAME` succeeds): its
+    /// requests go untagged from now on. Returns what it held.
+    pub fn forget(&mut self, name: &str) -> Option<Secret> {
+        self.secrets.remove(name)
+    }
+
     /// What the client has learnt about the server.
     pub fn server_kind(&self) -> ServerKind {
         self.kind

@@ -83,8 +83,16 @@ impl PeerConfig {
     }
 }
 
-/// A request and where its progress and answer go.
-struct ClientCmd(Command, Sender<RequestUpdate>);
+/// What the client thread is asked to do.
+enum ClientCmd {
+    /// A request and where its progress and answer go.
+    Request(Command, Sender<RequestUpdate>),
+    /// A contact's secret kept from an earlier run ([`Peer::remember`]).
+    Remember(ContactName, Secret),
+}
+
+/// The secrets the client holds, as of its thread's last answer, for [`Peer::secret`].
+type Secrets = Arc<Mutex<HashMap<ContactName, Secret>>>;
 
 /// What a request sent with [`Peer::send_request`] reports, in order: zero or more
 /// [`RequestUpdate::Resent`] while no answer has come, then one [`RequestUpdate::Done`].
@@ -167,6 +175,7 @@ pub struct Peer {
     events: Receiver<RingEvent>,
     kind: Arc<Mutex<ServerKind>>,
     ring_stats: Arc<Mutex<RingStats>>,
+    secrets: Secrets,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -231,6 +240,7 @@ impl Peer {
         let (events_tx, events) = crossbeam_channel::bounded(config.ring.max_events.max(1));
         let kind = Arc::new(Mutex::new(ServerKind::Unknown));
         let ring_stats = Arc::new(Mutex::new(RingStats::default()));
+        let secrets = Secrets::default();
         let mut client_config = config.client;
         client_config.rng_seed ^= fresh_seed(control_addr);
         let client = ClientTask {
@@ -238,6 +248,7 @@ impl Peer {
             waiting: HashMap::new(),
             kind: Arc::clone(&kind),
             last_kind: ServerKind::Unknown,
+            secrets: Arc::clone(&secrets),
             ring: (ring_tx.clone(), ring_waker.try_clone()?),
         };
         // Message ids must differ between peers and between runs of one peer.
@@ -280,6 +291,7 @@ impl Peer {
             events,
             kind,
             ring_stats,
+            secrets,
             threads: vec![client_thread, ring_thread],
         })
     }
@@ -328,8 +340,11 @@ impl Peer {
     /// ```
     pub fn send_request(&self, command: Command) -> PendingRequest {
         let (tx, updates) = unbounded();
-        if let Err(e) = self.client_tx.send(Control::Do(ClientCmd(command, tx))) {
-            if let Control::Do(ClientCmd(_, tx)) = e.into_inner() {
+        if let Err(e) = self
+            .client_tx
+            .send(Control::Do(ClientCmd::Request(command, tx)))
+        {
+            if let Control::Do(ClientCmd::Request(_, tx)) = e.into_inner() {
                 let _ = tx.send(RequestUpdate::Done(Err(ClientError::Shutdown)));
             }
         } else {
@@ -399,11 +414,56 @@ impl Peer {
         })
     }
 
-    /// Tells the ring that this peer is contact `name`, with `secret`
-    /// ([`RingEngine::set_identity`]): ring packets for `name` are then checked against
-    /// their proofs. A peer does it by itself when the server's answer to its `register`
-    /// carries a secret; this is for a program that kept the secret (across a restart).
-    pub fn set_identity(&self, name: ContactName, secret: Secret) {
+    /// Gives the peer the secret of contact `name` that an earlier run received
+    /// ([`Peer::secret`]), so that a restart does not lose it: the client tags the
+    /// requests acting for `name` with it ([`Client::remember`]), so `register` of `name`
+    /// at the address it is registered at is answered `200` again (not `455`, nor `472`
+    /// under `--auth`), and the ring checks the proofs of packets for `name` with it
+    /// ([`RingEngine::set_identity`]). Requests sent after this call are tagged; ring
+    /// packets are checked from the ring thread's next turn.
+    ///
+    /// A peer does it by itself when the server's answer to its `register` carries a
+    /// secret; this is for a program that kept the secret. Keep it as a password: whoever
+    /// holds it acts for `name` at our server.
+    ///
+    /// ```
+    /// use contact_peer::{Peer, PortChoice, Server, ServerConfig};
+    /// use contact_proto::auth::Secret;
+    /// use contact_proto::{Command, Status};
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse()?, ServerConfig::default().auth(true))?
+    ///     .spawn()?;
+    /// let ip = "127.0.0.1".parse()?;
+    /// let register = |peer: &Peer| Command::Register {
+    ///     name: "alice".parse().unwrap(),
+    ///     ip,
+    ///     port: peer.control_addr().port(),
+    /// };
+    /// let first = Peer::bind(ip, server.local_addr(), PortChoice::Ephemeral)?;
+    /// assert_eq!(first.request(register(&first))?.status, Status::Ok);
+    /// // What a program writes down (64 hex digits) before it stops...
+    /// let kept = first.secret("alice").ok_or("no secret")?.to_hex();
+    /// let port = first.control_addr().port();
+    /// drop(first);
+    ///
+    /// // ...and gives back to the next run, on the same port: alice is its own again.
+    /// let again = Peer::bind(ip, server.local_addr(), PortChoice::Fixed(port))?;
+    /// again.remember("alice".parse()?, Secret::from_hex(&kept).ok_or("damaged")?);
+    /// assert_eq!(again.request(register(&again))?.status, Status::Ok);
+    /// server.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remember(&self, name: ContactName, secret: Secret) {
+        if let Ok(mut secrets) = self.secrets.lock() {
+            secrets.insert(name.clone(), secret.clone());
+        }
+        if self
+            .client_tx
+            .send(Control::Do(ClientCmd::Remember(name.clone(), secret.clone())))
+            .is_ok()
+        {
+            self.client_waker.wake();
+        }
         if self
             .ring_tx
             .send(Control::Do(RingCmd::Identity(name, Some(secret))))
@@ -411,6 +471,15 @@ impl Peer {
         {
             self.ring_waker.wake();
         }
+    }
+
+    /// The secret the peer holds for contact `name` (issue 10), if any: received in the
+    /// answer to this peer's `register` (our server, from a proven address) or given with
+    /// [`Peer::remember`], until `exit NAME` succeeds. It is up to date when the answer
+    /// that changed it is returned. Save it (`Secret::to_hex`) to give it back to the
+    /// next run.
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets.lock().ok()?.get(name).cloned()
     }
 
     /// What the ring refused or dropped so far ([`RingEngine::stats`]), as of the ring
@@ -518,6 +587,8 @@ struct ClientTask {
     waiting: HashMap<u32, Sender<RequestUpdate>>,
     kind: Arc<Mutex<ServerKind>>,
     last_kind: ServerKind,
+    /// Published for [`Peer::secret`].
+    secrets: Secrets,
     /// The ring thread's commands, and its waker.
     ring: (Sender<Control<RingCmd>>, Waker),
 }
@@ -529,6 +600,14 @@ impl ClientTask {
     fn identity(&self, command: &Command, answer: &Answer) {
         if answer.status != Status::Ok {
             return;
+        }
+        if let (Command::Register { name, .. } | Command::Exit { name }, Ok(mut secrets)) =
+            (command, self.secrets.lock())
+        {
+            match self.client.secret(name.as_str()) {
+                Some(secret) => secrets.insert(name.clone(), secret.clone()),
+                None => secrets.remove(name.as_str()),
+            };
         }
         let change = match command {
             Command::Register { name, .. } => match register_secret(answer) {
@@ -552,9 +631,14 @@ impl Task for ClientTask {
         &mut self.client
     }
 
-    fn command(&mut self, now: Instant, ClientCmd(command, reply): ClientCmd) {
-        let id = self.client.send(now, command);
-        self.waiting.insert(id, reply);
+    fn command(&mut self, now: Instant, cmd: ClientCmd) {
+        match cmd {
+            ClientCmd::Request(command, reply) => {
+                let id = self.client.send(now, command);
+                self.waiting.insert(id, reply);
+            }
+            ClientCmd::Remember(name, secret) => self.client.remember(name, secret),
+        }
     }
 
     fn deliver(&mut self) {

@@ -368,6 +368,27 @@ fn our_client_gets_a_secret_and_tags_its_contacts_requests() {
     }
     assert!(srv.registry().contact("alice").is_none());
     assert!(c.secrets.is_empty());
+    // Registered again, then a client of a new run: with the secret the first one kept,
+    // alice's register and requests pass; with a wrong one, they are refused.
+    let register = Command::Register {
+        name: "alice".parse().unwrap(),
+        ip: me.ip(),
+        port: me.port(),
+    };
+    run(&mut c, &mut srv, register.clone());
+    let kept = c.secret("alice").unwrap().to_hex();
+    for (seed, secret, status) in [
+        (7, Secret([9; 32]), Status::NotAuthorized),
+        (8, Secret::from_hex(&kept).unwrap(), Status::Ok),
+    ] {
+        let mut next = Client::new(server(), config_for_test().rng_seed(seed));
+        next.remember("alice".parse().unwrap(), secret.clone());
+        let answer = run(&mut next, &mut srv, register.clone());
+        assert_eq!(answer.status, status, "{answer:?}");
+        let join = contact_proto::parse_line("join club alice").unwrap().unwrap().command;
+        assert_eq!(run(&mut next, &mut srv, join).status, status);
+        assert_eq!(next.secret("alice"), Some(&secret), "kept either way");
+    }
 }
 
 fn config_for_test() -> ClientConfig {

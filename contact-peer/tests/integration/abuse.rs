@@ -155,6 +155,77 @@ fn a_blind_spoofer_with_alices_address_cannot_act_for_her() {
     assert!(registry.contact("alice").unwrap().secret().is_some());
 }
 
+/// A peer that stops loses its secret; one that kept it (`Peer::secret`, then
+/// `Peer::remember` in the next run) is alice again under `--auth`: her `register` is
+/// answered 200 with the same secret and her requests are accepted. Without the secret, or
+/// with a wrong one, the name stays refused (472).
+#[test]
+fn a_peer_restarted_with_its_kept_secret_registers_its_name_again() {
+    use contact_peer::{Peer, PortChoice};
+    use contact_proto::auth::Secret;
+    use std::time::Duration;
+
+    let server = TestServer::with(ServerConfig::default().auth(true));
+    let first = peer(server.addr());
+    register(&first, "alice");
+    ok(&first, "create l");
+    ok(&first, "join l alice");
+    let kept = first.secret("alice").expect("a secret from our server").to_hex();
+    let port = first.control_addr().port();
+    drop(first);
+    let restart = |secret: Option<Secret>| {
+        let p = Peer::bind(
+            "127.0.0.1".parse().unwrap(),
+            server.addr(),
+            PortChoice::Fixed(port),
+        )
+        .unwrap();
+        if let Some(secret) = secret {
+            p.remember("alice".parse().unwrap(), secret);
+        }
+        let answer = p
+            .request(Command::Register {
+                name: "alice".parse().unwrap(),
+                ip: "127.0.0.1".parse().unwrap(),
+                port,
+            })
+            .unwrap();
+        (p, answer)
+    };
+    for wrong in [None, Some(Secret([9; 32]))] {
+        let (p, answer) = restart(wrong);
+        assert_eq!(answer.status, Status::NotAuthorized, "{answer:?}");
+        assert_eq!(
+            p.request(Command::Leave {
+                list: "l".parse().unwrap(),
+                name: "alice".parse().unwrap()
+            })
+            .unwrap()
+            .status,
+            Status::NotAuthorized
+        );
+    }
+    let (again, answer) = restart(Secret::from_hex(&kept));
+    assert_eq!(answer.status, Status::Ok, "{answer:?}");
+    assert_eq!(again.secret("alice").map(|s| s.to_hex()), Some(kept));
+    ok(&again, "leave l alice");
+    ok(&again, "join l alice");
+    let outcome = again
+        .send_im(
+            "l".parse().unwrap(),
+            "alice".parse().unwrap(),
+            "back",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(
+        matches!(outcome, contact_peer::ImOutcome::Completed { members: 1, .. }),
+        "{outcome:?}"
+    );
+    ok(&again, "exit alice");
+    assert_eq!(again.secret("alice"), None);
+}
+
 #[test]
 fn a_flood_of_garbage_does_not_starve_other_clients() {
     let server = TestServer::start();

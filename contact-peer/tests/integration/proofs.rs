@@ -126,7 +126,7 @@ fn forged_ring_to_a_victims_ports_gets_at_most_3x_its_bytes() {
 fn forged_proof_is_refused_and_a_genuine_one_shown_verified() {
     let peer = quick_peer();
     let secret = Secret([7; 32]);
-    peer.set_identity("me".parse().unwrap(), secret.clone());
+    peer.remember("me".parse().unwrap(), secret.clone());
     let attacker = UdpSocket::bind("127.0.0.3:0").unwrap();
     let next = UdpSocket::bind("127.0.0.2:0").unwrap();
     let members = vec![
