@@ -445,7 +445,11 @@ impl Client {
             {
                 self.secrets.insert(name.clone(), secret.clone());
             }
-            (Command::Exit { name }, _) if answer.status.is_ok() => {
+            // A name registered without a secret (not proven, or a reference server) has
+            // none at the server: a secret remembered for it is stale.
+            (Command::Register { name, .. } | Command::Exit { name }, _)
+                if answer.status.is_ok() =>
+            {
                 self.secrets.remove(name);
             }
             _ => {}

@@ -13,6 +13,7 @@
 //! - `help.rs`: `help`, and "did you mean" for a mistyped command.
 //! - `out.rs`: where text goes (stdout, stderr, above the prompt) and how it looks.
 //! - `setup.rs`: start-up (addresses, ports, piped input, history).
+//! - `secrets.rs`: the contacts' secrets kept across runs, one private file per server.
 //! - `wait.rs`: a request out, and what to say while its answer is awaited.
 
 use std::io::IsTerminal;
@@ -29,6 +30,7 @@ mod editor;
 mod help;
 mod im;
 mod out;
+mod secrets;
 mod setup;
 mod wait;
 
@@ -66,6 +68,16 @@ pub(crate) struct Args {
     /// most, before it fails (the default survives 30% loss each way).
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     retry_window: u64,
+    /// Where to keep the secrets our server gives this peer's contacts, so that a peer
+    /// started again (after a crash, or `quit` without `exit`) may register their names
+    /// again (default: contact/secrets/SERVER in the user's data directory). Created
+    /// readable by its owner only; a file others may read is not used.
+    #[arg(long, value_name = "FILE", env = "CONTACT_SECRETS")]
+    secrets: Option<PathBuf>,
+    /// Keep no secret on disk (each lives as long as the peer): a peer started again
+    /// cannot register its names again at a server that runs with `--auth`.
+    #[arg(long, conflicts_with = "secrets")]
+    no_keep_secrets: bool,
 }
 
 /// Runs a peer until `quit`, the end of input, or `exit` of its last contact.
@@ -127,6 +139,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
     if out.interactive() {
         out.note("type `help` for the commands, `quit` or Ctrl-D to leave");
     }
+    // Before the first request: a kept name's `register` is tagged, and the ring checks
+    // its proofs from the first packet.
+    let kept = keep_secrets(&args, &servers, &peer, &out);
     let mut session = Session {
         events: peer.events().clone(),
         peer,
@@ -143,6 +158,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         failures: 0,
         stopping: false,
         history,
+        kept,
         done: None,
     };
     // Ask the server once at start, so that a server that does not answer is reported at
@@ -186,6 +202,9 @@ struct Session {
     /// A script stops at its first failure (cleaning up first).
     stopping: bool,
     history: Option<History>,
+    /// The file the contacts' secrets are kept in, unless `--no-keep-secrets` (or it is
+    /// unsafe or damaged).
+    kept: Option<secrets::Kept>,
     /// Set when the session ends.
     done: Option<ExitCode>,
 }
@@ -446,6 +465,7 @@ impl Session {
         };
         self.learn_command(&command);
         self.learn_answer(&answer);
+        self.keep_secret(&command, &answer);
         let ok = answer.status.is_ok();
         self.out.line(
             if ok { Style::Ok } else { Style::Error },
@@ -632,6 +652,31 @@ impl Session {
         }
     }
 
+    /// Writes down the secret the peer holds after a `register` or an `exit` that
+    /// succeeded: the one received, or none (the entry is removed).
+    fn keep_secret(&mut self, command: &Command, answer: &Answer) {
+        let (Command::Register { name, .. } | Command::Exit { name }) = command else {
+            return;
+        };
+        let Some(kept) = &mut self.kept else { return };
+        if !answer.status.is_ok() {
+            if answer.status == Status::NotAuthorized
+                && matches!(command, Command::Register { .. })
+                && self.peer.secret(name.as_str()).is_some()
+            {
+                self.out.note(&format!(
+                    "note: the secret kept for {} in {} is not the one the server holds",
+                    clean(name.as_str()),
+                    kept.path().display()
+                ));
+            }
+            return;
+        }
+        if let Err(warning) = kept.update(name.as_str(), self.peer.secret(name.as_str())) {
+            self.out.note(&warning);
+        }
+    }
+
     /// Keeps a typed line in the history (a person's, not a script's).
     fn remember(&self, line: &str) {
         if let (Some(history), Some(editor)) = (&self.history, &self.editor) {
@@ -665,6 +710,41 @@ impl Session {
     fn learn_answer(&self, answer: &Answer) {
         if let Some(Body::Lists(lists)) = &answer.body {
             self.learn(lists.list_names.iter().map(|l| l.as_str()));
+        }
+    }
+}
+
+/// Opens the secrets file and gives the peer what it holds; `None` with
+/// `--no-keep-secrets`, without a home, or when the file is unsafe or damaged (warned).
+fn keep_secrets(
+    args: &Args,
+    servers: &[std::net::SocketAddr],
+    peer: &Peer,
+    out: &Out,
+) -> Option<secrets::Kept> {
+    if args.no_keep_secrets {
+        return None;
+    }
+    let path = args
+        .secrets
+        .clone()
+        .or_else(|| secrets::Kept::default_path(servers))?;
+    match secrets::Kept::open(path) {
+        Ok(kept) => {
+            let names = kept.give(peer);
+            if !names.is_empty() {
+                let names: Vec<String> = names.iter().map(|n| clean(n)).collect();
+                out.note(&format!(
+                    "secrets kept for {} ({}): `register` them again at this peer's address",
+                    names.join(", "),
+                    kept.path().display()
+                ));
+            }
+            Some(kept)
+        }
+        Err(warning) => {
+            out.note(&warning);
+            None
         }
     }
 }
