@@ -561,6 +561,7 @@ fn a_message_arrives_above_the_line_being_typed_with_its_time() {
     // B, a script in another process.
     let mut b = Command::new(BIN)
         .args(["peer", "127.0.0.1", &server.port()])
+        .env("XDG_DATA_HOME", dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -16,6 +16,7 @@ fn run(server: &Server, extra: &[&str], script: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(["peer", "127.0.0.1", &server.port()])
         .args(extra)
+        .env("XDG_DATA_HOME", server.home())
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -159,6 +160,7 @@ fn localhost_is_accepted_where_an_address_is() {
     let server = Server::start(dir.path(), &[]);
     let mut child = Command::new(BIN)
         .args(["peer", "localhost", &server.port()])
+        .env("XDG_DATA_HOME", server.home())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -81,6 +81,16 @@ impl Kept {
     /// the new secret, or the entry removed. A failure is the warning to show.
     pub(super) fn update(&mut self, name: &str, secret: Option<Secret>) -> Result<(), String> {
         let hex = secret.map(|s| s.to_hex());
+        // Another peer of the same user and server may have written it since: its entries
+        // stay (two terminals, alice and bob). A file that became unsafe or damaged since
+        // is left as it is.
+        let lost = |e: String| {
+            format!("warning: {e}; not updated for {name}")
+        };
+        if let Some(text) = read(&self.path).map_err(lost)? {
+            self.secrets = parse(&text)
+                .map_err(|e| lost(format!("the secrets file {} is damaged ({e})", self.path.display())))?;
+        }
         if self.secrets.get(name) == hex.as_ref() {
             return Ok(());
         }
@@ -232,7 +242,13 @@ mod tests {
         assert_eq!(again.secrets.get("bob"), Some(&hex(2)));
         kept.update("alice", None).unwrap();
         assert_eq!(Kept::open(path.clone()).unwrap().secrets.len(), 1);
+        // Another peer of the same user writes carol meanwhile: bob's exit keeps her.
+        let mut other = Kept::open(path.clone()).unwrap();
+        other.update("carol", Some(Secret([3; 32]))).unwrap();
         kept.update("bob", None).unwrap();
+        let left = Kept::open(path.clone()).unwrap().secrets;
+        assert_eq!(left.keys().collect::<Vec<_>>(), ["carol"]);
+        kept.update("carol", None).unwrap();
         assert!(!path.exists());
         // No temporary file left behind.
         assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 0);

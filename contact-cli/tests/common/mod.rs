@@ -26,6 +26,8 @@ pub(crate) const WAIT: Duration = Duration::from_secs(10);
 pub(crate) struct ServerChild {
     child: Child,
     addr: SocketAddr,
+    /// A data directory for its peers ([`ServerChild::home`]).
+    home: tempfile::TempDir,
 }
 
 impl ServerChild {
@@ -42,7 +44,14 @@ impl ServerChild {
             .spawn()
             .unwrap();
         let addr = announced_addr(&mut child);
-        Self { child, addr }
+        let home = tempfile::tempdir().unwrap();
+        Self { child, addr, home }
+    }
+
+    /// A data directory of the test's own (`XDG_DATA_HOME`) for the peers of this server:
+    /// they keep their contacts' secrets there, never in the real home.
+    pub(crate) fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// The address it listens on.
@@ -73,6 +82,9 @@ impl Drop for ServerChild {
 /// A child process whose stdout and stderr lines arrive together on a channel; killed when
 /// dropped.
 pub(crate) struct Proc {
+    /// Its `XDG_DATA_HOME` when [`Proc::spawn`] made one: a peer child keeps its
+    /// contacts' secrets there, never in the real home.
+    _home: Option<tempfile::TempDir>,
     pub(crate) child: Child,
     pub(crate) stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -80,10 +92,20 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    /// Starts the binary with `args`, stdin piped.
+    /// Starts the binary with `args`, stdin piped, in a data directory of its own.
     pub(crate) fn spawn(args: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let mut proc = Self::spawn_in(args, home.path());
+        proc._home = Some(home);
+        proc
+    }
+
+    /// [`Proc::spawn`] with `data_home` as its `XDG_DATA_HOME` (where a peer keeps its
+    /// contacts' secrets), which may outlive it: a peer started again finds them there.
+    pub(crate) fn spawn_in(args: &[&str], data_home: &Path) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
+            .env("XDG_DATA_HOME", data_home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,6 +127,7 @@ impl Proc {
         }
         let stdin = child.stdin.take();
         Self {
+            _home: None,
             child,
             stdin,
             lines,
