@@ -40,7 +40,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use contact_proto::auth::Secret;
 use contact_proto::{
@@ -261,24 +261,30 @@ pub struct Client {
     /// gives none is not asked again).
     cookie_asked: bool,
     /// The secret of each contact this client registered with our server (issue 10), from
-    /// the `register` answer: every later request acting for it carries its tag.
+    /// the `register` answer, or given back from an earlier run ([`Client::remember`]):
+    /// every later request acting for it carries its tag.
     secrets: HashMap<ContactName, Secret>,
+    /// The names among them whose secret came in this run's `register` answer: a second
+    /// `register` of one of them is a mistake to answer as the reference does (455), not
+    /// a restarted owner's, so it goes untagged.
+    registered: HashSet<ContactName>,
 }
 
 /// The wire form of a request: tagged with `tag` when the server is ours, then with the
 /// cookie part and, when the command acts for a contact whose secret the client holds, the
-/// request tag over the id and the command's bytes.
+/// request tag over the id and the command's bytes (for a `register`, only with a secret
+/// given back from an earlier run: the owner's register, which our server answers 200).
 fn wire(
     tag: Option<RequestId>,
     cookie: Option<Cookie>,
-    secrets: &HashMap<ContactName, Secret>,
+    (secrets, registered): (&HashMap<ContactName, Secret>, &HashSet<ContactName>),
     command: &Command,
 ) -> Vec<u8> {
     let mut request = Request::plain(command.clone());
     request.id = tag;
     request.cookie = tag.map(|_| cookie.map_or(CookieTag::Ask, CookieTag::Echo));
     let acting = match command {
-        Command::Register { name, .. } => Some(name),
+        Command::Register { name, .. } => Some(name).filter(|n| !registered.contains(*n)),
         other => other.acting_contact(),
     };
     if let (Some(id), Some(secret)) = (tag, acting.and_then(|name| secrets.get(name))) {
@@ -310,6 +316,7 @@ impl Client {
             cookie: None,
             cookie_asked: false,
             secrets: HashMap::new(),
+            registered: HashSet::new(),
         }
     }
 
@@ -339,11 +346,13 @@ impl Client {
     }
 
     /// Gives the client the secret of `name` that an earlier run received (issue 10): from
-    /// now on its requests acting for `name` carry their request tags, a `register` of
-    /// `name` included, which our server answers `200` with that same secret when `name` is
-    /// still registered at the address given (its owner registering again) rather than
-    /// `455` (or `472` under `--auth`). A secret the server no longer knows for `name` gets
-    /// those refusals; the next successful `register` of `name` replaces it.
+    /// now on its requests acting for `name` carry their request tags, and so does its next
+    /// `register` of `name`, which our server answers `200` with that same secret when
+    /// `name` is still registered at the address given (its owner registering again)
+    /// rather than `455` (or `472` under `--auth`). A secret the server no longer knows for
+    /// `name` gets those refusals; the next successful `register` of `name` replaces it.
+    /// (A `register` of a name whose secret came in this run's own `register` answer goes
+    /// untagged: a second `register` is answered as the reference does, `455`.)
     ///
     /// ```
     /// use contact_peer::{Client, ClientConfig};
@@ -358,12 +367,14 @@ impl Client {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn remember(&mut self, name: ContactName, secret: Secret) {
+        self.registered.remove(&name);
         self.secrets.insert(name, secret);
     }
 
     /// Drops the secret of `name` (the client also does when `exit NAME` succeeds): its
     /// requests go untagged from now on. Returns what it held.
     pub fn forget(&mut self, name: &str) -> Option<Secret> {
+        self.registered.remove(name);
         self.secrets.remove(name)
     }
 
@@ -444,6 +455,7 @@ impl Client {
                 if flight.tag.is_some() =>
             {
                 self.secrets.insert(name.clone(), secret.clone());
+                self.registered.insert(name.clone());
             }
             // A name registered without a secret (not proven, or a reference server) has
             // none at the server: a secret remembered for it is stale.
@@ -451,6 +463,7 @@ impl Client {
                 if answer.status.is_ok() =>
             {
                 self.secrets.remove(name);
+                self.registered.remove(name);
             }
             _ => {}
         }
@@ -486,7 +499,7 @@ impl Client {
             let bytes = wire(
                 flight.tag,
                 self.cookie,
-                &self.secrets,
+                (&self.secrets, &self.registered),
                 &flight.pending.command,
             );
             let (wait, sends, waited) = (
@@ -612,7 +625,12 @@ impl Client {
         };
         let gives_up_at = now + self.config.retry_window;
         let timeout = self.config.initial_timeout;
-        let bytes = wire(tag, self.cookie, &self.secrets, &pending.command);
+        let bytes = wire(
+            tag,
+            self.cookie,
+            (&self.secrets, &self.registered),
+            &pending.command,
+        );
         self.transmit = Some(bytes);
         let deadline = if retry {
             (now + self.jittered(timeout)).min(gives_up_at)

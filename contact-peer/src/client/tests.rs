@@ -377,6 +377,11 @@ fn our_client_gets_a_secret_and_tags_its_contacts_requests() {
     };
     run(&mut c, &mut srv, register.clone());
     let kept = c.secret("alice").unwrap().to_hex();
+    // A second register in the same run is a mistake, not a restart: untagged, refused.
+    assert_eq!(
+        run(&mut c, &mut srv, register.clone()).status,
+        Status::NotAuthorized
+    );
     for (seed, secret, status) in [
         (7, Secret([9; 32]), Status::NotAuthorized),
         (8, Secret::from_hex(&kept).unwrap(), Status::Ok),
@@ -388,6 +393,11 @@ fn our_client_gets_a_secret_and_tags_its_contacts_requests() {
         let join = contact_proto::parse_line("join club alice").unwrap().unwrap().command;
         assert_eq!(run(&mut next, &mut srv, join).status, status);
         assert_eq!(next.secret("alice"), Some(&secret), "kept either way");
+        if status == Status::Ok {
+            // Given back once: registered again, the next register is a mistake too.
+            let again = run(&mut next, &mut srv, register.clone());
+            assert_eq!(again.status, Status::NotAuthorized);
+        }
     }
 }
 

@@ -644,6 +644,26 @@ mod tests {
             b.registry().contact("A").unwrap().secret(),
             Some(&Secret([5; 32]))
         );
+        // A's owner registering again (its tag, its address): the secret it proved, not
+        // the one the leader drew for this entry, and nothing changes.
+        let command = b"register-_-A-_-127.0.0.1-_-30001";
+        let mut again = Request::decode(command).unwrap();
+        again.id = Some(4);
+        again.tag = Some(Secret([5; 32]).request_tag(4, command));
+        let fresh = Keys {
+            secret: Some(Secret([6; 32])),
+            ring: None,
+        };
+        let before = b.snapshot();
+        assert_eq!(
+            b.apply_keyed(5, a, &again.to_bytes(), &fresh),
+            format!("#4-_-200-_-{{\"secret\": \"{}\"}}", "05".repeat(32)).as_bytes()
+        );
+        assert_eq!(
+            b.registry().contact("A").unwrap().secret(),
+            Some(&Secret([5; 32]))
+        );
+        assert_eq!(b.registry(), ReplicatedCore::restore(&before, &config).unwrap().registry());
         // The same guard as the server core's: A's secret, not its address, lets one act.
         let refused = b.apply(10, a, b"#2-_-exit-_-A");
         assert!(refused.starts_with(b"#2-_-472-_-"), "{refused:?}");
