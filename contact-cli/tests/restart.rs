@@ -83,6 +83,32 @@ fn a_peer_killed_and_started_again_with_its_secrets_file_is_alice_again() {
         assert_eq!(stranger.wait(), Some(1));
     }
     assert!(!elsewhere.path().join("contact").exists(), "nothing kept");
+    // The file, but at another port: the name is registered elsewhere (455), and the peer
+    // says why its secret did not do.
+    let other_port = free_pair();
+    let mut moved = peer(&server, other_port, home.path(), &[]);
+    moved.expect("secrets kept for alice");
+    moved.send(&format!("register alice 127.0.0.1 {other_port}"));
+    // (Printed only on 455; stderr and stdout may arrive in either order.)
+    moved.expect("was not enough: the name is registered at another address or port");
+    moved.close_stdin();
+    assert_eq!(moved.wait(), Some(1));
+    // A file others may read is not used, as ssh does with keys.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |mode| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(0o644);
+        let mut exposed = peer(&server, port, home.path(), &[]);
+        exposed.expect("may be read or changed by others (mode 0644): not used");
+        exposed.send(&register);
+        exposed.expect("[472]");
+        exposed.close_stdin();
+        assert_eq!(exposed.wait(), Some(1));
+        set(0o600);
+    }
 
     // With the file: alice again, her requests accepted, her rings verified.
     let mut again = peer(&server, port, home.path(), &[]);

@@ -659,17 +659,24 @@ impl Session {
             return;
         };
         let Some(kept) = &mut self.kept else { return };
+        let register = matches!(command, Command::Register { .. });
         if !answer.status.is_ok() {
-            if answer.status == Status::NotAuthorized
-                && matches!(command, Command::Register { .. })
-                && self.peer.secret(name.as_str()).is_some()
-            {
-                self.out.note(&format!(
-                    "note: the secret kept for {} in {} is not the one the server holds",
-                    clean(name.as_str()),
-                    kept.path().display()
-                ));
-            }
+            // Only a secret from the file tags a `register`: say what its refusal means.
+            let hint = match answer.status {
+                _ if !register || !kept.offered(name.as_str()) => return,
+                Status::NotAuthorized => "is not the one the server holds for it",
+                Status::NameTaken => {
+                    "was not enough: the name is registered at another address or port (if \
+                     it is yours there, `exit` it, then register it here), or with another \
+                     secret"
+                }
+                _ => return,
+            };
+            self.out.note(&format!(
+                "note: the secret kept for {} in {} {hint}",
+                clean(name.as_str()),
+                kept.path().display()
+            ));
             return;
         }
         if let Err(warning) = kept.update(name.as_str(), self.peer.secret(name.as_str())) {
@@ -730,7 +737,7 @@ fn keep_secrets(
         .clone()
         .or_else(|| secrets::Kept::default_path(servers))?;
     match secrets::Kept::open(path) {
-        Ok(kept) => {
+        Ok(mut kept) => {
             let names = kept.give(peer);
             if !names.is_empty() {
                 let names: Vec<String> = names.iter().map(|n| clean(n)).collect();

@@ -12,7 +12,7 @@
 //! may read or write, or that does not parse, is not used (nor overwritten): the peer warns
 //! and keeps nothing for that run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ pub(super) struct Kept {
     path: PathBuf,
     /// Name -> 64 hex digits, as in the file.
     secrets: BTreeMap<String, String>,
+    /// The names whose secret was given to the peer at start and has not been registered
+    /// with since: the next `register` of one is tagged with it.
+    offered: BTreeSet<String>,
 }
 
 impl Kept {
@@ -56,7 +59,11 @@ impl Kept {
             Ok(None) => BTreeMap::new(),
             Err(e) => return Err(format!("warning: {e}; no secret is kept this run")),
         };
-        Ok(Self { path, secrets })
+        Ok(Self {
+            path,
+            secrets,
+            offered: BTreeSet::new(),
+        })
     }
 
     /// The file.
@@ -65,21 +72,26 @@ impl Kept {
     }
 
     /// Gives every kept secret to the peer; the names, for a note.
-    pub(super) fn give(&self, peer: &Peer) -> Vec<String> {
-        let mut names = Vec::new();
+    pub(super) fn give(&mut self, peer: &Peer) -> Vec<String> {
         for (name, hex) in &self.secrets {
             if let (Ok(contact), Some(secret)) = (name.parse::<ContactName>(), Secret::from_hex(hex))
             {
                 peer.remember(contact, secret);
-                names.push(name.clone());
+                self.offered.insert(name.clone());
             }
         }
-        names
+        self.offered.iter().cloned().collect()
+    }
+
+    /// Whether the next `register` of `name` is tagged with the secret from the file.
+    pub(super) fn offered(&self, name: &str) -> bool {
+        self.offered.contains(name)
     }
 
     /// Writes down what the peer holds for `name` now (after a `register` or an `exit`):
     /// the new secret, or the entry removed. A failure is the warning to show.
     pub(super) fn update(&mut self, name: &str, secret: Option<Secret>) -> Result<(), String> {
+        self.offered.remove(name);
         let hex = secret.map(|s| s.to_hex());
         // Another peer of the same user and server may have written it since: its entries
         // stay (two terminals, alice and bob). A file that became unsafe or damaged since
