@@ -25,7 +25,14 @@ fn free_pair() -> u16 {
 /// A peer on port `port` of the server, with `data_home` as its data directory.
 fn peer(server: &ServerChild, port: u16, data_home: &Path, extra: &[&str]) -> Proc {
     let (server_port, port) = (server.port(), port.to_string());
-    let mut args = vec!["peer", "127.0.0.1", &server_port, "--keep-going", "--port", &port];
+    let mut args = vec![
+        "peer",
+        "127.0.0.1",
+        &server_port,
+        "--keep-going",
+        "--port",
+        &port,
+    ];
     args.extend_from_slice(extra);
     let mut p = Proc::spawn_in(&args, data_home);
     p.expect("peer on port");
@@ -97,9 +104,8 @@ fn a_peer_killed_and_started_again_with_its_secrets_file_is_alice_again() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let set = |mode| {
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap()
-        };
+        let set =
+            |mode| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
         set(0o644);
         let mut exposed = peer(&server, port, home.path(), &[]);
         exposed.expect("may be read or changed by others (mode 0644): not used");

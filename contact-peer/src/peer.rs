@@ -459,7 +459,10 @@ impl Peer {
         }
         if self
             .client_tx
-            .send(Control::Do(ClientCmd::Remember(name.clone(), secret.clone())))
+            .send(Control::Do(ClientCmd::Remember(
+                name.clone(),
+                secret.clone(),
+            )))
             .is_ok()
         {
             self.client_waker.wake();

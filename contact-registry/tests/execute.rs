@@ -128,7 +128,9 @@ fn only_the_owners_secret_registers_a_taken_name_again_and_changes_nothing() {
         assert_eq!(refused.status(), Some(Status::NameTaken), "{line}");
     }
     assert_eq!(
-        registry.execute(cmd("register Me 10.0.0.1 22000"), EXT_VERSION).status(),
+        registry
+            .execute(cmd("register Me 10.0.0.1 22000"), EXT_VERSION)
+            .status(),
         Some(Status::NameTaken)
     );
     assert_eq!(registry, before);

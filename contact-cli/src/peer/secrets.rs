@@ -74,7 +74,8 @@ impl Kept {
     /// Gives every kept secret to the peer; the names, for a note.
     pub(super) fn give(&mut self, peer: &Peer) -> Vec<String> {
         for (name, hex) in &self.secrets {
-            if let (Ok(contact), Some(secret)) = (name.parse::<ContactName>(), Secret::from_hex(hex))
+            if let (Ok(contact), Some(secret)) =
+                (name.parse::<ContactName>(), Secret::from_hex(hex))
             {
                 peer.remember(contact, secret);
                 self.offered.insert(name.clone());
@@ -96,12 +97,14 @@ impl Kept {
         // Another peer of the same user and server may have written it since: its entries
         // stay (two terminals, alice and bob). A file that became unsafe or damaged since
         // is left as it is.
-        let lost = |e: String| {
-            format!("warning: {e}; not updated for {name}")
-        };
+        let lost = |e: String| format!("warning: {e}; not updated for {name}");
         if let Some(text) = read(&self.path).map_err(lost)? {
-            self.secrets = parse(&text)
-                .map_err(|e| lost(format!("the secrets file {} is damaged ({e})", self.path.display())))?;
+            self.secrets = parse(&text).map_err(|e| {
+                lost(format!(
+                    "the secrets file {} is damaged ({e})",
+                    self.path.display()
+                ))
+            })?;
         }
         if self.secrets.get(name) == hex.as_ref() {
             return Ok(());
@@ -152,7 +155,11 @@ fn file_name(servers: &[SocketAddr]) -> String {
         .iter()
         .map(|a| {
             let ip = a.ip().to_string();
-            let ip = if ip.starts_with(':') { format!("0{ip}") } else { ip };
+            let ip = if ip.starts_with(':') {
+                format!("0{ip}")
+            } else {
+                ip
+            };
             format!("{}_{}", ip.replace(':', "-"), a.port())
         })
         .collect();
@@ -166,7 +173,12 @@ fn read(path: &Path) -> Result<Option<String>, String> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read the secrets file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the secrets file {}: {e}",
+                path.display()
+            ));
+        }
     };
     let meta = file
         .metadata()
@@ -206,7 +218,10 @@ fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
         serde_json::from_str(text).map_err(|e| format!("not a JSON object of names: {e}"))?;
     for (name, hex) in &secrets {
         if name.parse::<ContactName>().is_err() {
-            return Err(format!("{:?} is not a contact name", contact_proto::escape_controls(name)));
+            return Err(format!(
+                "{:?} is not a contact name",
+                contact_proto::escape_controls(name)
+            ));
         }
         if Secret::from_hex(hex).is_none() {
             return Err(format!("the secret of {name:?} is not 64 hex digits"));
@@ -263,7 +278,10 @@ mod tests {
         kept.update("carol", None).unwrap();
         assert!(!path.exists());
         // No temporary file left behind.
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            0
+        );
     }
 
     #[test]

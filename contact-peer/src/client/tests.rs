@@ -390,7 +390,10 @@ fn our_client_gets_a_secret_and_tags_its_contacts_requests() {
         next.remember("alice".parse().unwrap(), secret.clone());
         let answer = run(&mut next, &mut srv, register.clone());
         assert_eq!(answer.status, status, "{answer:?}");
-        let join = contact_proto::parse_line("join club alice").unwrap().unwrap().command;
+        let join = contact_proto::parse_line("join club alice")
+            .unwrap()
+            .unwrap()
+            .command;
         assert_eq!(run(&mut next, &mut srv, join).status, status);
         assert_eq!(next.secret("alice"), Some(&secret), "kept either way");
         if status == Status::Ok {

@@ -663,7 +663,12 @@ mod tests {
             b.registry().contact("A").unwrap().secret(),
             Some(&Secret([5; 32]))
         );
-        assert_eq!(b.registry(), ReplicatedCore::restore(&before, &config).unwrap().registry());
+        assert_eq!(
+            b.registry(),
+            ReplicatedCore::restore(&before, &config)
+                .unwrap()
+                .registry()
+        );
         // The same guard as the server core's: A's secret, not its address, lets one act.
         let refused = b.apply(10, a, b"#2-_-exit-_-A");
         assert!(refused.starts_with(b"#2-_-472-_-"), "{refused:?}");

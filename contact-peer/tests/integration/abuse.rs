@@ -170,7 +170,10 @@ fn a_peer_restarted_with_its_kept_secret_registers_its_name_again() {
     register(&first, "alice");
     ok(&first, "create l");
     ok(&first, "join l alice");
-    let kept = first.secret("alice").expect("a secret from our server").to_hex();
+    let kept = first
+        .secret("alice")
+        .expect("a secret from our server")
+        .to_hex();
     let port = first.control_addr().port();
     drop(first);
     let restart = |secret: Option<Secret>| {
@@ -219,7 +222,10 @@ fn a_peer_restarted_with_its_kept_secret_registers_its_name_again() {
         )
         .unwrap();
     assert!(
-        matches!(outcome, contact_peer::ImOutcome::Completed { members: 1, .. }),
+        matches!(
+            outcome,
+            contact_peer::ImOutcome::Completed { members: 1, .. }
+        ),
         "{outcome:?}"
     );
     ok(&again, "exit alice");
