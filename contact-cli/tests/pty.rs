@@ -559,18 +559,19 @@ fn a_message_arrives_above_the_line_being_typed_with_its_time() {
     a.type_in("query-li");
     a.wait_row("A> query-li");
     // B, a script in another process.
+    let b_home = tempfile::tempdir().unwrap();
     let mut b = Command::new(BIN)
         .args(["peer", "127.0.0.1", &server.port()])
-        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_DATA_HOME", b_home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut banner = String::new();
-    BufReader::new(b.stderr.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
+    // Kept open to the end: a peer whose stderr is closed fails at its next line there.
+    let mut b_stderr = BufReader::new(b.stderr.take().unwrap());
+    b_stderr.read_line(&mut banner).unwrap();
     let b_port = banner.split(' ').nth(3).unwrap().to_owned();
     let mut script = b.stdin.take().unwrap();
     write!(
