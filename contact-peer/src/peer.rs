@@ -478,8 +478,8 @@ impl Peer {
 
     /// The secret the peer holds for contact `name` (issue 10), if any: received in the
     /// answer to this peer's `register` (our server, from a proven address) or given with
-    /// [`Peer::remember`], until `exit NAME` succeeds. It is up to date when the answer
-    /// that changed it is returned. Save it (`Secret::to_hex`) to give it back to the
+    /// [`Peer::remember`], until `exit NAME` succeeds (or a `register` of it succeeds
+    /// without a secret). It is up to date when the answer that changed it is returned. Save it (`Secret::to_hex`) to give it back to the
     /// next run.
     pub fn secret(&self, name: &str) -> Option<Secret> {
         self.secrets.lock().ok()?.get(name).cloned()
