@@ -74,9 +74,10 @@ pub(crate) struct Args {
     /// readable by its owner only; a file others may read is not used.
     #[arg(long, value_name = "FILE", env = "CONTACT_SECRETS")]
     secrets: Option<PathBuf>,
-    /// Keep no secret on disk (each lives as long as the peer): a peer started again
-    /// cannot register its names again at a server that runs with `--auth`.
-    #[arg(long, conflicts_with = "secrets")]
+    /// Keep no secret on disk (each lives as long as the peer; overrides --secrets and
+    /// CONTACT_SECRETS): a peer started again cannot register its names again at a server
+    /// that runs with `--auth`.
+    #[arg(long)]
     no_keep_secrets: bool,
 }
 
