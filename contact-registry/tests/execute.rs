@@ -29,6 +29,12 @@ const SCRIPT: &[(&str, bool, bool)] = &[
     ("exit Myself", true, false),
     ("exit Myself", false, false),
     ("create list_2", true, true),
+    ("im-start list_1 Me", true, false),
+    ("remove-list nowhere", false, false),
+    ("remove-list list_1", true, true),
+    ("im-complete list_1 Me", false, false),
+    ("remove-list list_1", false, false),
+    ("create list_1", true, true),
 ];
 
 #[test]
