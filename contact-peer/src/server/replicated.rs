@@ -201,7 +201,7 @@ impl ReplicatedCore {
     /// the entry is a tagged `register` that succeeds; `keys.ring` (the entry's log index:
     /// unique, the same on every replica) the ring's nonce if it is a tagged `im-start`.
     /// Both are ignored for anything else, so that a replica never depends on what a leader
-    /// put in an entry it had no use for.
+    /// put in an entry it had no use for; `keys.creator` is always the entry's `from`.
     pub fn apply_keyed(
         &mut self,
         at_ms: u64,
@@ -238,12 +238,13 @@ impl ReplicatedCore {
         }
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
         let kept = self.ims.is_some().then(|| command.clone());
-        let keys = Keys {
-            secret: (keys.secret.clone())
-                .filter(|_| id.is_some() && matches!(command, Command::Register { .. })),
-            ring: (keys.ring)
-                .filter(|_| id.is_some() && matches!(command, Command::ImStart { .. })),
-        };
+        let mut keys = keys.clone();
+        keys.secret =
+            (keys.secret).filter(|_| id.is_some() && matches!(command, Command::Register { .. }));
+        keys.ring =
+            (keys.ring).filter(|_| id.is_some() && matches!(command, Command::ImStart { .. }));
+        // The entry's source, the same on every replica: what the list is kept with.
+        keys.creator = matches!(command, Command::Create { .. }).then(|| from.ip());
         let outcome = self.registry.execute_keyed(command, ext, &keys);
         if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
             ims.applied(at, &command);
@@ -307,7 +308,8 @@ impl ReplicatedCore {
     /// ```text
     /// snapshot = "contact-replica 1" NL "time " MS NL
     ///            "registry " N NL N*( EXT SP COMMAND NL )       ; the records that rebuild it
-    ///                            ; EXT as in the journal: a contact's secret follows its level
+    ///                            ; EXT as in the journal: a contact's secret follows its level,
+    ///                            ; a list's creator its `create`
     ///            "cache " N NL N*( EXPIRY SP ADDR SP ID SP DIGEST SP LEN NL LEN*OCTET NL )
     ///            "ims " N NL N*( DEADLINE SP COMMAND NL )       ; im-start LIST NAME
     /// ```
@@ -620,10 +622,9 @@ mod tests {
         };
         let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config);
         let a = addr(30001);
-        let keys = Keys {
-            secret: Some(Secret([5; 32])),
-            ring: Some(77),
-        };
+        let mut keys = Keys::default();
+        keys.secret = Some(Secret([5; 32]));
+        keys.ring = Some(77);
         let reg = b"#1-_-register-_-A-_-127.0.0.1-_-30001";
         let answer = r.apply_keyed(0, a, reg, &keys);
         assert_eq!(
