@@ -270,7 +270,10 @@ fn list_quotas_survive_a_restart_and_the_operator_removes_a_list() {
 
     let (server2, addr) = server(dir.path(), &flags);
     let again = ask(addr, "create-_-h3");
-    assert!(again.starts_with("476-_-"), "the quota outlived the restart: {again}");
+    assert!(
+        again.starts_with("476-_-"),
+        "the quota outlived the restart: {again}"
+    );
     // The operator, typing in a peer on the server's host.
     let (mut op, _) = peer(addr);
     op.send("help remove-list");

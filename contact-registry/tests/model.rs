@@ -398,7 +398,7 @@ fn run(limits: Limits, setup: &[Op], ops: &[Op]) -> Result<(), TestCaseError> {
                     let creator = m
                         .creators
                         .iter()
-                        .find(|c| &c.0 == list.as_str())
+                        .find(|c| c.0 == list.as_str())
                         .map(|c| c.1);
                     let done = r.execute_keyed(cmd.clone(), 0, &Keys::default());
                     let want = m.apply(cmd);
