@@ -160,6 +160,7 @@ fn a_flood_of_garbage_does_not_starve_other_clients() {
     let server = TestServer::start();
     let addr = server.addr();
     let stop = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = std::sync::mpsc::channel();
     let flooder = {
         let stop = stop.clone();
         thread::spawn(move || {
@@ -171,10 +172,17 @@ fn a_flood_of_garbage_does_not_starve_other_clients() {
                     let _ = socket.send_to(garbage, addr);
                     sent += 1;
                 }
+                if sent == 1_000 {
+                    let _ = started_tx.send(());
+                }
             }
             sent
         })
     };
+    // The flood is under way before alice starts, however the threads are scheduled.
+    started
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the flooder sent 1,000 datagrams");
     // A well-behaved peer (tagged requests, retries) gets every answer meanwhile.
     let alice = peer(addr);
     register(&alice, "alice");
