@@ -71,9 +71,11 @@ pub(crate) struct Args {
     /// included.
     #[arg(long, value_name = "CIDR")]
     trust: Vec<Cidr>,
-    /// With --auth, requests from this prefix (e.g. 127.0.0.1, the server's own host) may
-    /// act for any contact: the operator's way to remove a contact (`exit NAME`) or take it
-    /// out of a list (`leave LIST NAME`); repeatable. None by default.
+    /// The operator's prefix (e.g. 127.0.0.1, the server's own host); repeatable. Only
+    /// requests from it may remove a list (`remove-list LIST`, which gives the list back to
+    /// its creator's quota), with or without --auth; with --auth, they may also act for any
+    /// contact (`exit NAME`, `leave LIST NAME`). None by default: then no one may remove a
+    /// list.
     #[arg(long, value_name = "CIDR")]
     operator: Vec<Cidr>,
     /// The IPv4 prefix length that counts as one source for the limits below.

@@ -235,3 +235,63 @@ fn ring_text_with_terminal_controls_is_shown_escaped() {
     );
     assert!(!line.chars().any(char::is_control));
 }
+
+/// Issue 10: a source's list quota outlives a restart (`--state`), and only the operator
+/// (`--operator`, here the server's own host) removes a list, which gives the quota back.
+#[test]
+fn list_quotas_survive_a_restart_and_the_operator_removes_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.journal");
+    let flags = [
+        "--state",
+        state.to_str().unwrap(),
+        "--operator",
+        "127.0.0.1",
+        "--max-lists-per-source",
+        "2",
+    ];
+    // The hostile source: another loopback address, a source of its own.
+    let hog = UdpSocket::bind("127.0.0.2:0").unwrap();
+    hog.set_read_timeout(Some(WAIT)).unwrap();
+    let ask = |to: SocketAddr, request: &str| {
+        hog.send_to(request.as_bytes(), to).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = hog.recv_from(&mut buf).expect("an answer");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let (server1, addr) = server(dir.path(), &flags);
+    assert_eq!(ask(addr, "create-_-h1"), "200-_-null");
+    assert_eq!(ask(addr, "create-_-h2"), "200-_-null");
+    assert!(ask(addr, "create-_-h3").starts_with("476-_-"));
+    let refused = ask(addr, "remove-list-_-h1");
+    assert!(refused.starts_with("472-_-"), "{refused}");
+    assert!(!refused.contains("127.0.0"), "{refused}");
+    drop(server1);
+
+    let (server2, addr) = server(dir.path(), &flags);
+    let again = ask(addr, "create-_-h3");
+    assert!(
+        again.starts_with("476-_-"),
+        "the quota outlived the restart: {again}"
+    );
+    // The operator, typing in a peer on the server's host.
+    let (mut op, _) = peer(addr);
+    op.send("help remove-list");
+    op.expect("remove-list LIST: delete LIST (the server's operator only)");
+    op.send("remove-list h1");
+    op.expect("[200] ok");
+    op.send("remove-list h1");
+    op.expect("[460] no such list");
+    assert_eq!(ask(addr, "create-_-h3"), "200-_-null");
+    assert!(ask(addr, "create-_-h4").starts_with("476-_-"));
+    drop(server2);
+
+    // The journaled remove-list replays: the lists, in creation order, and the quota.
+    let (_server3, addr) = server(dir.path(), &flags);
+    assert!(ask(addr, "create-_-h4").starts_with("476-_-"));
+    op = peer(addr).0;
+    op.send("query-lists");
+    op.expect("[200] ok: 2 list(s)");
+    op.expect("  h2");
+    op.expect("  h3");
+}

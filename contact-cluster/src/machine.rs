@@ -198,10 +198,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }) => {
                         // The ring nonce of a tagged im-start is the entry's index: unique,
                         // and the same on every replica.
-                        let keys = Keys {
-                            secret: secret.and_then(|s| Secret::from_hex(&s.0)),
-                            ring: Some(entry.log_id.index),
-                        };
+                        let mut keys = Keys::default();
+                        keys.secret = secret.and_then(|s| Secret::from_hex(&s.0));
+                        keys.ring = Some(entry.log_id.index);
                         Applied {
                             answer: Some(state.core.apply_keyed(
                                 at_ms,

@@ -134,9 +134,17 @@ pub struct NodeStatus {
 /// The registry options that decide answers, as text: every node of a cluster must run
 /// with the same (a node whose reachable peers differ refuses to start).
 pub fn rules(config: &ServerConfig) -> String {
+    // The operator's prefixes decide who may `remove-list` (and act for anyone under
+    // `--auth`): replicas that disagreed would apply the same entry differently.
+    let operator: Vec<String> = config.operator.iter().map(ToString::to_string).collect();
     format!(
-        "{:?} auth={} im_timeout={:?} dedup={}x{:?}",
-        config.limits, config.auth, config.im_timeout, config.dedup_capacity, config.dedup_lifetime
+        "{:?} auth={} operator=[{}] im_timeout={:?} dedup={}x{:?}",
+        config.limits,
+        config.auth,
+        operator.join(","),
+        config.im_timeout,
+        config.dedup_capacity,
+        config.dedup_lifetime
     )
 }
 
@@ -766,5 +774,18 @@ impl Handler for Inner {
                 Rpc::Membership(change) => Reply::Membership(self.change_membership(change).await),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operators_prefixes_are_part_of_the_rules() {
+        let plain = ServerConfig::default();
+        let operated = ServerConfig::default().operator(vec!["127.0.0.1".parse().unwrap()]);
+        assert_ne!(rules(&plain), rules(&operated));
+        assert!(rules(&operated).contains("operator=[127.0.0.1/32]"));
     }
 }

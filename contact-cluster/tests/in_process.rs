@@ -512,3 +512,39 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
         "#2-_-200-_-null"
     );
 }
+
+/// Issue 10: `remove-list` goes through the log, is the operator's alone on every node, and
+/// leaves identical replicas that keep each list's creator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_removes_a_list_through_any_node() {
+    let c = Cluster::start_with(3, |config| {
+        config.server.operator = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let hog = peer(30001);
+    let operator = SocketAddr::from(([127, 0, 0, 1], 40000));
+    assert_eq!(c.ask(1, hog, "#1-_-create-_-h1").await, "#1-_-200-_-null");
+    assert_eq!(c.ask(2, hog, "#2-_-create-_-h2").await, "#2-_-200-_-null");
+    let refused = c.ask(3, hog, "#3-_-remove-list-_-h1").await;
+    assert!(refused.starts_with("#3-_-472-_-"), "{refused}");
+    assert_eq!(
+        c.ask(2, operator, "#1-_-remove-list-_-h1").await,
+        "#1-_-200-_-null"
+    );
+    // A retransmission to another node is answered, not applied again.
+    assert_eq!(
+        c.ask(3, operator, "#1-_-remove-list-_-h1").await,
+        "#1-_-200-_-null"
+    );
+    assert_eq!(
+        c.ask(1, operator, "#2-_-remove-list-_-h1").await,
+        "#2-_-460-_-null"
+    );
+    c.assert_identical().await;
+    for node in c.nodes.values() {
+        let text = node.machine().snapshot_text();
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains("0,c127.0.0.9 create-_-h2\n"), "{text}");
+        assert!(!text.contains("create-_-h1"), "{text}");
+    }
+}

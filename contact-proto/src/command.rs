@@ -1,4 +1,4 @@
-//! Requests: the nine commands a peer sends to the server, and their wire form.
+//! Requests: the ten commands a peer sends to the server, and their wire form.
 //!
 //! ```text
 //! request   = [ id DELIM ] command
@@ -12,6 +12,7 @@
 //!           / "im-start"    DELIM list DELIM name
 //!           / "im-complete" DELIM list DELIM name
 //!           / "save"        DELIM file
+//!           / "remove-list" DELIM list              ; ours (issue 10): operator only
 //! DELIM     = "-_-"
 //! ip        = [ quote ] IPv4 / IPv6 [ quote ]     ; one layer of ' or " is stripped
 //! port      = 1*5DIGIT                            ; 1..=65534: the peer also uses port + 1
@@ -99,10 +100,17 @@ pub enum Command {
         /// The file, as the client named it.
         file: SavePath,
     },
+    /// `remove-list LIST`: delete a list (ours, issue 10; not in the reference). Its members
+    /// leave it and its instant messages in flight end. A server accepts it only from its
+    /// operator.
+    RemoveList {
+        /// The list.
+        list: ListName,
+    },
 }
 
 /// The keyword of each command, in the order of [`Command`]'s variants.
-pub const KEYWORDS: [&str; 9] = [
+pub const KEYWORDS: [&str; 10] = [
     "register",
     "create",
     "query-lists",
@@ -112,6 +120,7 @@ pub const KEYWORDS: [&str; 9] = [
     "im-start",
     "im-complete",
     "save",
+    "remove-list",
 ];
 
 impl Command {
@@ -127,6 +136,7 @@ impl Command {
             Self::ImStart { .. } => "im-start",
             Self::ImComplete { .. } => "im-complete",
             Self::Save { .. } => "save",
+            Self::RemoveList { .. } => "remove-list",
         }
     }
 
@@ -135,7 +145,7 @@ impl Command {
     pub fn arguments_of(keyword: &str) -> Option<&'static [&'static str]> {
         Some(match keyword {
             "register" => &["<contact-name>", "<ip>", "<port>"],
-            "create" => &["<list-name>"],
+            "create" | "remove-list" => &["<list-name>"],
             "query-lists" => &[],
             "join" | "leave" | "im-start" | "im-complete" => &["<list-name>", "<contact-name>"],
             "exit" => &["<contact-name>"],
@@ -208,6 +218,7 @@ impl Command {
                 file: SavePath::try_from(args[0])
                     .map_err(|e| CommandError::Invalid(0, e.to_string()))?,
             },
+            "remove-list" => Self::RemoveList { list: list(0)? },
             _ => return Err(CommandError::UnknownCommand),
         })
     }
@@ -228,7 +239,7 @@ impl Command {
                 out.extend_from_slice(DELIMITER.as_bytes());
                 push_decimal(out, u64::from(*port));
             }
-            Self::Create { list } => arg(list.as_str()),
+            Self::Create { list } | Self::RemoveList { list } => arg(list.as_str()),
             Self::QueryLists => {}
             Self::Join { list, name }
             | Self::Leave { list, name }
@@ -255,7 +266,7 @@ impl Command {
                 arg(&ip.to_string())?;
                 arg(&port.to_string())
             }
-            Self::Create { list } => arg(list.as_str()),
+            Self::Create { list } | Self::RemoveList { list } => arg(list.as_str()),
             Self::QueryLists => Ok(()),
             Self::Join { list, name }
             | Self::Leave { list, name }
@@ -652,6 +663,10 @@ mod tests {
                     file: SavePath::try_from("config.txt").unwrap(),
                 },
                 "save-_-config.txt",
+            ),
+            (
+                Command::RemoveList { list: l("list 1") },
+                "remove-list-_-list 1",
             ),
         ]
     }

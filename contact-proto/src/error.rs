@@ -30,7 +30,7 @@ pub enum DecodeError {
     /// A request has an id and nothing after it.
     #[error("request has an id but no command")]
     NoCommand,
-    /// The command keyword is not one of the nine.
+    /// The command keyword is not one of the ten.
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
     /// An argument is missing.

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - `name.rs`: [`ContactName`], [`ListName`], [`SavePath`]: strings that can only be valid.
-//! - [`Command`] and [`Request`]: the nine commands and their `-_-` wire form.
+//! - [`Command`] and [`Request`]: the reference's nine commands and our `remove-list`, and
+//!   their `-_-` wire form.
 //! - [`Status`]: answer codes, the reference's and ours.
 //! - [`Answer`] and [`Body`]: `CODE-_-JSON` answers and their bodies.
 //! - `ring/`: what travels peer to peer on the instant-message ports: [`RingPacket`], the

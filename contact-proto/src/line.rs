@@ -362,6 +362,10 @@ mod tests {
             }
         );
         assert_eq!(cmd("exit me"), Command::Exit { name: c("me") });
+        assert_eq!(
+            cmd("Remove-List 'list 1'"),
+            Command::RemoveList { list: l("list 1") }
+        );
     }
 
     #[test]

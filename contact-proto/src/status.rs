@@ -90,9 +90,10 @@ statuses! {
     AnswerTooLarge = 470, "the answer would not fit in one datagram";
     /// Ours: `save` names a path outside the server's data directory.
     PathRefused = 471, "the save path is not allowed";
-    /// Ours: with authentication on, the request did not come from the named contact's
-    /// registered address.
-    NotAuthorized = 472, "the request did not come from that contact's address";
+    /// Ours: the source may not send this request. With authentication on, a request
+    /// acting for a contact without its request tag or not from its registered address;
+    /// with or without, a `remove-list` not from the server's operator.
+    NotAuthorized = 472, "the request is not authorized from this source";
     /// Ours: the server cannot take the request now (e.g. it is flooded); try again later.
     Busy = 473, "the server is busy";
     /// Ours: the server could not make the change durable (its journal cannot be written:

@@ -46,6 +46,7 @@ fn command() -> impl Strategy<Value = Command> {
         (list(), contact()).prop_map(|(list, name)| Command::Join { list, name }),
         (list(), contact()).prop_map(|(list, name)| Command::Leave { list, name }),
         contact().prop_map(|name| Command::Exit { name }),
+        list().prop_map(|list| Command::RemoveList { list }),
         (list(), contact()).prop_map(|(list, name)| Command::ImStart { list, name }),
         (list(), contact()).prop_map(|(list, name)| Command::ImComplete { list, name }),
         name_text().prop_filter_map("valid path", |s| SavePath::try_from(s)

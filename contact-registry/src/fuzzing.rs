@@ -99,6 +99,8 @@ pub enum Op {
     SetExt(Name, u32),
     /// `save`, then load what was saved: the same state must come back.
     Save,
+    /// `remove-list`.
+    RemoveList(Name),
 }
 
 /// Limits (kept small so that they are reached) and the steps.
@@ -202,6 +204,10 @@ fn step(registry: &mut Registry, op: &Op) {
                 registry.set_ext(&name, *ext);
             }
             return;
+        }
+        Op::RemoveList(list) => {
+            let Some(list) = list.list() else { return };
+            Command::RemoveList { list }
         }
         Op::Save => {
             round_trip(registry);

@@ -1,5 +1,6 @@
 //! The registry of a **contact** server, as a library: contacts, contact lists and ongoing
-//! instant messages, and the nine commands that change and read them.
+//! instant messages, and the ten commands that change and read them (the reference's nine,
+//! and our `remove-list`).
 //!
 //! No sockets, threads, clock or global state: a server is a thin loop that decodes a
 //! request, calls [`Registry::apply`] and encodes the [`Answer`](contact_proto::Answer) it
@@ -71,12 +72,14 @@
 //! | `im-start` | 459; 460; 464; 470 (only a state loaded with larger limits) |
 //! | `im-complete` | 459; 460; 464; 465 no outstanding `im-start` of that contact in that list |
 //! | `save` | handed back as [`Reply::Save`]: the caller writes and answers 200 or 462 |
+//! | `remove-list` | 460 unknown list (ours; ongoing instant messages end with the list) |
 //!
 //! # Cost
 //! Every command costs O(1) or O(the size of what it answers or changes): `query-lists`
 //! O(lists), `im-start` O(members of the list), `leave` O(members of the list), `exit`
-//! O(total members of the contact's lists), the others O(1) (hash lookups). Nothing scans all
-//! contacts or all lists.
+//! O(total members of the contact's lists), the others O(1) (hash lookups), but for the
+//! operator's rare `remove-list`: O(lists + members of the lists from the removed one on +
+//! open instant messages). Nothing else scans all contacts or all lists.
 //!
 //! # Saved file
 //! See [`Registry::save`] and the grammar in the `save` module: the reference's format, names

@@ -62,6 +62,21 @@ impl ListIds {
         }
     }
 
+    /// Replaces `old` by `new` if present (the caller guarantees `new` is not); O(number of
+    /// ids).
+    pub(crate) fn replace(&mut self, old: u32, new: u32) {
+        let ids = match self {
+            Self::Inline { len, ids } => &mut ids[..usize::from(*len)],
+            Self::Heap(block) => {
+                let n = block[0] as usize;
+                &mut block[1..=n]
+            }
+        };
+        if let Some(id) = ids.iter_mut().find(|x| **x == old) {
+            *id = new;
+        }
+    }
+
     /// Removes `id` if present; O(number of ids).
     pub(crate) fn remove(&mut self, id: u32) {
         match self {
@@ -109,5 +124,10 @@ mod tests {
         small.push(8);
         small.remove(7);
         assert_eq!(small.as_slice(), [8]);
+        small.replace(8, 3);
+        small.replace(9, 4);
+        assert_eq!(small.as_slice(), [3]);
+        set.replace(99, 0);
+        assert!(set.as_slice().contains(&0) && !set.as_slice().contains(&99));
     }
 }

@@ -6,6 +6,8 @@
 //! is the only place that knows, so it says it, rather than each caller reading the command
 //! again to guess.
 
+use std::net::IpAddr;
+
 use contact_proto::{Answer, Status};
 
 /// What [`Registry::apply`](crate::Registry::apply) gives back.
@@ -63,16 +65,22 @@ impl Reply {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub struct Outcome {
     /// The answer, or the `save` to carry out.
     pub reply: Reply,
     /// Whether the registry's state changed: the command succeeded and was a mutation
-    /// (`register`, `create`, `join`, `leave`, `exit`, `im-start`, `im-complete`). Exactly
-    /// these commands, replayed in order with the same extension levels, rebuild the state.
+    /// (`register`, `create`, `join`, `leave`, `exit`, `im-start`, `im-complete`,
+    /// `remove-list`). Exactly these commands, replayed in order with the same extension
+    /// levels and [`Keys`], rebuild the state.
     pub changed: bool,
-    /// Whether the list names changed (a `create` succeeded): what a `query-lists` answers
-    /// is different from now on.
+    /// Whether the list names changed (a `create` or a `remove-list` succeeded): what a
+    /// `query-lists` answers is different from now on.
     pub lists_changed: bool,
+    /// For a `remove-list` that succeeded: the address that created the list
+    /// ([`Keys::creator`]), if the registry knew it, so that a server gives that source's
+    /// list quota back. `None` for every other command.
+    pub released: Option<IpAddr>,
 }
 
 impl Outcome {
@@ -82,6 +90,7 @@ impl Outcome {
             reply,
             changed: false,
             lists_changed: false,
+            released: None,
         }
     }
 
@@ -96,7 +105,13 @@ impl Outcome {
 /// `register` makes, and the nonce of the ring an `im-start` starts. The registry draws
 /// nothing itself (it stays deterministic): the caller does, and journals or replicates
 /// what it drew with the command, so that replaying both gives the same state and answer.
+///
+/// It also carries what the server knows of the request and the registry keeps without
+/// answering it: the address a `create` came from ([`Keys::creator`]).
+///
+/// Non-exhaustive: build it with `Keys::default()` and set the fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Keys {
     /// For `register`: the new contact's secret, kept with it and sent back in the answer
     /// (`{"secret": HEX}`).
@@ -104,4 +119,8 @@ pub struct Keys {
     /// For `im-start`: the ring's nonce; the answer then carries it (`"ring"`) and a ring
     /// proof for each member that has a secret.
     pub ring: Option<u64>,
+    /// For `create`: the address of the source that created the list, kept with it
+    /// ([`Registry::list_creator`](crate::Registry::list_creator)) so that a server can count
+    /// a source's lists again after a restart. Never in an answer nor in the `save` file.
+    pub creator: Option<IpAddr>,
 }

@@ -462,3 +462,49 @@ fn loaded_state_over_the_bound_answers_470() {
     let r = Registry::load_with(&saved[..], Limits::default().max_answer_len(300)).unwrap();
     assert_eq!(r.query_lists().status, AnswerTooLarge);
 }
+
+#[test]
+fn remove_list_checks_and_renumbers_the_later_lists() {
+    let mut r = demo();
+    for line in [
+        "create list_3",
+        "join list_2 Me",
+        "join list_2 Myself",
+        "join list_3 Myself",
+        "im-start list_1 Me",
+        "im-start list_2 Myself",
+        "im-start list_3 Myself",
+    ] {
+        r.apply(cmd(line));
+    }
+    r.assert_consistent();
+    assert_eq!(status(&mut r, "remove-list nowhere"), UnknownList);
+    // An instant message in flight does not keep the list: it ends with it.
+    assert_eq!(status(&mut r, "remove-list list_1"), Ok);
+    assert_eq!(status(&mut r, "remove-list list_1"), UnknownList);
+    let names: Vec<&str> = r.lists().map(ListName::as_str).collect();
+    assert_eq!(names, ["list_2", "list_3"], "creation order kept");
+    // The later lists kept their members and their open messages, under their new ids.
+    assert!(r.is_member("list_2", "Me") && r.is_member("list_3", "Myself"));
+    assert!(!r.is_member("list_3", "Me"));
+    assert_eq!(
+        (r.ongoing("list_2"), r.ongoing("list_3")),
+        (Some(1), Some(1))
+    );
+    assert_eq!(r.pending("list_2", "Myself"), 1);
+    assert_eq!(r.pending("list_1", "Me"), 0);
+    // The initiator of the removed list's ring is told the list is gone.
+    assert_eq!(status(&mut r, "im-complete list_1 Me"), UnknownList);
+    assert_eq!(status(&mut r, "im-complete list_2 Myself"), Ok);
+    assert_eq!(status(&mut r, "im-complete list_2 Myself"), NoImPending);
+    assert_eq!(status(&mut r, "leave list_2 Me"), Ok);
+    assert_eq!(status(&mut r, "exit Me"), Ok);
+    // The name is free again, and the new list comes last.
+    assert_eq!(status(&mut r, "create list_1"), Ok);
+    let names: Vec<&str> = r.lists().map(ListName::as_str).collect();
+    assert_eq!(names, ["list_2", "list_3", "list_1"]);
+    assert_eq!(status(&mut r, "im-complete list_1 Myself"), NotMember);
+    assert_eq!(status(&mut r, "remove-list list_3"), Ok);
+    assert_eq!(status(&mut r, "im-complete list_3 Myself"), UnknownList);
+    assert_eq!(status(&mut r, "exit Myself"), Ok);
+}

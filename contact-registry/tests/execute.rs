@@ -29,6 +29,12 @@ const SCRIPT: &[(&str, bool, bool)] = &[
     ("exit Myself", true, false),
     ("exit Myself", false, false),
     ("create list_2", true, true),
+    ("im-start list_1 Me", true, false),
+    ("remove-list nowhere", false, false),
+    ("remove-list list_1", true, true),
+    ("im-complete list_1 Me", false, false),
+    ("remove-list list_1", false, false),
+    ("create list_1", true, true),
 ];
 
 #[test]
@@ -102,9 +108,10 @@ fn only_the_owners_secret_registers_a_taken_name_again_and_changes_nothing() {
     use contact_proto::auth::Secret;
     use contact_registry::Keys;
     let mut registry = Registry::default();
-    let keyed = |secret: u8| Keys {
-        secret: Some(Secret([secret; 32])),
-        ring: None,
+    let keyed = |secret: u8| {
+        let mut keys = Keys::default();
+        keys.secret = Some(Secret([secret; 32]));
+        keys
     };
     let first = registry.execute_keyed(cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
     assert!(first.changed);

@@ -1,6 +1,6 @@
 //! `help`, `help COMMAND`, and "did you mean" for a mistyped command.
 
-/// A command the peer understands: the server's nine and the peer's own.
+/// A command the peer understands: the server's ten and the peer's own.
 struct Entry {
     name: &'static str,
     syntax: &'static str,
@@ -73,6 +73,14 @@ const ENTRIES: &[Entry] = &[
         detail: "Removes NAME from every list and from the server. When NAME was registered \
                  from\nthis peer and it was the last such contact, the program ends.\n\
                  Fails with 459, or 463 when a message is ongoing in one of NAME's lists.",
+    },
+    Entry {
+        name: "remove-list",
+        syntax: "remove-list LIST",
+        summary: "delete LIST (the server's operator only)",
+        detail: "Its members leave it; a message going round in it ends with it (its \
+                 im-complete then\ngets 460). Only from the server's --operator addresses: \
+                 anyone else gets 472.\nFails with 460 (no such list).",
     },
     Entry {
         name: "help",
@@ -159,5 +167,15 @@ mod tests {
             help(Some("lave")),
             "no command \"lave\"; did you mean `leave`?"
         );
+        assert!(help(Some("remove-list")).contains("operator"));
+    }
+
+    #[test]
+    fn every_protocol_command_has_help_and_completion() {
+        for keyword in contact_proto::KEYWORDS {
+            assert!(commands().iter().any(|c| c == keyword), "{keyword}");
+            assert!(help(None).contains(keyword), "{keyword}");
+        }
+        assert_eq!(suggestion("remove-lst"), "; did you mean `remove-list`?");
     }
 }

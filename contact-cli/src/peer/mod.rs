@@ -472,6 +472,11 @@ impl Session {
             if ok { Style::Ok } else { Style::Error },
             &self.describe(&command, &answer),
         );
+        if let (Command::ImComplete { list, name }, Status::UnknownList) = (&command, answer.status)
+        {
+            // The operator removed the list: the message ended with it, nothing is open.
+            self.im_completed(list, name);
+        }
         if !ok {
             self.failed_im_start = matches!(command, Command::ImStart { .. }) && message.is_none();
             self.failed();
@@ -494,6 +499,7 @@ impl Session {
                 self.im_started(list, name, answer, message);
             }
             Command::ImComplete { list, name } => self.im_completed(&list, &name),
+            Command::RemoveList { list } => self.im.open.retain(|(l, _)| *l != list),
             _ => {}
         }
     }

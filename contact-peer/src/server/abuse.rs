@@ -339,10 +339,16 @@ impl Quotas {
         self.contact_owner.insert(name.to_owned(), prefix);
     }
 
-    pub(crate) fn created(&mut self, prefix: IpAddr, list: &str) {
-        // Lists are never removed (the protocol has no command for it): nothing to give back.
-        let _ = list;
+    /// Counts a list for `prefix`. The registry keeps the creator's address with the list
+    /// ([`Keys::creator`](contact_registry::Keys::creator)), so no owner table is needed
+    /// here: the operator's `remove-list` reports it, and a restart counts it again.
+    pub(crate) fn created(&mut self, prefix: IpAddr) {
         self.held.entry(prefix).or_default().1 += 1;
+    }
+
+    /// Gives back a list `prefix` created (the operator removed it).
+    pub(crate) fn list_removed(&mut self, prefix: IpAddr) {
+        self.release(prefix, |h| &mut h.1);
     }
 
     pub(crate) fn unregistered(&mut self, name: &str) {

@@ -146,20 +146,30 @@ impl ServerCore {
             turn: Turn::default(),
             last_ring: 0,
         }
-        .count_loaded_contacts()
+        .count_loaded()
     }
 
-    /// Counts the contacts of a registry the core starts with (loaded, or replayed from a
-    /// journal) against the quota of their registered address's prefix: the source that
-    /// registered them, under `--auth` (where `register` must come from that address), and
-    /// the best guess without. Lists have no such trace: they are nobody's after a restart.
-    fn count_loaded_contacts(mut self) -> Self {
+    /// Counts the contacts and lists of a registry the core starts with (loaded, or
+    /// replayed from a journal) against the quotas of their sources' prefixes. A contact
+    /// counts for its registered address: the source that registered it under `--auth`
+    /// (where `register` must come from that address), the best guess without. A list
+    /// counts for the address the registry kept with it ([`Registry::list_creator`]); one
+    /// without (loaded from a `save` file, or from a journal older than the field) counts
+    /// for nobody.
+    fn count_loaded(mut self) -> Self {
         let held: Vec<_> = (self.registry.contacts())
             .filter(|c| !self.sources.trusted(c.ip()))
             .map(|c| (self.sources.prefix(c.ip()), c.name().as_str().to_owned()))
             .collect();
         for (prefix, name) in held {
             self.quotas.registered(prefix, &name);
+        }
+        let creators: Vec<_> = (self.registry.lists())
+            .filter_map(|l| self.registry.list_creator(l))
+            .filter_map(|ip| self.limited_prefix(ip))
+            .collect();
+        for prefix in creators {
+            self.quotas.created(prefix);
         }
         self
     }
@@ -455,26 +465,32 @@ impl ServerCore {
         let kept = (self.records.is_some() || self.ims.is_some()).then(|| command.clone());
         // What the server draws for the command (issue 10): a secret for a contact our peer
         // registers from a proven address, a nonce for a ring our peer starts.
-        // The owner registering its name again is answered with the secret it proved.
+        // And who creates a list, which the registry keeps so that the source's list quota
+        // is counted again after a restart. The owner registering its name again is
+        // answered with the secret it proved.
         let owners = guard::owners_secret(&self.registry, credentials, &command).cloned();
-        let keys = Keys {
-            secret: owners.or_else(|| {
-                (id.is_some() && self.turn.proven && matches!(command, Command::Register { .. }))
-                    .then(|| Secret(random()))
-            }),
-            ring: (id.is_some() && matches!(command, Command::ImStart { .. }))
-                .then(|| self.ring_nonce(at)),
-        };
+        let mut keys = Keys::default();
+        keys.secret = owners.or_else(|| {
+            (id.is_some() && self.turn.proven && matches!(command, Command::Register { .. }))
+                .then(|| Secret(random()))
+        });
+        keys.ring = (id.is_some() && matches!(command, Command::ImStart { .. }))
+            .then(|| self.ring_nonce(at));
+        keys.creator = matches!(command, Command::Create { .. }).then(|| from.ip());
         let outcome = self.registry.execute_keyed(command, ext, &keys);
         if outcome.lists_changed {
             self.lists_body = None;
         }
         if outcome.changed {
+            // A trusted source is never counted, here as at a restart (`count_loaded`).
             match (held, exiting) {
-                (Some((true, name)), _) => self.quotas.registered(prefix, &name),
-                (Some((false, list)), _) => self.quotas.created(prefix, &list),
+                (Some((true, name)), _) if !trusted => self.quotas.registered(prefix, &name),
+                (Some((false, _)), _) if !trusted => self.quotas.created(prefix),
                 (_, Some(name)) => self.quotas.unregistered(&name),
                 _ => {}
+            }
+            if let Some(creator) = outcome.released.and_then(|ip| self.limited_prefix(ip)) {
+                self.quotas.list_removed(creator);
             }
         }
         // A tagged mutation's answer is journaled with it, so that its retransmission after

@@ -7,6 +7,10 @@
 //! make one, whatever source address it forges. A contact registered by a reference peer has
 //! no secret and keeps the address check, which is weak: anyone who can forge the contact's
 //! address acts for it. The operator's prefixes act for anyone.
+//!
+//! `remove-list` (ours) is the operator's alone, with or without `--auth`: a list belongs to
+//! nobody the protocol can name, so no one else may delete it. Without `--operator`, no one
+//! may.
 
 use std::net::SocketAddr;
 
@@ -64,12 +68,17 @@ impl Guard {
         }
     }
 
+    fn is_operator(&self, from: SocketAddr) -> bool {
+        self.operator.iter().any(|c| c.contains(from.ip()))
+    }
+
     /// With `--auth`, the refusal (472) of a command that `from` may not send: a `register`
     /// not from the address it registers, or of a contact that has a secret without its tag;
     /// a command acting for a contact that has a secret without a valid tag, or for one
     /// without a secret not from its registered address (unless `from` is the operator's).
-    /// An unknown contact is left to the registry (459). The texts never name an address:
-    /// they told a spoofer what to forge.
+    /// An unknown contact is left to the registry (459). With or without `--auth`, the
+    /// refusal of a `remove-list` that does not come from the operator's prefixes. The texts
+    /// never name an address: they told a spoofer what to forge.
     pub(crate) fn refuse(
         &self,
         registry: &Registry,
@@ -77,6 +86,16 @@ impl Guard {
         credentials: Credentials<'_>,
         command: &Command,
     ) -> Option<Answer> {
+        if let Command::RemoveList { list } = command {
+            if self.is_operator(from) {
+                tracing::info!(%from, %list, "operator request: remove-list");
+                return None;
+            }
+            return Some(Answer::error(
+                Status::NotAuthorized,
+                "remove-list is accepted only from the server's operator (server --operator)",
+            ));
+        }
         if !self.auth {
             return None;
         }
@@ -99,7 +118,7 @@ impl Guard {
             return None;
         }
         let contact = registry.contact(command.acting_contact()?)?;
-        if self.operator.iter().any(|c| c.contains(from.ip())) {
+        if self.is_operator(from) {
             // The operator acts for anyone: the way to remove what a hostile source left.
             tracing::info!(%from, contact = %contact.name(), "operator request");
             return None;

@@ -87,12 +87,28 @@ impl ImTimers {
     }
 
     /// Follows a command that changed the registry: an `im-start` opens a message, an
-    /// `im-complete` ends its initiator's oldest; anything else is not a timer's business.
+    /// `im-complete` ends its initiator's oldest, a `remove-list` ends every message of the
+    /// list (a timer left behind would complete a message of a new list of the same name
+    /// early); anything else is not a timer's business.
     pub(crate) fn applied(&mut self, now_ms: u64, command: &Command) {
         match command {
             Command::ImStart { list, name } => self.started(now_ms, list, name),
             Command::ImComplete { list, name } => self.completed(list, name),
+            Command::RemoveList { list } => self.list_removed(list),
             _ => {}
+        }
+    }
+
+    /// Forgets the messages of a removed list: O(open messages), in deadline order.
+    fn list_removed(&mut self, list: &ListName) {
+        let gone: Vec<Deadline> = (self.deadlines.iter())
+            .filter(|(_, key)| key.list == *list)
+            .map(|(&deadline, _)| deadline)
+            .collect();
+        for deadline in gone {
+            if let Some(key) = self.deadlines.remove(&deadline) {
+                self.open.remove(&key);
+            }
         }
     }
 

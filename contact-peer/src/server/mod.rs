@@ -126,10 +126,11 @@ pub struct ServerConfig {
     /// Prefixes exempt from the answer volume limits and the per-source quotas
     /// (`--trust CIDR`); none by default, loopback included.
     pub trust: Vec<Cidr>,
-    /// The operator's prefixes (`--operator CIDR`, e.g. the server's own host): with
-    /// `--auth`, requests from there may act for any contact, so that the operator can
-    /// remove a contact (`exit NAME`) or take it out of a list (`leave LIST NAME`) that a
-    /// hostile source left behind. None by default.
+    /// The operator's prefixes (`--operator CIDR`, e.g. the server's own host): the only
+    /// sources whose `remove-list` is accepted (with or without `--auth`; without any, no
+    /// list can be removed), and with `--auth`, requests from there may act for any
+    /// contact, so that the operator can remove a contact (`exit NAME`) or take it out of a
+    /// list (`leave LIST NAME`) that a hostile source left behind. None by default.
     pub operator: Vec<Cidr>,
     /// The IPv4 prefix length that counts as one source (default 32: one address).
     pub source_prefix_v4: u8,

@@ -201,7 +201,7 @@ impl ReplicatedCore {
     /// the entry is a tagged `register` that succeeds; `keys.ring` (the entry's log index:
     /// unique, the same on every replica) the ring's nonce if it is a tagged `im-start`.
     /// Both are ignored for anything else, so that a replica never depends on what a leader
-    /// put in an entry it had no use for.
+    /// put in an entry it had no use for; `keys.creator` is always the entry's `from`.
     pub fn apply_keyed(
         &mut self,
         at_ms: u64,
@@ -241,14 +241,15 @@ impl ReplicatedCore {
         // The owner registering its name again proves the secret it holds: every replica
         // finds the same one in the same state, so applying stays deterministic.
         let owners = guard::owners_secret(&self.registry, credentials, &command).cloned();
-        let keys = Keys {
-            secret: owners.or_else(|| {
-                (keys.secret.clone())
-                    .filter(|_| id.is_some() && matches!(command, Command::Register { .. }))
-            }),
-            ring: (keys.ring)
-                .filter(|_| id.is_some() && matches!(command, Command::ImStart { .. })),
-        };
+        let mut keys = keys.clone();
+        let drawn = keys.secret.take();
+        keys.secret = owners.or_else(|| {
+            drawn.filter(|_| id.is_some() && matches!(command, Command::Register { .. }))
+        });
+        keys.ring =
+            (keys.ring).filter(|_| id.is_some() && matches!(command, Command::ImStart { .. }));
+        // The entry's source, the same on every replica: what the list is kept with.
+        keys.creator = matches!(command, Command::Create { .. }).then(|| from.ip());
         let outcome = self.registry.execute_keyed(command, ext, &keys);
         if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
             ims.applied(at, &command);
@@ -312,7 +313,8 @@ impl ReplicatedCore {
     /// ```text
     /// snapshot = "contact-replica 1" NL "time " MS NL
     ///            "registry " N NL N*( EXT SP COMMAND NL )       ; the records that rebuild it
-    ///                            ; EXT as in the journal: a contact's secret follows its level
+    ///                            ; EXT as in the journal: a contact's secret follows its level,
+    ///                            ; a list's creator its `create`
     ///            "cache " N NL N*( EXPIRY SP ADDR SP ID SP DIGEST SP LEN NL LEN*OCTET NL )
     ///            "ims " N NL N*( DEADLINE SP COMMAND NL )       ; im-start LIST NAME
     /// ```
@@ -625,10 +627,9 @@ mod tests {
         };
         let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config);
         let a = addr(30001);
-        let keys = Keys {
-            secret: Some(Secret([5; 32])),
-            ring: Some(77),
-        };
+        let mut keys = Keys::default();
+        keys.secret = Some(Secret([5; 32]));
+        keys.ring = Some(77);
         let reg = b"#1-_-register-_-A-_-127.0.0.1-_-30001";
         let answer = r.apply_keyed(0, a, reg, &keys);
         assert_eq!(
@@ -650,10 +651,8 @@ mod tests {
         let mut again = Request::decode(command).unwrap();
         again.id = Some(4);
         again.tag = Some(Secret([5; 32]).request_tag(4, command));
-        let fresh = Keys {
-            secret: Some(Secret([6; 32])),
-            ring: None,
-        };
+        let mut fresh = Keys::default();
+        fresh.secret = Some(Secret([6; 32]));
         let before = b.snapshot();
         assert_eq!(
             b.apply_keyed(5, a, &again.to_bytes(), &fresh),

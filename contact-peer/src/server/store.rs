@@ -18,12 +18,15 @@
 //! entry    = mutation / answer
 //! mutation = "m" SP ext SP tag SP command
 //! answer   = "a" SP tag SP bytes     ; a tagged request's answer, kept without a mutation
-//! ext      = 1*DIGIT [ ",s" 64HEXDIG ] [ ",r" 1*DIGIT ]
+//! ext      = 1*DIGIT [ ",s" 64HEXDIG ] [ ",r" 1*DIGIT ] [ ",c" IP ]
 //!                          ; the caller's extension level (0 for a reference peer): what a
 //!                          ; `register` records for the contact; compaction writes 0 for
 //!                          ; the other commands. Then what the server drew (issue 10):
 //!                          ; the contact's secret (`register`), the ring's nonce
-//!                          ; (`im-start`). The file is created readable by its owner only.
+//!                          ; (`im-start`); and the address a `create` came from, for the
+//!                          ; per-source list quota (a journal without it still loads: its
+//!                          ; lists count for nobody). The file is created readable by its
+//!                          ; owner only.
 //! tag      = "-" / from "," id "," digest "," at   ; "-": not a tagged request
 //! from     = the source address (`127.0.0.1:5000`, `[::1]:5000`)
 //! id       = 1*DIGIT       ; the request id

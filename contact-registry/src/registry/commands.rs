@@ -1,6 +1,8 @@
 //! The commands, typed: one method per command with its checks in the reference's order,
 //! for embedders and for [`Registry::apply`]/[`Registry::execute`], which dispatch to them.
 
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use contact_proto::{Answer, ContactName, ImStartBody, ListName, ListsBody, Status};
@@ -202,6 +204,75 @@ impl Registry {
         }
         self.lists[l as usize].ongoing -= 1;
         Status::Ok
+    }
+
+    /// `remove-list` (ours, issue 10; not in the reference): deletes a list, and returns the
+    /// address that created it, if known ([`Keys::creator`](crate::Keys::creator)).
+    ///
+    /// Its members leave it whatever is going on in it: the instant messages in flight in it
+    /// are ended with it (their rings are the peers' business; the initiator's `im-complete`
+    /// then gets `460`, as for any unknown list, or, if a list of the same name was created
+    /// since, the answer that list gives). Refusing with `463` instead would let whoever keeps
+    /// a ring open in a list keep the list for good. The other lists keep their creation
+    /// order.
+    ///
+    /// Checks: `460` unknown list. Costs O(lists + members of this list and of the lists
+    /// created after it + open instant messages): it is the operator's, and rare.
+    ///
+    /// ```
+    /// use contact_proto::{Command, Status};
+    /// use contact_registry::Registry;
+    /// let mut registry = Registry::default();
+    /// for line in ["register Me 10.0.0.1 22000", "create a", "create b", "join a Me",
+    ///              "join b Me", "im-start a Me"] {
+    ///     let cmd = contact_proto::parse_line(line).unwrap().unwrap().command;
+    ///     registry.apply(cmd);
+    /// }
+    /// assert_eq!(registry.remove_list(&"a".parse().unwrap()), Ok(None));
+    /// assert_eq!(registry.lists().map(|l| l.as_str()).collect::<Vec<_>>(), ["b"]);
+    /// assert!(registry.is_member("b", "Me"));
+    /// let complete = contact_proto::parse_line("im-complete a Me").unwrap().unwrap().command;
+    /// assert_eq!(registry.apply(complete).status(), Some(Status::UnknownList));
+    /// ```
+    pub fn remove_list(&mut self, list: &ListName) -> Result<Option<IpAddr>, Status> {
+        let Some(k) = self.list_id(list.as_str()) else {
+            return Err(Status::UnknownList);
+        };
+        let hash = self.hasher.hash_one(list.as_str());
+        if let Ok(entry) = self.list_ids.find_entry(hash, |&x| x == k) {
+            entry.remove();
+        }
+        for id in self.list_ids.iter_mut() {
+            if *id > k {
+                *id -= 1;
+            }
+        }
+        let removed = self.lists.remove(k as usize);
+        self.names_len -= ListsBody::name_wire_len(removed.name.as_str());
+        for &c in &removed.members {
+            self.memberships.remove(&(k, c));
+            self.slot_mut(c).lists.remove(k);
+        }
+        // The list now at index `j` was at `j + 1`. In increasing `j`, so that `j` is free
+        // (removed above, or itself moved down just before) when `j + 1` becomes it.
+        for j in k..self.lists.len() as u32 {
+            let members = std::mem::take(&mut self.lists[j as usize].members);
+            for &c in &members {
+                self.memberships.remove(&(j + 1, c));
+                self.memberships.insert((j, c));
+                self.slot_mut(c).lists.replace(j + 1, j);
+            }
+            self.lists[j as usize].members = members;
+        }
+        self.pending = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter_map(|((l, c), n)| match l.cmp(&k) {
+                Ordering::Less => Some(((l, c), n)),
+                Ordering::Equal => None,
+                Ordering::Greater => Some(((l - 1, c), n)),
+            })
+            .collect();
+        Ok(removed.creator)
     }
 
     /// Sets the extension level of a contact (our server learns it after `register`).

@@ -18,6 +18,7 @@ impl Registry {
     #[doc(hidden)]
     pub fn assert_consistent(&self) {
         let mut seen = 0;
+        let mut in_lists = 0;
         let mut prev = NONE;
         let mut at = self.head;
         while at != NONE {
@@ -25,8 +26,13 @@ impl Registry {
             assert_eq!(contact.prev, prev, "broken registration links");
             assert_eq!(self.contact_id(contact.name.as_str()), Some(at));
             for &l in contact.lists.as_slice() {
+                assert!(
+                    (l as usize) < self.lists.len(),
+                    "a removed list's id is kept"
+                );
                 assert!(self.memberships.contains(&(l, at)));
             }
+            in_lists += contact.lists.as_slice().len();
             seen += 1;
             prev = at;
             at = contact.next;
@@ -69,6 +75,10 @@ impl Registry {
             assert_eq!(list.ongoing, pending, "ongoing of {:?}", list.name);
         }
         assert_eq!(self.memberships.len(), memberships);
+        assert_eq!(
+            in_lists, memberships,
+            "contacts' list sets and the lists disagree"
+        );
         assert_eq!(self.list_ids.len(), self.lists.len());
         assert_eq!(self.names_len, names_len);
         for (&(l, c), &n) in &self.pending {

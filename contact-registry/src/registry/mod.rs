@@ -1,4 +1,4 @@
-//! [`Registry`]: contacts, lists and ongoing instant messages, and the nine commands.
+//! [`Registry`]: contacts, lists and ongoing instant messages, and the ten commands.
 //!
 //! This file holds the state, the two ways in ([`Registry::apply`], the reference's
 //! server, and [`Registry::execute`], ours, which also says what changed), read access and
@@ -15,7 +15,10 @@
 //! - `contacts`: a slab of `Option<Contact>`, with a free list so that ids are reused after
 //!   `exit`, and an intrusive doubly linked list (`prev`/`next` ids) that keeps registration
 //!   order (the order `save` writes) with O(1) removal.
-//! - `lists`: a plain vector (lists are never deleted), so creation order is index order.
+//! - `lists`: a plain vector, so creation order is index order. Only the operator's
+//!   `remove-list` deletes one: it is rare, so it removes the entry and renumbers the later
+//!   lists everywhere their ids are held (O(lists + their memberships)) rather than leave a
+//!   hole every reader would have to skip.
 //! - `contact_ids`, `list_ids`: hash tables of ids keyed by the name stored in the slab, so
 //!   a name is stored once.
 //! - `memberships`: the set of `(list, contact)` pairs, for O(1) `461`/`464` checks; each
@@ -58,6 +61,9 @@ struct List {
     ongoing: u32,
     /// Sum of the members' [`Contact::answer_len`].
     members_len: usize,
+    /// The address the `create` came from ([`Keys::creator`]): for the server's per-source
+    /// quota, which must survive a restart; never answered nor saved.
+    creator: Option<IpAddr>,
 }
 
 /// The registry of a contact server: contacts, lists, ongoing instant messages.
@@ -195,7 +201,8 @@ impl Registry {
     ///     ip: "10.0.0.1".parse().unwrap(),
     ///     port: 22000,
     /// };
-    /// let keys = Keys { secret: Some(Secret([7; 32])), ring: None };
+    /// let mut keys = Keys::default();
+    /// keys.secret = Some(Secret([7; 32]));
     /// let done = registry.execute_keyed(register, EXT_VERSION, &keys);
     /// let Reply::Answer(answer) = done.reply else { unreachable!() };
     /// assert_eq!(answer.body, Some(Body::Secret(Secret([7; 32]))));
@@ -219,7 +226,13 @@ impl Registry {
             Command::ImStart { list, name } => Some((Some(list.clone()), name.clone())),
             _ => None,
         };
+        let create = matches!(cmd, Command::Create { .. });
         let mut outcome = self.run(cmd, ext, EXT_VERSION);
+        if create && outcome.changed {
+            if let Some(list) = self.lists.last_mut() {
+                list.creator = keys.creator;
+            }
+        }
         let (Reply::Answer(answer), Some((list, name)), true) =
             (&mut outcome.reply, named, outcome.changed)
         else {
@@ -301,12 +314,24 @@ impl Registry {
                         reply: Reply::Answer(Answer::ok_with(Body::ImStart(body))),
                         changed: true,
                         lists_changed: false,
+                        released: None,
                     },
                     Err(status) => Outcome::unchanged(Reply::Answer(self.failure(status))),
                 };
             }
             Command::ImComplete { list, name } => (self.im_complete(&list, &name), false),
             Command::Save { file } => return Outcome::unchanged(Reply::Save(file)),
+            Command::RemoveList { list } => {
+                return match self.remove_list(&list) {
+                    Ok(creator) => Outcome {
+                        reply: Reply::Answer(Answer::ok()),
+                        changed: true,
+                        lists_changed: true,
+                        released: creator,
+                    },
+                    Err(status) => Outcome::unchanged(Reply::Answer(self.failure(status))),
+                };
+            }
             // A command added to the protocol after this registry.
             _ => (Status::Malformed, false),
         };
@@ -315,6 +340,7 @@ impl Registry {
             reply: Reply::Answer(self.failure(status)),
             changed,
             lists_changed: lists_changed && changed,
+            released: None,
         }
     }
 
@@ -415,6 +441,15 @@ impl Registry {
             (Some(l), Some(c)) => self.memberships.contains(&(l, c)),
             _ => false,
         }
+    }
+
+    /// The address the list was created from, as given to
+    /// [`Registry::execute_keyed`] in [`Keys::creator`]; `None` for an unknown list and for
+    /// one created without it (by [`Registry::apply`], loaded from a `save` file, or replayed
+    /// from a journal older than the field).
+    pub fn list_creator(&self, list: &(impl AsRef<str> + ?Sized)) -> Option<IpAddr> {
+        let l = self.list_id(list.as_ref())?;
+        self.lists[l as usize].creator
     }
 
     /// How many instant messages are ongoing in a list, or `None` if there is no such list.
@@ -558,6 +593,7 @@ impl Registry {
             members: Vec::new(),
             ongoing: 0,
             members_len: 0,
+            creator: None,
         });
         let (hasher, lists) = (&self.hasher, &self.lists);
         self.list_ids.insert_unique(hash, l, |&x| {
@@ -609,8 +645,8 @@ impl Registry {
 impl PartialEq for Registry {
     /// Equal when `save` would write the same: the same contacts with the same addresses in
     /// the same registration order, the same lists in the same order with the same members
-    /// in the same order. Extension levels, ongoing instant messages and limits are not
-    /// compared: they are not saved.
+    /// in the same order. Extension levels, secrets, list creators, ongoing instant messages
+    /// and limits are not compared: they are not saved.
     fn eq(&self, other: &Self) -> bool {
         self.num_contacts == other.num_contacts
             && self.lists.len() == other.lists.len()

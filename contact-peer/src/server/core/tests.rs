@@ -129,6 +129,15 @@ fn core_with(config: ServerConfig) -> ServerCore {
     ServerCore::new(Registry::new(Limits::default()), &config)
 }
 
+/// [`core_with`], serving `registry` (a restarted server's).
+fn core_with_registry(registry: Registry, config: ServerConfig) -> ServerCore {
+    let config = ServerConfig {
+        answer_rate: 0,
+        ..config
+    };
+    ServerCore::new(registry, &config)
+}
+
 #[test]
 fn auth_accepts_only_the_registered_address() {
     let now = Instant::now();
@@ -430,6 +439,9 @@ fn tagged_changes_and_refusals_are_recorded_with_their_cache_entries() {
     ask(&mut c, t, a(), b"#3-_-query-lists");
     ask(&mut c, t, a(), b"create-_-m");
     let records: Vec<Record> = std::iter::from_fn(|| c.poll_record()).collect();
+    // A create is journaled with its source, for the list quota after a restart.
+    let mut created = Keys::default();
+    created.creator = Some(a().ip());
     let tag = |id, request: &[u8], bytes: &[u8]| KeptAnswer {
         from: a(),
         id,
@@ -449,7 +461,7 @@ fn tagged_changes_and_refusals_are_recorded_with_their_cache_entries() {
                         .command
                 ),
                 answer: Some(tag(1, b"#1-_-create-_-l", b"")),
-                keys: Default::default(),
+                keys: created.clone(),
             },
             Record {
                 ext: EXT_VERSION,
@@ -466,7 +478,7 @@ fn tagged_changes_and_refusals_are_recorded_with_their_cache_entries() {
                         .command
                 ),
                 answer: None,
-                keys: Default::default(),
+                keys: created,
             },
         ]
     );
@@ -865,3 +877,6 @@ fn the_operator_can_remove_any_contact_under_auth() {
 
 /// Issue 10 stage 4: a contact's secret, its request tags and its ring proofs.
 mod secrets;
+
+/// Issue 10: the operator's `remove-list`, and list quotas across a restart.
+mod remove_list;

@@ -219,7 +219,8 @@ pub(super) fn push_record(out: &mut Vec<u8>, seq: u64, record: &Record) {
     out.push(b'\n');
 }
 
-/// The ext field and what the server drew for the command: `EXT[,sSECRET][,rRING]`.
+/// The ext field and what the server drew or knew for the command:
+/// `EXT[,sSECRET][,rRING][,cCREATOR]`.
 pub(crate) fn push_ext(out: &mut Vec<u8>, ext: u32, keys: &Keys) {
     out.extend_from_slice(ext.to_string().as_bytes());
     if let Some(secret) = &keys.secret {
@@ -228,6 +229,9 @@ pub(crate) fn push_ext(out: &mut Vec<u8>, ext: u32, keys: &Keys) {
     }
     if let Some(ring) = keys.ring {
         out.extend_from_slice(format!(",r{ring}").as_bytes());
+    }
+    if let Some(creator) = keys.creator {
+        out.extend_from_slice(format!(",c{creator}").as_bytes());
     }
 }
 
@@ -240,6 +244,7 @@ pub(crate) fn parse_ext(field: &str) -> Option<(u32, Keys)> {
         match part.split_at_checked(1)? {
             ("s", hex) if keys.secret.is_none() => keys.secret = Some(Secret::from_hex(hex)?),
             ("r", n) if keys.ring.is_none() => keys.ring = Some(n.parse().ok()?),
+            ("c", ip) if keys.creator.is_none() => keys.creator = Some(ip.parse().ok()?),
             _ => return None,
         }
     }
@@ -393,14 +398,17 @@ pub(crate) fn for_each_rebuild_record(
                 ip: contact.ip(),
                 port: contact.port(),
             },
-            Keys {
-                secret: contact.secret().cloned(),
-                ring: None,
+            {
+                let mut keys = Keys::default();
+                keys.secret = contact.secret().cloned();
+                keys
             },
         )?;
     }
     for list in registry.lists() {
-        f(0, Command::Create { list: list.clone() }, Keys::default())?;
+        let mut keys = Keys::default();
+        keys.creator = registry.list_creator(list);
+        f(0, Command::Create { list: list.clone() }, keys)?;
         for member in registry.members(list).into_iter().flatten() {
             f(
                 0,
