@@ -11,10 +11,12 @@
 # commit can go faster than C / (sync latency): the "ceiling" column.
 #
 #   SECS=5 ROUNDS=3 scripts/durable.sh
+#   BIN=/tmp/old/contact-cli scripts/durable.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p contact-cli >/dev/null 2>&1
-bin=./target/release/contact-cli
+# BIN=path: another build to measure (e.g. an older one, side by side with this one).
+if [ -z "${BIN:-}" ]; then cargo build --release -p contact-cli >/dev/null 2>&1; fi
+bin=${BIN:-./target/release/contact-cli}
 dir=$(mktemp -d -p "${DISK_DIR:-$PWD/target}")
 shm=$(mktemp -d -p /dev/shm)
 pids=()

@@ -139,6 +139,14 @@ impl Restored {
 /// How many restored answers are kept at most; an answer cache holds fewer by default.
 const MAX_RESTORED_ANSWERS: usize = 65_536;
 
+/// How far the journal was written: see [`Store::written`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncPoint {
+    len: u64,
+    seq: u64,
+    records: u64,
+}
+
 /// The durable state of a server: the journal file and the records not yet synced.
 #[derive(Debug)]
 pub struct Store {
@@ -155,6 +163,9 @@ pub struct Store {
     committed_seq: u64,
     /// The bytes of the file that are committed records.
     committed_len: u64,
+    /// How far [`Store::write`] has written the file (synced or not): equal to the
+    /// committed length, sequence number and records when nothing waits for a sync.
+    written: SyncPoint,
     /// Records in the file (committed), to decide when compaction pays.
     records: u64,
     /// Records that the live state needs (contacts + lists + members + open IMs) at the
@@ -231,6 +242,11 @@ impl Store {
                 seq: restored.last_seq,
                 committed_seq: restored.last_seq,
                 committed_len: restored.valid_len,
+                written: SyncPoint {
+                    len: restored.valid_len,
+                    seq: restored.last_seq,
+                    records: restored.records,
+                },
                 records: restored.records,
                 live,
                 compact_after: 10_000,
@@ -277,6 +293,33 @@ impl Store {
     /// failure the buffered records are dropped and the file is cut back to its committed
     /// records: the caller must forget their changes ([`Store::reload`]).
     pub fn commit(&mut self) -> io::Result<()> {
+        if let Err(e) = self.write() {
+            self.abandon();
+            return Err(e);
+        }
+        if !self.is_unsynced() {
+            return Ok(());
+        }
+        let point = self.written;
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.synced(point);
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes every buffered record to the file, without syncing it: the first half of a
+    /// commit, for a server that syncs on another thread ([`Store::sync_file`]) while it
+    /// handles the next requests, and sends the answers that depend on these records only
+    /// once [`Store::synced`] says they are on disk. On failure the caller must
+    /// [`Store::abandon`] what was written since the last commit (once no sync of the file
+    /// is running: one that ends later would report on records that are cut off).
+    pub fn write(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -284,29 +327,72 @@ impl Store {
             if !self.writable {
                 return Err(io::Error::other("the journal is open read-only"));
             }
-            self.file.write_all(&self.pending)?;
-            self.file.sync_data()
+            self.file.write_all(&self.pending)
         });
-        let n = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
         match result {
             Ok(()) => {
-                self.committed_len += self.pending.len() as u64;
-                self.committed_seq = self.seq;
-                self.records += n;
+                let n = self.pending.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.written = SyncPoint {
+                    len: self.written.len + self.pending.len() as u64,
+                    seq: self.seq,
+                    records: self.written.records + n,
+                };
                 self.pending.clear();
                 Ok(())
             }
-            Err(e) => {
-                self.pending.clear();
-                self.seq = self.committed_seq;
-                // A write cut short may have left whole records that were never
-                // acknowledged: they must not come back at a restart.
-                if self.writable {
-                    if let Err(cut) = self.file.set_len(self.committed_len) {
-                        tracing::error!(path = %self.path.display(), error = %cut, "journal: cannot cut an unacknowledged write off");
-                    }
-                }
-                Err(e)
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether records were written that are not yet known to be on disk.
+    pub fn is_unsynced(&self) -> bool {
+        self.written.len > self.committed_len
+    }
+
+    /// How far the file has been written: once a `sync_data` started after this returned
+    /// succeeds, [`Store::synced`] with it.
+    pub fn written(&self) -> SyncPoint {
+        self.written
+    }
+
+    /// Whether the records written up to `point` are known to be on disk.
+    pub fn is_synced(&self, point: SyncPoint) -> bool {
+        point.len <= self.committed_len
+    }
+
+    /// A handle on the open journal, for a thread that syncs it: `sync_data` on it syncs
+    /// this file. It is not the journal any more after [`Store::rewrite`] or
+    /// [`Store::compact`], which the caller must not run while a sync is in flight.
+    pub fn sync_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// A `sync_data` of the file, started after [`Store::written`] returned `point`,
+    /// succeeded: the records up to it are committed.
+    pub fn synced(&mut self, point: SyncPoint) {
+        if point.len <= self.committed_len {
+            return;
+        }
+        self.records = point.records;
+        self.committed_len = point.len;
+        self.committed_seq = point.seq;
+    }
+
+    /// A write or a sync failed: drops the buffered records and cuts the file back to its
+    /// committed records (a write cut short, or written records whose sync failed, may have
+    /// left whole records that were never acknowledged: they must not come back at a
+    /// restart). The caller must forget their changes ([`Store::reload`]).
+    pub fn abandon(&mut self) {
+        self.pending.clear();
+        self.seq = self.committed_seq;
+        self.written = SyncPoint {
+            len: self.committed_len,
+            seq: self.committed_seq,
+            records: self.records,
+        };
+        if self.writable {
+            if let Err(cut) = self.file.set_len(self.committed_len) {
+                tracing::error!(path = %self.path.display(), error = %cut, "journal: cannot cut an unacknowledged write off");
             }
         }
     }
@@ -315,11 +401,11 @@ impl Store {
     /// file), or if someone else changed its size (truncated it, appended to it): one `stat`.
     pub fn check_identity(&self) -> io::Result<()> {
         match fs::metadata(&self.path) {
-            Ok(m) if identity(&m) == self.identity && m.len() == self.committed_len => Ok(()),
+            Ok(m) if identity(&m) == self.identity && m.len() == self.written.len => Ok(()),
             Ok(m) if identity(&m) == self.identity => Err(io::Error::other(format!(
                 "the journal was changed by another process: {} bytes where {} were written",
                 m.len(),
-                self.committed_len
+                self.written.len
             ))),
             Ok(_) => Err(io::Error::other("the journal was replaced by another file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -422,6 +508,11 @@ impl Store {
         self.committed_seq = seq;
         self.committed_len = len;
         self.records = seq;
+        self.written = SyncPoint {
+            len,
+            seq,
+            records: seq,
+        };
         self.live = state_records;
         Ok(())
     }

@@ -431,3 +431,37 @@ fn a_journal_truncated_under_the_store_fails_the_commit() {
         "{err}"
     );
 }
+
+/// The two halves of a commit, as the server uses them to sync on another thread: what is
+/// written is committed only once a sync started after it is reported; an abandoned write
+/// (its sync failed) is cut off, and the store goes on from the committed records.
+#[test]
+fn written_records_are_committed_by_the_sync_that_covers_them_or_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    store.write().unwrap();
+    let first = store.written();
+    assert!(store.is_unsynced() && !store.is_synced(first));
+    // Written while the first sync runs: not covered by it.
+    apply(&mut store, &mut registry, "create b");
+    store.write().unwrap();
+    let second = store.written();
+    store.sync_file().unwrap().sync_data().unwrap();
+    store.synced(first);
+    assert!(store.is_synced(first) && !store.is_synced(second) && store.is_unsynced());
+    assert_eq!(store.last_seq(), 1);
+    // The second sync fails: its records go, the first stay, and appends go on after them.
+    store.abandon();
+    assert!(!store.is_unsynced());
+    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
+    let mut again = store.reload(Limits::default()).unwrap().registry;
+    assert_eq!(again.lists().collect::<Vec<_>>(), ["a"]);
+    apply(&mut store, &mut again, "create c");
+    store.commit().unwrap();
+    assert_eq!(store.last_seq(), 2);
+    drop(store);
+    let (_, reopened) = Store::open(&path, Limits::default()).unwrap();
+    assert_eq!(reopened.lists().collect::<Vec<_>>(), ["a", "c"]);
+}
