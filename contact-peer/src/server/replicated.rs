@@ -6,14 +6,20 @@
 //! after a failover would be answered differently. So the entry point here takes the time
 //! as a number of milliseconds written into the log entry by the leader, and everything
 //! that decides an answer (the registry, the answer cache that makes tagged requests
-//! at-most-once, the instant-message deadlines, the `--auth` check) is the same code as
-//! [`ServerCore`](super::ServerCore)'s parts, fed that log time. Nothing here reads a clock,
-//! draws a random number or iterates a hash table.
+//! at-most-once, the instant-message deadlines, the `--auth` check, the quotas) is the same
+//! code as [`ServerCore`](super::ServerCore)'s parts, fed that log time. Nothing here reads
+//! a clock, draws a random number or lets a hash table's order show (the quotas are written
+//! to snapshots sorted).
 //!
 //! What is not replicated stays with the node that received the datagram, in [`Front`]:
-//! answers to datagrams that do not decode (with their error budget), and the reads
+//! answers to datagrams that do not decode (with their error budget), the reads
 //! (`query-lists`, answered from the local copy once it is known to be current) and `save`
-//! (which writes the node's own copy into its own data directory).
+//! (which writes the node's own copy into its own data directory, within its source's save
+//! rate), and admission (issue 10): the address cookie (each node with its own key), and
+//! the volume of every answer the node sends to a source that has not proven its address.
+//! Whether a request was proven travels with it into the log only as what the leader drew
+//! for it (a `register`'s secret). The per-source quotas, which decide answers, are
+//! replicated state, checked here on the entry's source address and kept in snapshots.
 //!
 //! [`ReplicatedCore::snapshot`] writes the whole state as text, and
 //! [`ReplicatedCore::restore`] rebuilds from it the same state as replaying the log that
