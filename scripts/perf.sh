@@ -6,7 +6,8 @@
 #   one host's load would otherwise meet the per-source limits) and has room for the sweeps;
 # - the same server with -q (logging only warnings), and with a durable state file;
 # - how the cost grows: 1, 8, 64 and 256 clients (beside both echo loops), and rings of 3,
-#   20 and 100 peers (per hop against a bare UDP round trip, and the thread experiment).
+#   20 and 100 peers (per hop against a bare UDP round trip, and the thread experiment), and
+#   the ring of 20 again with another process holding one core (a busy loop).
 # Every measurement is one JSON line, kept in $OUT (default: a file in a temporary
 # directory, whose name is printed); `scripts/plot.py $OUT` draws the plots of the docs.
 #
@@ -54,6 +55,12 @@ for mix in query mixed; do
     bench sweep --server 127.0.0.1:23900 --mix "$mix" --sweep
 done
 bench ring --server 127.0.0.1:23900 --mix ring --sweep
+# The condition for the ring: another process holding one of the two cores.
+python3 -c 'while True: pass' &
+spinner=$!
+pids+=("$spinner")
+bench ring-busy --server 127.0.0.1:23900 --mix ring --peers 20
+kill "$spinner"
 echo >&2
 python3 scripts/plot.py --table "$out"
 echo

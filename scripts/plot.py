@@ -7,7 +7,8 @@
 Plotting needs matplotlib (`pip install matplotlib`); the plots are drawn by hand and checked
 in, so nothing in CI needs it. Lines may carry a "label" (what perf.sh measured them for):
 "default" (server beside the echo loops), "quiet" (-q), "default-alone", "state" (--state),
-"sweep" (--sweep over clients) and "ring" (--mix ring --sweep); lines without one are
+"sweep" (--sweep over clients), "ring" (--mix ring --sweep) and "ring-busy" (a ring of 20
+with another process holding one core); lines without one are
 taken by their shape.
 """
 
@@ -99,13 +100,14 @@ def print_tables(rows):
         lines = []
         for r in ring:
             lines.append([
+                "one core held" if r.get("label") == "ring-busy" else "idle",
                 str(r["peers"]), f"{r['ring_p50_ms']:.3f} ms", f"{r['hop_p50_us']:.1f} µs",
                 f"{r['bare_rtt_p50_us']:.1f} µs", f"{r['hop_rtt_ratio']:.2f}",
                 f"{r['bare_hop_p50_us']:.1f} µs", f"{r['hop_ratio']:.2f}",
                 f"{r['acked_hop_two_threads_p50_us']:.1f} µs",
                 f"{r['acked_hop_one_thread_p50_us']:.1f} µs", f"{r['one_thread_ratio']:.2f}",
             ])
-        table(["peers", "around the ring", "per hop", "bare round trip", "hop / round trip",
+        table(["other load", "peers", "around the ring", "per hop", "bare round trip", "hop / round trip",
                "bare forwarder hop", "hop / forwarder hop", "acked hop, 2 threads",
                "acked hop, 1 thread", "1 thread / 2 threads"], lines)
 
@@ -147,7 +149,8 @@ def plot(rows, out):
         fig.savefig(path)
         print(f"wrote {path}")
 
-    ring = sorted((r for r in rows if r.get("mix") == "ring"), key=lambda r: r["peers"])
+    ring = sorted((r for r in rows if r.get("mix") == "ring" and r.get("label") != "ring-busy"),
+                  key=lambda r: r["peers"])
     if ring:
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         peers = [r["peers"] for r in ring]

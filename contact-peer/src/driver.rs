@@ -15,9 +15,9 @@
 //! owner's commands and passes events on after each turn.
 //!
 //! The server does not run in this loop: its driver ([`Server`](crate::Server)) takes
-//! datagrams in batches and, with a state file, syncs its journal once per batch before it
-//! answers, which a one-datagram-per-turn loop cannot do. Its core is a [`Machine`] all the
-//! same, which is how the simulation drives it.
+//! datagrams in batches and, with a state file, has its journal synced (on a thread of its
+//! own) past a batch's records before it answers, which a one-datagram-per-turn loop cannot
+//! do. Its core is a [`Machine`] all the same, which is how the simulation drives it.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;

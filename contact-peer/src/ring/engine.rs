@@ -1,7 +1,8 @@
 //! [`RingEngine`]: the state machine of one peer's ring, fed datagrams, timeouts and
 //! `im-start` answers, polled for transmits, events and its next wake-up.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -354,23 +355,23 @@ impl RingEngine {
         let Some(index) = recipient(p, n) else {
             return Proof::Unverified;
         };
-        let Ok(member) = view.member(index) else {
+        let Some(member) = view.member_ref(index) else {
             return Proof::Unverified;
         };
-        let Some(secret) = self.identities.get(&member.name) else {
+        let Some(secret) = self.identities.get(&*member.name) else {
             return Proof::Unverified;
         };
         // Only a refusal names the member: the common, verified hop allocates nothing here.
-        let name = || contact_proto::escape_controls(member.name.as_str());
+        let name = || contact_proto::escape_controls(&member.name);
         let ours = ours && view.extra_raw(RING_KEY).is_some();
-        let Some(proof) = member.extra.get(PROOF_KEY) else {
+        let Some(proof) = view.member_str(index, PROOF_KEY) else {
             return if ours {
                 Proof::Forged(format!("no proof for {}, who holds a secret", name()))
             } else {
                 Proof::Unverified
             };
         };
-        let tag = proof.as_str().and_then(Tag::from_hex);
+        let tag = Tag::from_hex(&proof);
         let ring = view.extra_u64(RING_KEY);
         let list = view.extra_str(RingPacket::LIST_KEY);
         let initiator = view.sender();
@@ -391,7 +392,7 @@ impl RingEngine {
             initiator: &initiator,
             len: n,
             index,
-            member: member.name.as_str(),
+            member: &member.name,
         };
         if secret.verify_ring_proof(&fields, &tag) {
             Proof::Verified { ring }
@@ -770,16 +771,26 @@ impl RingEngine {
 /// The first member a ring packet's list names twice, by name or by instant-message
 /// address (a member that cannot be addressed is compared by its IP and port as written).
 fn repeated_member(view: &RingView<'_>) -> Option<String> {
+    /// Where a member's packets go: its instant-message address, or the address as
+    /// written when it has none (two members that cannot be reached are still the same
+    /// member if they are written the same way).
+    #[derive(PartialEq, Eq, Hash)]
+    enum Place<'a> {
+        Addr(SocketAddr),
+        Written(Cow<'a, str>, u16),
+    }
     let n = view.len();
-    let mut names = HashSet::with_capacity(n);
-    let mut addresses = HashSet::with_capacity(n);
+    // Hashing borrowed names and parsed addresses: the check runs on every hop, and
+    // formatting each address into a string was most of a hop's work.
+    let mut names = hashbrown::HashSet::with_capacity(n);
+    let mut places = hashbrown::HashSet::with_capacity(n);
     for i in 0..n {
         let m = view.member_ref(i)?;
-        let address = match m.im_address() {
-            Some(a) => a.to_string(),
-            None => format!("{}|{}", m.ip, m.port),
+        let place = match m.im_address() {
+            Some(a) => Place::Addr(a),
+            None => Place::Written(m.ip.clone(), m.port),
         };
-        if !addresses.insert(address) || !names.insert(m.name.clone()) {
+        if !places.insert(place) || !names.insert(m.name.clone()) {
             return Some(m.name.into_owned());
         }
     }

@@ -3,16 +3,18 @@
 //!
 //! The driver is the only part of the server that does I/O: it reads the clock once per
 //! turn, receives, feeds the core, makes the core's journal records durable through the
-//! [`Store`] before any answer that depends on them goes out, carries out `save` jobs through
-//! the [`DataDir`], and sends what the core wants sent.
+//! [`Store`] (a sync thread syncs the journal while the loop goes on) before any answer that
+//! depends on them goes out, carries out `save` jobs through the [`DataDir`], and sends what
+//! the core wants sent.
 //!
 //! # When the journal cannot be written
-//! The server degrades rather than dies. A failed commit (disk full, read-only, I/O error,
-//! the journal removed or replaced) means the batch's changes are in memory but not on
-//! disk: the driver reads the committed journal back ([`Store::reload`], from the open file,
-//! which a removed journal still is), builds a new core from it, in degraded mode, and hands
-//! it the batch's requests again, so that their mutations are answered 474 and their reads
-//! from the state that is on disk; nothing of the failed batch is sent before that. Then,
+//! The server degrades rather than dies. A failed write or sync (disk full, read-only, I/O
+//! error, the journal removed or replaced) means that changes whose answers are held are in
+//! memory but not on disk: the driver waits for the sync in flight (what it covered is
+//! answered), reads the committed journal back ([`Store::reload`], from the open file, which
+//! a removed journal still is), builds a new core from it, in degraded mode, and hands it the
+//! requests of every batch still held, in order, so that their mutations are answered 474 and
+//! their reads from the state that is on disk; nothing of those batches was sent before that. Then,
 //! every [`ServerConfig::store_retry`], it tries to write a fresh journal of that state
 //! ([`Store::rewrite`]); once that works, changes are accepted again. One error line when an
 //! episode starts, one info line when it ends (with how many changes were refused). A failed

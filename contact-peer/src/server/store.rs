@@ -51,11 +51,14 @@
 //! truncated under it is a write failure, not a silent loss.
 //!
 //! Group commit: [`Store::record`] only buffers; [`Store::commit`] writes everything buffered
-//! with one `write` and one `fdatasync`. The server applies a batch of requests, commits once,
-//! then sends the batch's answers, so durability costs one disk sync per batch, not per
-//! request. When a commit fails, the store cuts the file back to what was committed, and
+//! with one `write` and one `fdatasync`. The server uses the two halves apart: it writes a
+//! batch's records ([`Store::write`]), syncs the file on a thread of its own
+//! ([`Store::sync_file`]) while it applies the next batches, and sends a batch's answers once
+//! [`Store::synced`] says a sync covered them, so durability costs one disk sync per group of
+//! batches, not per request, and the loop does not wait for the disk. When a write or a sync
+//! fails, the store cuts the file back to what was committed ([`Store::abandon`]), and
 //! [`Store::reload`] reads the committed state back, so that the server can forget the
-//! batch's changes; [`Store::rewrite`] later writes a fresh journal from the state in memory.
+//! changes; [`Store::rewrite`] later writes a fresh journal from the state in memory.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};

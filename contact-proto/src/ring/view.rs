@@ -38,7 +38,7 @@ use crate::{DecodeError, ListName, Member, RingAck, RingPacket};
 mod check;
 mod scan;
 
-use check::{Checked, MemberCheck, Str};
+use check::{Checked, MemberKey, Str};
 use scan::Scan;
 
 const NUM: &str = "num_contacts_in_list";
@@ -73,6 +73,8 @@ const LINEAR_DEDUP: usize = 16;
 pub struct RingView<'a> {
     wire: &'a str,
     members: Vec<&'a str>,
+    /// Each member's known keys, kept from validation.
+    refs: Vec<MemberRef<'a>>,
     text: Cow<'a, str>,
     raw_text: &'a str,
     pointer: usize,
@@ -121,14 +123,15 @@ impl<'a> RingView<'a> {
         };
         let mut view = RingView {
             wire,
-            members: Vec::with_capacity(checked.count),
+            members: Vec::with_capacity(checked.members.len()),
+            refs: checked.members,
             text: checked.text,
             raw_text: "",
             pointer: checked.pointer,
             extras: Vec::new(),
         };
         scan.top_level(&mut view)?;
-        if view.members.len() != checked.count {
+        if view.members.len() != view.refs.len() {
             return Err(scan.broken());
         }
         Ok(view)
@@ -182,11 +185,16 @@ impl<'a> RingView<'a> {
     /// Member `i`'s known keys, borrowed from the datagram where they need no unescaping.
     /// `None` only when there is no member `i`.
     pub fn member_ref(&self, i: usize) -> Option<MemberRef<'a>> {
+        self.refs.get(i).cloned()
+    }
+
+    /// Member `i`'s unknown key `key`, when its value is a string: e.g. its ring proof.
+    pub fn member_str(&self, i: usize, key: &'static str) -> Option<Cow<'a, str>> {
+        use serde::de::DeserializeSeed;
         let raw = self.raw_member(i)?;
+        let mut de = serde_json::Deserializer::from_str(raw);
         // Validated by `parse`: this cannot fail.
-        serde_json::from_str::<MemberCheck<'a>>(raw)
-            .ok()
-            .map(|m| m.0)
+        MemberKey(key).deserialize(&mut de).ok().flatten()
     }
 
     /// The initiator's name, `contact_list[0]`.

@@ -14,7 +14,10 @@ use crate::name::check_name;
 
 /// What validation keeps of a packet.
 pub(super) struct Checked<'a> {
-    pub(super) count: usize,
+    /// Every member's known keys: a forwarding member reads several of them (the
+    /// initiator, its own entry, the next member, every address to refuse a list that
+    /// names one twice), and parsing each again cost more than the rest of the hop.
+    pub(super) members: Vec<MemberRef<'a>>,
     pub(super) pointer: usize,
     pub(super) text: Cow<'a, str>,
 }
@@ -32,7 +35,7 @@ impl<'de> Deserialize<'de> for Checked<'de> {
                 while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
                     match &*key {
                         NUM => once::<A, usize>(&mut map, &mut num, NUM)?,
-                        LIST => once::<A, MemberCount>(&mut map, &mut count, LIST)?,
+                        LIST => once::<A, Members<'de>>(&mut map, &mut count, LIST)?,
                         TEXT => once::<A, Str<'de>>(&mut map, &mut text, TEXT)?,
                         POINTER => once::<A, usize>(&mut map, &mut pointer, POINTER)?,
                         _ => {
@@ -42,10 +45,10 @@ impl<'de> Deserialize<'de> for Checked<'de> {
                 }
                 use de::Error;
                 let num = num.ok_or_else(|| A::Error::missing_field(NUM))?;
-                let MemberCount(count) = count.ok_or_else(|| A::Error::missing_field(LIST))?;
-                check_count(NUM, num, count).map_err(A::Error::custom)?;
+                let Members(members) = count.ok_or_else(|| A::Error::missing_field(LIST))?;
+                check_count(NUM, num, members.len()).map_err(A::Error::custom)?;
                 Ok(Checked {
-                    count,
+                    members,
                     text: text.ok_or_else(|| A::Error::missing_field(TEXT))?.0,
                     pointer: pointer.ok_or_else(|| A::Error::missing_field(POINTER))?,
                 })
@@ -92,26 +95,104 @@ impl<'de> Deserialize<'de> for Str<'de> {
     }
 }
 
-/// The members of a list, validated as [`Member`]s and counted.
-struct MemberCount(usize);
+/// The members of a list, validated as [`Member`]s, their known keys kept.
+struct Members<'a>(Vec<MemberRef<'a>>);
 
-impl<'de> Deserialize<'de> for MemberCount {
+impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = MemberCount;
+            type Value = Members<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of members")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MemberCount, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<MemberCheck<'de>>()?.is_some() {
-                    n += 1;
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
+                while let Some(MemberCheck(m)) = seq.next_element::<MemberCheck<'de>>()? {
+                    members.push(m);
                 }
-                Ok(MemberCount(n))
+                Ok(Members(members))
             }
         }
         d.deserialize_seq(V)
+    }
+}
+
+/// The value of one unknown key of a member already validated, borrowed when it is a
+/// string without escapes.
+pub(super) struct MemberKey(pub(super) &'static str);
+
+impl<'de> de::DeserializeSeed<'de> for MemberKey {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V(&'static str);
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+                    if *key == *self.0 {
+                        // A string, or no value of this kind: the caller reads strings.
+                        found = map.next_value::<StrOrAny<'de>>()?.0;
+                    } else {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+        }
+        d.deserialize_map(V(self.0))
+    }
+}
+
+/// A string, or any other JSON value (then `None`).
+struct StrOrAny<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for StrOrAny<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrAny<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(StrOrAny(Some(Cow::Borrowed(s))))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(StrOrAny(Some(Cow::Owned(s.to_owned()))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StrOrAny(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StrOrAny(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StrOrAny(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StrOrAny(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(StrOrAny(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(StrOrAny(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(StrOrAny(None))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
