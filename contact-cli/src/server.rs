@@ -116,7 +116,8 @@ pub(crate) struct Args {
     /// Run as one node of a replicated cluster: every member's id and cluster (raft)
     /// address, e.g. `1=10.0.0.1:23000,2=10.0.0.2:23000,3=10.0.0.3:23000`. The cluster starts
     /// itself when the nodes meet. The raft log is the journal: not with --state or --load.
-    /// Every node must be given the same registry options (limits, --auth, --im-timeout).
+    /// Every node must be given the same registry options (limits, --auth, --im-timeout,
+    /// the per-source quotas, --trust, the source prefixes).
     #[arg(long, value_name = "ID=IP:PORT,...", requires = "node_id", conflicts_with_all = ["state", "load"])]
     cluster: Option<String>,
     /// This node's id in --cluster. Its raft state is kept in DIR/raft (--data-dir); a node

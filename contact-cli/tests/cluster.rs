@@ -29,12 +29,17 @@ struct Node {
 
 impl Node {
     fn start(id: u8, cluster: &str, dir: &Path) -> Self {
+        Self::start_with(id, cluster, dir, &[])
+    }
+
+    fn start_with(id: u8, cluster: &str, dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["-q", "server", "--bind", &ip(id).to_string(), "--port", "0"])
             .arg("--data-dir")
             .arg(dir)
             .args(["--node-id", &id.to_string(), "--cluster", cluster])
             .args(["--max-contacts", "100000", "--max-lists", "100000"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -302,5 +307,122 @@ fn a_node_added_by_the_cli_takes_over_from_a_removed_one() {
     };
     for name in ["before", "after2", "after3", "after4"] {
         assert!(lists.contains(&format!("\"{name}\"")), "{lists}");
+    }
+}
+
+/// Issue 10 against real `server --cluster` processes with `--auth` and the limits on: a
+/// source that has not proven its address (a forged one: here a socket the test binds on
+/// 127.0.0.5, so that it can count what the "victim" gets) receives at most 3 times the
+/// bytes of the 3,000 11-byte `query-lists` sent to each node, although each answer is
+/// ~9.7 KB; and our own `Peer`, given the three nodes, works unchanged: it proves its
+/// address with a cookie, so its `register` gets a secret and it acts for its contact
+/// with request tags.
+#[test]
+fn forged_sources_are_limited_and_our_peer_proves_its_address() {
+    use contact_peer::{Peer, PeerConfig, PortChoice};
+    use contact_proto::{Body, Status, parse_line};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cluster = format!("1=127.0.0.1:{port},2=127.0.0.2:{port},3=127.0.0.3:{port}");
+    // A lower rate than the default, so that the bound holds however slowly a loaded
+    // machine serves the flood (burst + rate x seconds).
+    let limits = ["--auth", "--answer-rate", "2048", "--answer-burst", "32768"];
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| Node::start_with(i, &cluster, &tmp.path().join(format!("n{i}")), &limits))
+        .collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.udp).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let s = UdpSocket::bind((ip(1), 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while ask(&s, addrs[0], "query-lists").is_none_or(|a| !a.starts_with("200")) {
+        assert!(Instant::now() < deadline, "the cluster did not start");
+    }
+    // 150 lists with 62-byte names, from 127.0.0.1 (its answers are short).
+    for i in 0..150 {
+        let list = format!("{i:03}{}", "x".repeat(59));
+        until_ok(
+            &s,
+            &Mutex::new(addrs.clone()),
+            i,
+            i + 1,
+            &format!("create-_-{list}"),
+            deadline,
+        );
+    }
+    let full = loop {
+        assert!(Instant::now() < deadline, "no full answer");
+        if let Some(a) = ask(&s, addrs[1], "query-lists")
+            && a.contains("\"num_lists\": 150")
+        {
+            break a;
+        }
+    };
+    assert!(full.len() > 9000, "{}", full.len());
+
+    // The flood, node by node: 3,000 requests, 100 then a pause for the answers to come
+    // back, the victim counting what reaches it until 1.5 s of silence.
+    let victim = UdpSocket::bind((ip(5), 0)).unwrap();
+    victim
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    for (i, &node) in addrs.iter().enumerate() {
+        let started = Instant::now();
+        let (mut sent, mut delivered, mut answers) = (0usize, 0usize, 0usize);
+        let mut buf = vec![0u8; 65_536];
+        for burst in 0..30 {
+            for _ in 0..100 {
+                sent += victim.send_to(b"query-lists", node).unwrap();
+            }
+            // Reads what came back meanwhile, without waiting for silence.
+            victim
+                .set_read_timeout(Some(Duration::from_millis(if burst == 29 {
+                    1500
+                } else {
+                    20
+                })))
+                .unwrap();
+            while let Ok((n, from)) = victim.recv_from(&mut buf) {
+                if from == node {
+                    delivered += n;
+                    answers += 1;
+                }
+            }
+        }
+        eprintln!(
+            "node {}: {sent} bytes forged, {delivered} bytes in {answers} answers to the victim ({:.2}x) in {:.1} s",
+            i + 1,
+            delivered as f64 / sent as f64,
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(sent, 33_000);
+        assert!(answers >= 1, "the burst is served");
+        assert!(delivered <= 3 * sent, "{delivered} bytes > 3 x {sent}");
+    }
+
+    // Our peer, on another address, given every node.
+    let peer =
+        Peer::bind_servers(ip(6), &addrs, PortChoice::Ephemeral, PeerConfig::default()).unwrap();
+    let ask_peer = |line: &str| {
+        let command = parse_line(line).unwrap().unwrap().command;
+        peer.request(command).unwrap()
+    };
+    let me = peer.control_addr();
+    let registered = ask_peer(&format!("register alice {} {}", me.ip(), me.port()));
+    assert_eq!(registered.status, Status::Ok, "{registered:?}");
+    assert!(
+        matches!(registered.body, Some(Body::Secret(_))),
+        "a proven register gets a secret: {registered:?}"
+    );
+    // Acting for alice needs her request tag under --auth: our peer makes it.
+    for line in [
+        "create club",
+        "join club alice",
+        "leave club alice",
+        "exit alice",
+    ] {
+        let answer = ask_peer(line);
+        assert_eq!(answer.status, Status::Ok, "{line}: {answer:?}");
     }
 }

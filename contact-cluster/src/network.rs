@@ -62,6 +62,10 @@ pub enum Rpc {
         from: SocketAddr,
         /// The datagram.
         request: String,
+        /// Its address cookie was valid at the node that received it (issue 10): only
+        /// then does the leader draw a secret for a tagged `register`.
+        #[serde(default)]
+        proven: bool,
     },
     /// Ours: the leader's read index (ReadIndex: the follower then waits until it has
     /// applied that far before it reads).

@@ -137,14 +137,20 @@ pub fn rules(config: &ServerConfig) -> String {
     // The operator's prefixes decide who may `remove-list` (and act for anyone under
     // `--auth`): replicas that disagreed would apply the same entry differently.
     let operator: Vec<String> = config.operator.iter().map(ToString::to_string).collect();
+    let trust: Vec<_> = config.trust.iter().map(ToString::to_string).collect();
     format!(
-        "{:?} auth={} operator=[{}] im_timeout={:?} dedup={}x{:?}",
+        "{:?} auth={} operator=[{}] im_timeout={:?} dedup={}x{:?} quotas={:?}/{:?} prefixes=/{},/{} trust={}",
         config.limits,
         config.auth,
         operator.join(","),
         config.im_timeout,
         config.dedup_capacity,
-        config.dedup_lifetime
+        config.dedup_lifetime,
+        config.max_contacts_per_source,
+        config.max_lists_per_source,
+        config.source_prefix_v4,
+        config.source_prefix_v6,
+        trust.join(",")
     )
 }
 
@@ -165,7 +171,14 @@ struct Inner {
     started: Instant,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     reads: ReadBatch,
+    /// Saves in progress at once, as a single server allows: beyond, 477 (many forged
+    /// sources, each within its save rate, must not make the node write its registry
+    /// a thousand times at once).
+    saves: tokio::sync::Semaphore,
 }
+
+/// Saves a node writes at once.
+const MAX_PENDING_SAVES: usize = 4;
 
 /// The leader's clock: ms since the Unix epoch, the same scale on every node (within clock
 /// skew, which log time absorbs: it never goes back).
@@ -258,11 +271,15 @@ impl ClusterNode {
                 machine,
                 transport,
                 front: Mutex::new(Front::new(&config.server)),
-                data: DataDir::new(config.server.data_dir.clone()),
+                data: DataDir::new(config.server.data_dir.clone()).with_limits(
+                    config.server.data_dir_max_files,
+                    config.server.data_dir_max_bytes,
+                ),
                 config,
                 started: Instant::now(),
                 tasks: Mutex::new(Vec::new()),
                 reads: ReadBatch::default(),
+                saves: tokio::sync::Semaphore::new(MAX_PENDING_SAVES),
             }),
         };
         node.check_peers(found).await?;
@@ -508,59 +525,77 @@ impl Inner {
     }
 
     async fn handle_datagram(&self, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = || u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let route = self
             .front
             .lock()
             .expect("front lock")
-            .route(now_ms, from, bytes);
-        match route {
-            Route::Answer(answer) => Some(answer),
-            Route::Drop => None,
-            Route::Read(request) => {
-                if !self.config.stale_reads && !self.read_barrier().await {
-                    return Some(NOT_SERVED.answer(request.id));
-                }
-                Some(self.machine.with_core(|c| c.read(&request)))
-            }
-            Route::Save(request) => {
-                if !self.read_barrier().await {
-                    return Some(NOT_SERVED.answer(request.id));
-                }
-                let contact_proto::Command::Save { file } = &request.command else {
-                    return None;
+            .route(now_ms(), from, bytes);
+        let (admit, answer) = match route {
+            Route::Answer(answer) => return Some(answer),
+            Route::Drop => return None,
+            Route::Read(request, admit) => {
+                let answer = if !self.config.stale_reads && !self.read_barrier().await {
+                    NOT_SERVED.answer(request.id)
+                } else {
+                    self.machine.with_core(|c| c.read(&request))
                 };
-                // The raft state lives in the data directory too: never a save's target.
-                let raft = self.config.raft_dir.as_ref();
-                if let (Some(raft), Ok(target)) = (raft, self.data.resolve(file))
-                    && target.starts_with(raft)
-                {
-                    let why = "the raft state's folder is not a place to save to".to_string();
-                    return Some(save_answer(&request, Err((Status::PathRefused, why))));
-                }
-                let registry = self.machine.with_core(|c| c.registry().clone());
-                let data = self.data.clone();
-                let file = file.clone();
-                let result = tokio::task::spawn_blocking(move || {
-                    data.save(&file, |mut w| registry.save(&mut w))
-                        .map(|_| ())
-                        .map_err(|e| (e.status(), e.to_string()))
-                })
-                .await
-                .unwrap_or_else(|e| Err((Status::SaveFailed, e.to_string())));
-                Some(save_answer(&request, result))
+                (admit, answer)
             }
-            Route::Replicate(request) => {
+            Route::Save(request, admit) => (admit, self.save(&request).await),
+            Route::Replicate(request, admit) => {
                 // It decoded, so it is UTF-8.
                 let text = String::from_utf8_lossy(bytes).into_owned();
-                Some(
-                    match self.replicate(from, text, request.id.is_some()).await {
-                        Ok(answer) => answer,
-                        Err(why) => why.answer(request.id),
-                    },
-                )
+                let tagged = request.id.is_some();
+                let answer = match self.replicate(from, text, tagged, admit.proven()).await {
+                    Ok(answer) => answer,
+                    Err(why) => why.answer(request.id),
+                };
+                (admit, answer)
             }
+        };
+        // Every answer this node sends, to a source that has not proven its address here,
+        // counts against the volume that source's prefix and this node may get.
+        (self.front.lock().expect("front lock")).send(now_ms(), from, admit, answer)
+    }
+
+    /// Carries out a `save` (its source within its save rate: the front checked) once this
+    /// copy is known to be current: the registry written into memory here, then to a file
+    /// within the data directory's limits on a blocking thread.
+    async fn save(&self, request: &contact_proto::Request) -> Vec<u8> {
+        let Ok(_permit) = self.saves.try_acquire() else {
+            let why = "too many saves in progress; try again later".to_owned();
+            return save_answer(request, Err((Status::SaveLimit, why)));
+        };
+        if !self.read_barrier().await {
+            return NOT_SERVED.answer(request.id);
         }
+        let contact_proto::Command::Save { file } = &request.command else {
+            return save_answer(request, Err((Status::Malformed, "not a save".into())));
+        };
+        // The raft state lives in the data directory too: never a save's target.
+        let raft = self.config.raft_dir.as_ref();
+        if let (Some(raft), Ok(target)) = (raft, self.data.resolve(file))
+            && target.starts_with(raft)
+        {
+            let why = "the raft state's folder is not a place to save to".to_string();
+            return save_answer(request, Err((Status::PathRefused, why)));
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = self.machine.with_core(|c| c.registry().save(&mut bytes)) {
+            let why = format!("cannot write the registry: {e}");
+            return save_answer(request, Err((Status::SaveFailed, why)));
+        }
+        let data = self.data.clone();
+        let file = file.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            data.save_bytes(&file, &bytes)
+                .map(|_| ())
+                .map_err(|e| (e.status(), e.to_string()))
+        })
+        .await
+        .unwrap_or_else(|e| Err((Status::SaveFailed, e.to_string())));
+        save_answer(request, result)
     }
 
     /// Puts a request in the log through the leader, and gives its answer once this node
@@ -572,6 +607,7 @@ impl Inner {
         from: SocketAddr,
         request: String,
         tagged: bool,
+        proven: bool,
     ) -> Result<Vec<u8>, Unanswered> {
         let deadline = tokio::time::Instant::now() + self.config.propose_timeout;
         // Whether some attempt may have put the request in a log: then, unanswered, it
@@ -590,7 +626,11 @@ impl Inner {
                 Some(l) if l == self.id => {
                     if self.quorum_in_reach() {
                         maybe_logged = true;
-                        match tokio::time::timeout(left, self.propose(from, request.clone())).await
+                        match tokio::time::timeout(
+                            left,
+                            self.propose(from, request.clone(), proven),
+                        )
+                        .await
                         {
                             Ok(r) => r,
                             Err(_) => return Err(NOT_CONFIRMED),
@@ -603,6 +643,7 @@ impl Inner {
                     let rpc = Rpc::Forward {
                         from,
                         request: request.clone(),
+                        proven,
                     };
                     match self
                         .transport
@@ -695,10 +736,14 @@ impl Inner {
         &self,
         from: SocketAddr,
         request: String,
+        proven: bool,
     ) -> Result<(u64, crate::types::Applied), Refusal> {
-        // A tagged register may make a contact of our peer's: its secret is drawn here, once,
-        // and travels in the entry (applying must be deterministic).
-        let secret = (request.starts_with('#') && request.contains("-_-register-_-")).then(|| {
+        // A tagged register whose address cookie was valid at the node that received it may
+        // make a contact of our peer's: its secret is drawn here, once, and travels in the
+        // entry (applying must be deterministic). An unproven one gets none, as on a single
+        // server: the secret would go to an address nobody showed is the sender's.
+        let register = request.starts_with('#') && request.contains("-_-register-_-");
+        let secret = (proven && register).then(|| {
             let mut bytes = [0; 32];
             getrandom::fill(&mut bytes).expect("the operating system's random source");
             crate::types::SecretHex(contact_proto::auth::Secret(bytes).to_hex())
@@ -749,11 +794,15 @@ impl Handler for Inner {
                         .await
                         .map_or_else(|e| failed(&e), Reply::Snapshot)
                 }
-                Rpc::Forward { from, request } => {
+                Rpc::Forward {
+                    from,
+                    request,
+                    proven,
+                } => {
                     if !self.quorum_in_reach() {
                         return Reply::Forwarded(Err(Refusal::NoQuorum));
                     }
-                    let write = self.propose(from, request);
+                    let write = self.propose(from, request, proven);
                     Reply::Forwarded(
                         match tokio::time::timeout(self.config.propose_timeout, write).await {
                             Ok(r) => r,

@@ -120,6 +120,17 @@ impl Cluster {
         }
     }
 
+    /// The address cookie `node` gives `from` (issue 10): asked with a tagged `query-lists`.
+    async fn cookie(&self, node: u64, from: SocketAddr) -> String {
+        let answer = self.ask(node, from, "#4000000000~-_-query-lists").await;
+        let cookie = answer
+            .strip_prefix("#4000000000~")
+            .and_then(|rest| rest.split("-_-").next())
+            .unwrap_or_else(|| panic!("no cookie in {answer}"));
+        assert_eq!(cookie.len(), 16, "{answer}");
+        cookie.to_owned()
+    }
+
     async fn kill(&mut self, id: u64) {
         self.router.set_cut(id, true);
         let node = self.nodes.remove(&id).unwrap();
@@ -135,17 +146,21 @@ fn peer(port: u16) -> SocketAddr {
 async fn every_node_answers_and_the_replicas_agree() {
     let c = Cluster::start(3).await;
     let a = peer(30001);
-    // A tagged register gets the secret the leader drew (issue 10), the same on every
-    // replica: the retransmission to another node is answered with the same bytes.
-    let registered = c.ask(1, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await;
+    // A tagged register proven by node 1's cookie gets the secret the leader drew (issue
+    // 10), the same on every replica: the retransmission to another node is answered from
+    // the replicated cache, with that node's own cookie added to the tag (node 1's is no
+    // proof there).
+    let cookie = c.cookie(1, a).await;
+    let register = format!("#1~{cookie}-_-register-_-A-_-127.0.0.9-_-30001");
+    let registered = c.ask(1, a, &register).await;
     assert!(
         registered.starts_with("#1-_-200-_-{\"secret\": \""),
         "{registered}"
     );
-    assert_eq!(
-        c.ask(3, a, "#1-_-register-_-A-_-127.0.0.9-_-30001").await,
-        registered
-    );
+    let again = c.ask(3, a, &register).await;
+    let (tag, rest) = again.split_once("-_-").unwrap();
+    assert!(tag.starts_with("#1~") && tag.len() == 3 + 16, "{again}");
+    assert_eq!(format!("#1-_-{rest}"), registered);
     assert_eq!(c.ask(2, a, "#2-_-create-_-l").await, "#2-_-200-_-null");
     assert_eq!(c.ask(3, a, "#3-_-join-_-l-_-A").await, "#3-_-200-_-null");
     // A retransmission through another node after the fact: the same answer, applied once.
@@ -469,8 +484,13 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
     let behind = (1..=3).find(|&n| n != leader).unwrap();
     c.router.set_cut(behind, true);
     let a = peer(30001);
+    let cookie = c.cookie(leader, a).await;
     let registered = c
-        .ask(leader, a, "#1-_-register-_-A-_-127.0.0.9-_-30001")
+        .ask(
+            leader,
+            a,
+            &format!("#1~{cookie}-_-register-_-A-_-127.0.0.9-_-30001"),
+        )
         .await;
     assert!(
         registered.starts_with("#1-_-200-_-{\"secret\": \""),
@@ -547,4 +567,218 @@ async fn the_operator_removes_a_list_through_any_node() {
         assert!(text.contains("0,c127.0.0.9 create-_-h2\n"), "{text}");
         assert!(!text.contains("create-_-h1"), "{text}");
     }
+}
+/// A source in TEST-NET-2, for the abuse tests: not the loaders' 127.0.0.9.
+fn forged(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, host], port))
+}
+
+/// Issue 10 in the cluster: a tagged `register` without a valid cookie (none, or another
+/// node's) is given the receiving node's cookie and no secret, on every replica; with it,
+/// the leader draws a secret, whichever node received it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_cookie_proven_register_gets_a_secret() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader(Duration::from_secs(5)).await;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let a = forged(1, 5000);
+    let asked = c
+        .ask(follower, a, "#1~-_-register-_-A-_-198.51.100.1-_-5000")
+        .await;
+    let (tag, rest) = asked.split_once("-_-").unwrap();
+    assert_eq!(rest, "200-_-null", "registered, no secret: {asked}");
+    let cookie = tag
+        .strip_prefix("#1~")
+        .expect("a cookie in the tag")
+        .to_owned();
+    // That cookie proves the address at the node that gave it: a secret, through the leader.
+    let proven = c
+        .ask(
+            follower,
+            a,
+            &format!("#2~{cookie}-_-register-_-B-_-198.51.100.1-_-5000"),
+        )
+        .await;
+    assert!(proven.starts_with("#2-_-200-_-{\"secret\": \""), "{proven}");
+    // Each node has its own key: at another node it is no proof, and a new cookie is given.
+    let other = (1..=3).find(|&n| n != follower).unwrap();
+    let elsewhere = c
+        .ask(
+            other,
+            a,
+            &format!("#3~{cookie}-_-register-_-C-_-198.51.100.1-_-5000"),
+        )
+        .await;
+    let (tag, rest) = elsewhere.split_once("-_-").unwrap();
+    assert_eq!(rest, "200-_-null", "{elsewhere}");
+    assert!(
+        tag.starts_with("#3~") && !tag.ends_with(&cookie),
+        "{elsewhere}"
+    );
+    // An untagged register (a reference peer's) never gets a cookie or a secret.
+    assert_eq!(
+        c.ask(
+            leader,
+            forged(2, 5000),
+            "register-_-D-_-198.51.100.2-_-5000"
+        )
+        .await,
+        "200-_-null"
+    );
+    c.assert_identical().await;
+    for node in c.nodes.values() {
+        node.machine().with_core(|core| {
+            let secret = |n: &str| core.registry().contact(n).unwrap().secret().is_some();
+            assert_eq!(
+                (secret("A"), secret("B"), secret("C"), secret("D")),
+                (false, true, false, false)
+            );
+        });
+    }
+}
+
+/// Issue 10, "11-byte query-lists forged from a victim", at each node of a cluster: after
+/// 150 long list names exist, 3,000 forged requests (reads, mutations, garbage) from the
+/// victim's address to each node bring the victim at most 3 times their bytes per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_requests_bring_a_victim_at_most_3x_per_node() {
+    let c = Cluster::start_with(3, |config| {
+        config.server = config
+            .server
+            .clone()
+            .answer_rate(1024)
+            .answer_burst(16_384)
+            .trust(vec!["127.0.0.9".parse().unwrap()]);
+    })
+    .await;
+    let loader = peer(30001);
+    for i in 0..150 {
+        let answer = c
+            .ask(1, loader, &format!("create-_-{i:03}{}", "x".repeat(57)))
+            .await;
+        assert_eq!(answer, "200-_-null");
+    }
+    let full = c.ask(2, loader, "query-lists").await;
+    assert!(full.len() > 9000, "{} bytes", full.len());
+    let victim = forged(9, 22001);
+    // Bounded: 1,000 of each kind per node, 50 at a time.
+    let requests = ["query-lists", "#7-_-create-_-000", "#8-_-frob"];
+    for id in 1..=3u64 {
+        let node = c.nodes[&id].clone();
+        let started = Instant::now();
+        let (mut sent, mut delivered, mut answers) = (0, 0, 0);
+        for round in 0..60 {
+            let batch: Vec<_> = (0..50)
+                .map(|k| {
+                    let request = requests[(round * 50 + k) % 3];
+                    sent += request.len();
+                    let node = node.clone();
+                    tokio::spawn(
+                        async move { node.handle_datagram(victim, request.as_bytes()).await },
+                    )
+                })
+                .collect();
+            for answer in futures_util::future::join_all(batch).await {
+                if let Some(answer) = answer.unwrap() {
+                    delivered += answer.len();
+                    answers += 1;
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "node {id}: {sent} bytes forged, {delivered} bytes in {answers} answers to the victim ({:.2}x) in {secs:.1} s",
+            delivered as f64 / sent as f64
+        );
+        assert!(answers > 0, "the burst is served");
+        assert!(delivered <= 3 * sent, "{delivered} > 3 x {sent}");
+        assert!(
+            delivered as f64 <= 16_384.0 + 1024.0 * secs + 10_000.0,
+            "{delivered} bytes in {secs} s"
+        );
+    }
+    // The trusted loader is not limited.
+    for _ in 0..10 {
+        assert!(c.ask(3, loader, "query-lists").await.len() > 9000);
+    }
+}
+
+/// Issue 10, "one source registers 99 contacts": quotas are replicated state, refused with
+/// 476 by whichever node the request reaches, and the same after a leader change and on a
+/// replica restored from a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_refusals_survive_a_leader_change_and_a_snapshot() {
+    let mut c = Cluster::start_with(3, |config| {
+        config.server = config
+            .server
+            .clone()
+            .max_contacts_per_source(Some(3))
+            .max_lists_per_source(Some(2));
+        config.snapshot_every = 5;
+        config.keep_after_snapshot = 1;
+    })
+    .await;
+    let a = |port| forged(20, port);
+    for (i, node) in (1..=3).enumerate() {
+        let port = 6000 + i as u16;
+        let answer = c
+            .ask(
+                node,
+                a(port),
+                &format!("register-_-R{i}-_-198.51.100.20-_-{port}"),
+            )
+            .await;
+        assert_eq!(answer, "200-_-null");
+    }
+    for (i, node) in (1..=2).enumerate() {
+        assert_eq!(
+            c.ask(node, a(1), &format!("create-_-q{i}")).await,
+            "200-_-null"
+        );
+    }
+    let refused =
+        |answer: &str| answer.starts_with("476-_-") && answer.contains("as many as one source may");
+    let over = c
+        .ask(3, a(7000), "register-_-R9-_-198.51.100.20-_-7000")
+        .await;
+    assert!(refused(&over), "{over}");
+    assert!(refused(&c.ask(1, a(1), "create-_-q9").await));
+    // Another source is not held back by it.
+    assert_eq!(
+        c.ask(2, forged(21, 1), "create-_-other").await,
+        "200-_-null"
+    );
+    let leader = c.leader(Duration::from_secs(5)).await;
+    c.kill(leader).await;
+    let new_leader = c.leader(Duration::from_secs(10)).await;
+    assert_ne!(new_leader, leader);
+    for &node in c.nodes.keys() {
+        let over = c
+            .ask(node, a(7001), "register-_-R8-_-198.51.100.20-_-7001")
+            .await;
+        assert!(refused(&over), "node {node}: {over}");
+        assert!(refused(&c.ask(node, a(1), "create-_-q8").await));
+    }
+    // An exit gives the source its share back, on every replica alike.
+    assert_eq!(c.ask(new_leader, a(6000), "exit-_-R0").await, "200-_-null");
+    assert_eq!(
+        c.ask(new_leader, a(7002), "register-_-R7-_-198.51.100.20-_-7002")
+            .await,
+        "200-_-null"
+    );
+    c.assert_identical().await;
+    // A replica rebuilt from a survivor's snapshot refuses the same.
+    let config = config(1, 3)
+        .server
+        .max_contacts_per_source(Some(3))
+        .max_lists_per_source(Some(2));
+    let text = c.nodes[&new_leader].machine().snapshot_text();
+    let mut restored = contact_peer::replicated::ReplicatedCore::restore(&text, &config).unwrap();
+    assert_eq!(restored.snapshot(), text);
+    let at = restored.now_ms() + 1;
+    let over = restored.apply(at, a(7003), b"register-_-R6-_-198.51.100.20-_-7003");
+    assert!(refused(std::str::from_utf8(&over).unwrap()), "{over:?}");
+    assert!(refused(
+        std::str::from_utf8(&restored.apply(at, a(1), b"create-_-q7")).unwrap()
+    ));
 }

@@ -60,8 +60,13 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         auth in any::<bool>(),
         capacity in 1usize..8,
+        quota in 1usize..4,
     ) {
+        // Small per-source quotas, so that histories hit them (476) and exits give shares
+        // back: who holds what is part of the snapshot.
         let config = ServerConfig::default()
+            .max_contacts_per_source(Some(quota))
+            .max_lists_per_source(Some(quota))
             .auth(auth)
             .dedup_capacity(capacity)
             .dedup_lifetime(Duration::from_secs(30))

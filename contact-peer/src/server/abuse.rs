@@ -14,8 +14,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use contact_proto::Cookie;
+use contact_proto::{Answer, Command, Cookie, Status};
+use contact_registry::Registry;
 
+use super::ServerConfig;
 use super::error_budget::PrefixBuckets;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -164,6 +166,20 @@ pub(crate) struct Sources {
 }
 
 impl Sources {
+    /// The prefix lengths and trusted prefixes of `config`.
+    pub(crate) fn new(config: &ServerConfig) -> Self {
+        Self {
+            v4_len: config.source_prefix_v4,
+            v6_len: config.source_prefix_v6,
+            trusted: config.trust.clone(),
+        }
+    }
+
+    /// The prefix `ip` is counted by, or `None` when the operator trusts it.
+    pub(crate) fn limited(&self, ip: IpAddr) -> Option<IpAddr> {
+        (!self.trusted(ip)).then(|| self.prefix(ip))
+    }
+
     /// The prefix `ip` is counted by.
     pub(crate) fn prefix(&self, ip: IpAddr) -> IpAddr {
         let ip = ip.to_canonical();
@@ -285,10 +301,15 @@ pub(crate) struct SaveRate {
 impl SaveRate {
     const MAX_SOURCES: usize = 4096;
 
-    pub(crate) fn new(interval_ms: u64, burst: u64) -> Self {
+    /// Saves a source prefix may make at once, before it waits one interval for each.
+    const BURST: u64 = 5;
+
+    /// The save rate of `config` (`save_interval`), for the server's driver and for a
+    /// cluster node's front alike.
+    pub(crate) fn new(config: &ServerConfig) -> Self {
         Self {
-            interval_ms,
-            burst: burst.max(1),
+            interval_ms: u64::try_from(config.save_interval.as_millis()).unwrap_or(u64::MAX),
+            burst: Self::BURST,
             buckets: PrefixBuckets::new(Self::MAX_SOURCES),
         }
     }
@@ -303,8 +324,33 @@ impl SaveRate {
     }
 }
 
+/// What a command takes from its source's quota, or gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// `register NAME`: one contact.
+    Contact(String),
+    /// `create LIST`: one list.
+    List(String),
+    /// `exit NAME`: its registering source's contact back.
+    Exit(String),
+}
+
+impl Held {
+    /// What `command` would take or give back, if anything.
+    pub(crate) fn of(command: &Command) -> Option<Self> {
+        match command {
+            Command::Register { name, .. } => Some(Self::Contact(name.as_str().to_owned())),
+            Command::Create { list } => Some(Self::List(list.as_str().to_owned())),
+            Command::Exit { name } => Some(Self::Exit(name.as_str().to_owned())),
+            _ => None,
+        }
+    }
+}
+
 /// How many contacts and lists each source prefix holds (registered or created, and not
-/// removed since), against `--max-contacts-per-source` and `--max-lists-per-source`.
+/// removed since), against `--max-contacts-per-source` and `--max-lists-per-source`. One
+/// table for both servers: [`ServerCore`](super::ServerCore) and the replicated machine,
+/// which keeps it in its snapshots, so that every replica refuses the same commands.
 #[derive(Debug, Default)]
 pub(crate) struct Quotas {
     pub(crate) max_contacts: usize,
@@ -316,22 +362,88 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    pub(crate) fn new(max_contacts: usize, max_lists: usize) -> Self {
+    /// The quotas of `config` (by default a quarter of each registry limit, at least 1).
+    pub(crate) fn new(config: &ServerConfig) -> Self {
         Self {
-            max_contacts,
-            max_lists,
+            max_contacts: (config.max_contacts_per_source)
+                .unwrap_or((config.limits.max_contacts / 4).max(1)),
+            max_lists: (config.max_lists_per_source)
+                .unwrap_or((config.limits.max_lists / 4).max(1)),
             ..Self::default()
         }
     }
 
-    /// Whether `prefix` may register one more contact.
-    pub(crate) fn may_register(&self, prefix: IpAddr) -> bool {
-        self.held.get(&prefix).map_or(0, |h| h.0) < self.max_contacts
+    /// The same quotas, holding nothing.
+    pub(crate) fn new_like(other: &Self) -> Self {
+        Self {
+            max_contacts: other.max_contacts,
+            max_lists: other.max_lists,
+            ..Self::default()
+        }
     }
 
-    /// Whether `prefix` may create one more list.
-    pub(crate) fn may_create(&self, prefix: IpAddr) -> bool {
-        self.held.get(&prefix).map_or(0, |h| h.1) < self.max_lists
+    /// Counts the contacts and lists of a registry a server starts with (loaded, or
+    /// replayed from a journal) against the quotas of their sources' prefixes. A contact
+    /// counts for its registered address: the source that registered it under `--auth`
+    /// (where `register` must come from that address), the best guess without. A list
+    /// counts for the address the registry kept with it ([`Registry::list_creator`]); one
+    /// without (loaded from a `save` file, or from a journal older than the field) counts
+    /// for nobody.
+    pub(crate) fn count_registry(&mut self, registry: &Registry, sources: &Sources) {
+        for c in registry.contacts().filter(|c| !sources.trusted(c.ip())) {
+            self.registered(sources.prefix(c.ip()), c.name().as_str());
+        }
+        let creators = (registry.lists())
+            .filter_map(|l| registry.list_creator(l))
+            .filter(|ip| !sources.trusted(*ip));
+        for ip in creators {
+            self.created(sources.prefix(ip), 1);
+        }
+    }
+
+    /// The refusal (476) of what `held` would take from `prefix` (`None`: trusted, never
+    /// refused). It comes after the reference's checks (455/456, 457/458): only a command
+    /// the registry would accept counts against the quota.
+    pub(crate) fn refuse(
+        &self,
+        registry: &Registry,
+        prefix: Option<IpAddr>,
+        held: Option<&Held>,
+    ) -> Option<Answer> {
+        let prefix = prefix?;
+        let (counts, limits) = (self.held.get(&prefix), registry.limits());
+        let (what, max) = match held? {
+            Held::Contact(name)
+                if registry.contact(name.as_str()).is_none()
+                    && registry.num_contacts() < limits.max_contacts
+                    && counts.map_or(0, |h| h.0) >= self.max_contacts =>
+            {
+                ("contacts registered", self.max_contacts)
+            }
+            Held::List(list)
+                if registry.members(list.as_str()).is_none()
+                    && registry.num_lists() < limits.max_lists
+                    && counts.map_or(0, |h| h.1) >= self.max_lists =>
+            {
+                ("lists created", self.max_lists)
+            }
+            _ => return None,
+        };
+        Some(Answer::error(
+            Status::SourceQuota,
+            format!("this source already has {max} {what}, as many as one source may"),
+        ))
+    }
+
+    /// Counts what a command that changed the registry took from `prefix` (`None`: trusted,
+    /// not counted) or gave back.
+    pub(crate) fn applied(&mut self, prefix: Option<IpAddr>, held: Held) {
+        match (held, prefix) {
+            (Held::Contact(name), Some(prefix)) => self.registered(prefix, &name),
+            (Held::List(_), Some(prefix)) => self.created(prefix, 1),
+            (Held::Exit(name), _) => self.unregistered(&name),
+            _ => {}
+        }
     }
 
     pub(crate) fn registered(&mut self, prefix: IpAddr, name: &str) {
@@ -339,11 +451,11 @@ impl Quotas {
         self.contact_owner.insert(name.to_owned(), prefix);
     }
 
-    /// Counts a list for `prefix`. The registry keeps the creator's address with the list
+    /// Counts `n` lists created by `prefix`. The registry keeps each list's creator
     /// ([`Keys::creator`](contact_registry::Keys::creator)), so no owner table is needed
     /// here: the operator's `remove-list` reports it, and a restart counts it again.
-    pub(crate) fn created(&mut self, prefix: IpAddr) {
-        self.held.entry(prefix).or_default().1 += 1;
+    pub(crate) fn created(&mut self, prefix: IpAddr, n: usize) {
+        self.held.entry(prefix).or_default().1 += n;
     }
 
     /// Gives back a list `prefix` created (the operator removed it).
@@ -351,7 +463,7 @@ impl Quotas {
         self.release(prefix, |h| &mut h.1);
     }
 
-    pub(crate) fn unregistered(&mut self, name: &str) {
+    fn unregistered(&mut self, name: &str) {
         if let Some(p) = self.contact_owner.remove(name) {
             self.release(p, |h| &mut h.0);
         }
@@ -365,6 +477,25 @@ impl Quotas {
                 self.held.remove(&prefix);
             }
         }
+    }
+
+    /// Each contact's registering prefix, by name (sorted: a snapshot's order).
+    pub(crate) fn contact_owners(&self) -> Vec<(&str, IpAddr)> {
+        let mut v: Vec<_> = (self.contact_owner.iter())
+            .map(|(n, p)| (n.as_str(), *p))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The lists each prefix created, by prefix (sorted), those with none left out.
+    pub(crate) fn list_counts(&self) -> Vec<(IpAddr, usize)> {
+        let mut v: Vec<_> = (self.held.iter())
+            .filter(|(_, h)| h.1 > 0)
+            .map(|(p, h)| (*p, h.1))
+            .collect();
+        v.sort_unstable();
+        v
     }
 }
 

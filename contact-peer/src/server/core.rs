@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use contact_proto::auth::Secret;
 use contact_proto::{
-    Answer, Body, Command, Cookie, CookieTag, DELIMITER, EXT_VERSION, MAX_DATAGRAM_LEN, Request,
-    RequestId, Status,
+    Answer, Body, Command, DELIMITER, EXT_VERSION, MAX_DATAGRAM_LEN, Request, RequestId, Status,
 };
 use contact_registry::{Keys, Registry, Reply};
 
-use super::abuse::{AnswerLimit, CookieKey, Quotas, Sources};
+use super::abuse::{Held, Quotas};
+use super::admission::{Admission, Turn};
 use super::cache::{AnswerCache, Lookup, digest};
 use super::error_budget::ErrorBudget;
 use super::guard::{self, Credentials, Guard};
@@ -78,26 +78,16 @@ pub struct ServerCore {
     unix_epoch: u64,
     /// What [`ServerCore::stats`] reports: plain integers, one thread owns the core.
     counters: Counters,
-    /// How sources are grouped into prefixes, and which are trusted.
-    sources: Sources,
-    /// The volume of answers to each prefix.
-    limit: AnswerLimit,
+    /// The address cookies, the source prefixes (and which are trusted), and the volume
+    /// of answers to each prefix.
+    admission: Admission,
     /// Contacts and lists held per prefix.
     quotas: Quotas,
-    /// The key of the address cookies.
-    cookie_key: CookieKey,
     /// What the request being handled proved: its answers skip the volume limit when its
     /// cookie is valid; a tagged request that asked for one (or brought a wrong one) gets it.
     turn: Turn,
     /// The last ring nonce given ([`ServerCore::ring_nonce`]).
     last_ring: u64,
-}
-
-/// The address proof of the request being handled.
-#[derive(Debug, Default, Clone, Copy)]
-struct Turn {
-    proven: bool,
-    give: Option<Cookie>,
 }
 
 impl ServerCore {
@@ -123,72 +113,36 @@ impl ServerCore {
             unstored: 0,
             unix_epoch: 0,
             counters: Counters::default(),
-            sources: Sources {
-                v4_len: config.source_prefix_v4,
-                v6_len: config.source_prefix_v6,
-                trusted: config.trust.clone(),
-            },
-            limit: AnswerLimit::new(
-                config.answer_rate,
-                config.answer_burst,
-                config.answer_total_rate,
-                config.answer_total_burst,
-            ),
-            quotas: Quotas::new(
-                config
-                    .max_contacts_per_source
-                    .unwrap_or((config.limits.max_contacts / 4).max(1)),
-                config
-                    .max_lists_per_source
-                    .unwrap_or((config.limits.max_lists / 4).max(1)),
-            ),
-            cookie_key: config.cookie_key.clone(),
+            admission: Admission::new(config),
+            quotas: Quotas::new(config),
             turn: Turn::default(),
             last_ring: 0,
         }
         .count_loaded()
     }
 
-    /// Counts the contacts and lists of a registry the core starts with (loaded, or
-    /// replayed from a journal) against the quotas of their sources' prefixes. A contact
-    /// counts for its registered address: the source that registered it under `--auth`
-    /// (where `register` must come from that address), the best guess without. A list
-    /// counts for the address the registry kept with it ([`Registry::list_creator`]); one
-    /// without (loaded from a `save` file, or from a journal older than the field) counts
-    /// for nobody.
+    /// Counts the contacts and lists of a registry the core starts with against the
+    /// quotas of their sources' prefixes ([`Quotas::count_registry`]).
     fn count_loaded(mut self) -> Self {
-        let held: Vec<_> = (self.registry.contacts())
-            .filter(|c| !self.sources.trusted(c.ip()))
-            .map(|c| (self.sources.prefix(c.ip()), c.name().as_str().to_owned()))
-            .collect();
-        for (prefix, name) in held {
-            self.quotas.registered(prefix, &name);
-        }
-        let creators: Vec<_> = (self.registry.lists())
-            .filter_map(|l| self.registry.list_creator(l))
-            .filter_map(|ip| self.limited_prefix(ip))
-            .collect();
-        for prefix in creators {
-            self.quotas.created(prefix);
-        }
+        (self.quotas).count_registry(&self.registry, &self.admission.sources);
         self
     }
 
     /// Answers sent to addresses proven by their cookie, outside the volume limit, so far.
     pub fn proven_answers(&self) -> u64 {
-        self.limit.proven()
+        self.admission.proven()
     }
 
     /// The prefix `ip` is counted by for the per-source limits, or `None` when the operator
     /// trusts it (`--trust`).
     pub(crate) fn limited_prefix(&self, ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
-        (!self.sources.trusted(ip)).then(|| self.sources.prefix(ip))
+        self.admission.limited_prefix(ip)
     }
 
     /// Answers not sent because their source prefix (or the whole server) was over its
     /// answer rate ([`ServerConfig::answer_rate`]): (answers, bytes).
     pub fn limited_answers(&self) -> (u64, u64) {
-        self.limit.dropped()
+        self.admission.dropped()
     }
 
     /// Ties the core's clock to the wall clock: `now` is `unix_ms` milliseconds since the
@@ -329,19 +283,7 @@ impl ServerCore {
         };
         // The address proof: a valid cookie lifts the volume limit; a request that asks for
         // one, or brings one that is not its address's, is given one.
-        if request.id.is_some() {
-            self.turn = match request.cookie {
-                Some(CookieTag::Echo(c)) if self.cookie_key.verify(from.ip(), c) => Turn {
-                    proven: true,
-                    give: None,
-                },
-                Some(_) => Turn {
-                    proven: false,
-                    give: Some(self.cookie_key.cookie(from.ip())),
-                },
-                None => Turn::default(),
-            };
-        }
+        self.turn = self.admission.turn(from.ip(), &request);
         // Only tagged requests are cached, so only they need a digest: of the request
         // without its cookie, which a retransmission may carry when the first copy did not.
         // (A degraded core answers retransmissions too: they change nothing.)
@@ -395,44 +337,12 @@ impl ServerCore {
         }
         let digest = cached.then_some(digest);
         // Per-source quotas (476), before the registry, and what to count after it.
-        let trusted = self.sources.trusted(from.ip());
-        let prefix = self.sources.prefix(from.ip());
-        let held = match &command {
-            Command::Register { name, .. } => Some((true, name.as_str().to_owned())),
-            Command::Create { list } => Some((false, list.as_str().to_owned())),
-            _ => None,
-        };
-        if let Some((contact, name)) = held.as_ref().filter(|_| !trusted) {
-            // After the reference's checks (455/456, 457/458): only a command the registry
-            // would accept counts against the quota.
-            let (reg, limits) = (&self.registry, self.registry.limits());
-            let ok = if *contact {
-                reg.contact(name.as_str()).is_some()
-                    || reg.num_contacts() >= limits.max_contacts
-                    || self.quotas.may_register(prefix)
-            } else {
-                reg.members(name.as_str()).is_some()
-                    || reg.num_lists() >= limits.max_lists
-                    || self.quotas.may_create(prefix)
-            };
-            if !ok {
-                let (what, max) = if *contact {
-                    ("contacts registered", self.quotas.max_contacts)
-                } else {
-                    ("lists created", self.quotas.max_lists)
-                };
-                tracing::warn!(%from, id, request = text.as_deref(), status = 476, "source quota reached");
-                let answer = Answer::error(
-                    Status::SourceQuota,
-                    format!("this source already has {max} {what}, as many as one source may"),
-                );
-                return self.answer(at, from, answer.with_id(id), digest, false);
-            }
+        let prefix = self.admission.limited_prefix(from.ip());
+        let held = Held::of(&command);
+        if let Some(answer) = self.quotas.refuse(&self.registry, prefix, held.as_ref()) {
+            tracing::warn!(%from, id, request = text.as_deref(), status = 476, "source quota reached");
+            return self.answer(at, from, answer.with_id(id), digest, false);
         }
-        let exiting = match &command {
-            Command::Exit { name } => Some(name.as_str().to_owned()),
-            _ => None,
-        };
         let mutation = !matches!(command, Command::QueryLists | Command::Save { .. });
         if self.degraded && mutation {
             // Refused before the registry sees it, so that memory never holds a change the
@@ -481,17 +391,11 @@ impl ServerCore {
         if outcome.lists_changed {
             self.lists_body = None;
         }
-        if outcome.changed {
-            // A trusted source is never counted, here as at a restart (`count_loaded`).
-            match (held, exiting) {
-                (Some((true, name)), _) if !trusted => self.quotas.registered(prefix, &name),
-                (Some((false, _)), _) if !trusted => self.quotas.created(prefix),
-                (_, Some(name)) => self.quotas.unregistered(&name),
-                _ => {}
-            }
-            if let Some(creator) = outcome.released.and_then(|ip| self.limited_prefix(ip)) {
-                self.quotas.list_removed(creator);
-            }
+        if let Some(held) = held.filter(|_| outcome.changed) {
+            self.quotas.applied(prefix, held);
+        }
+        if let Some(creator) = outcome.released.and_then(|ip| self.limited_prefix(ip)) {
+            self.quotas.list_removed(creator);
         }
         // A tagged mutation's answer is journaled with it, so that its retransmission after
         // a restart is answered, not applied again: a change rebuilds its answer on replay,
@@ -731,12 +635,7 @@ impl ServerCore {
     /// send ([`ServerConfig::answer_rate`]); beyond, the answer is dropped unsent (it stays
     /// cached: a retransmission within the budget gets it).
     fn send(&mut self, at: u64, to: SocketAddr, bytes: Vec<u8>) {
-        let ip = to.ip();
-        if self.turn.proven {
-            self.limit.count_proven();
-        } else if !self.sources.trusted(ip)
-            && !self.limit.allow(at, self.sources.prefix(ip), bytes.len())
-        {
+        if !(self.admission).allow(at, to.ip(), self.turn, bytes.len()) {
             tracing::debug!(%to, len = bytes.len(), "answer dropped: source over its answer rate");
             if self.spare.len() < 64 {
                 self.spare.push(bytes);
@@ -784,7 +683,7 @@ const MAX_ERROR_JSON: usize = 96;
 
 /// `text` (which may quote the bad request) escaped ([`contact_proto::escape_controls`])
 /// and cut so that it takes at most [`MAX_ERROR_JSON`] bytes as a JSON string.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let escaped = contact_proto::escape_controls(text);
     if contact_proto::json_string_len(&escaped) <= MAX_ERROR_JSON {
         return escaped.into_owned();

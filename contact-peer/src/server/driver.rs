@@ -245,10 +245,7 @@ impl Server {
         };
         let (done_tx, done) = crossbeam_channel::unbounded();
         let saves = Saves {
-            rate: SaveRate::new(
-                u64::try_from(config.save_interval.as_millis()).unwrap_or(u64::MAX),
-                5,
-            ),
+            rate: SaveRate::new(&config),
             started: now,
             jobs: None,
             done_tx,

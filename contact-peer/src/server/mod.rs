@@ -50,6 +50,7 @@ use contact_proto::{Command, RequestId, SavePath};
 use contact_registry::{Keys, Limits};
 
 mod abuse;
+mod admission;
 mod batch;
 mod cache;
 mod core;

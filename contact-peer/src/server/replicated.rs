@@ -6,14 +6,20 @@
 //! after a failover would be answered differently. So the entry point here takes the time
 //! as a number of milliseconds written into the log entry by the leader, and everything
 //! that decides an answer (the registry, the answer cache that makes tagged requests
-//! at-most-once, the instant-message deadlines, the `--auth` check) is the same code as
-//! [`ServerCore`](super::ServerCore)'s parts, fed that log time. Nothing here reads a clock,
-//! draws a random number or iterates a hash table.
+//! at-most-once, the instant-message deadlines, the `--auth` check, the quotas) is the same
+//! code as [`ServerCore`](super::ServerCore)'s parts, fed that log time. Nothing here reads
+//! a clock, draws a random number or lets a hash table's order show (the quotas are written
+//! to snapshots sorted).
 //!
 //! What is not replicated stays with the node that received the datagram, in [`Front`]:
-//! answers to datagrams that do not decode (with their error budget), and the reads
+//! answers to datagrams that do not decode (with their error budget), the reads
 //! (`query-lists`, answered from the local copy once it is known to be current) and `save`
-//! (which writes the node's own copy into its own data directory).
+//! (which writes the node's own copy into its own data directory, within its source's save
+//! rate), and admission (issue 10): the address cookie (each node with its own key), and
+//! the volume of every answer the node sends to a source that has not proven its address.
+//! Whether a request was proven travels with it into the log only as what the leader drew
+//! for it (a `register`'s secret). The per-source quotas, which decide answers, are
+//! replicated state, checked here on the entry's source address and kept in snapshots.
 //!
 //! [`ReplicatedCore::snapshot`] writes the whole state as text, and
 //! [`ReplicatedCore::restore`] rebuilds from it the same state as replaying the log that
@@ -28,7 +34,10 @@ use contact_proto::{Answer, Command, EXT_VERSION, MAX_DATAGRAM_LEN, Request, Sta
 use contact_registry::{Keys, Registry, Reply};
 
 use super::ServerConfig;
+use super::abuse::{Held, Quotas, SaveRate, Sources};
+use super::admission::{Admission, Turn, with_cookie};
 use super::cache::{AnswerCache, digest};
+use super::core::excerpt;
 use super::error_budget::ErrorBudget;
 use super::guard::{self, Credentials, Guard};
 use super::im_timers::ImTimers;
@@ -59,6 +68,10 @@ pub struct ReplicatedCore {
     ims: Option<ImTimers>,
     /// The `--auth` check, the same function as the server core's.
     guard: Guard,
+    /// Contacts and lists held per source prefix (476), the same table as the server
+    /// core's, counted by the entry's source address, and kept in snapshots.
+    quotas: Quotas,
+    sources: Sources,
     /// Log time: the greatest timestamp applied so far, in ms. Entries stamped earlier (by
     /// a new leader whose clock is behind) count as this time, so log time never goes back.
     now_ms: u64,
@@ -67,45 +80,80 @@ pub struct ReplicatedCore {
 /// What the node that received a datagram does with it ([`Front::route`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// Answer at once with these bytes: the datagram does not decode.
+    /// Answer at once with these bytes (already within the volume limit): the datagram does
+    /// not decode, or it is a `save` over its source's save rate (477).
     Answer(Vec<u8>),
-    /// Drop it: it does not decode and its source is past its error budget.
+    /// Drop it: it does not decode and its source is past its error budget, or its answer
+    /// is over the volume its destination may get.
     Drop,
     /// A read (`query-lists`): answer it with [`ReplicatedCore::read`] once the local copy
-    /// is known to be current.
-    Read(Request),
+    /// is known to be current, through [`Front::send`].
+    Read(Request, Admit),
     /// `save`: write the local copy once it is known to be current, then answer with
-    /// [`save_answer`].
-    Save(Request),
-    /// A command that may change the registry: put the datagram in the log, and answer with
-    /// what [`ReplicatedCore::apply`] gives for it.
-    Replicate(Request),
+    /// [`save_answer`], through [`Front::send`].
+    Save(Request, Admit),
+    /// A command that may change the registry: put the datagram in the log (with
+    /// [`Admit::proven`]: only a proven `register` gets a secret), and answer with what
+    /// [`ReplicatedCore::apply`] gives for it, through [`Front::send`].
+    Replicate(Request, Admit),
+}
+
+/// What the address cookie of a request proved at the node that received it ([`Front::route`]):
+/// whether its answers skip the volume limit, and the cookie its answer must carry.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Admit(Turn);
+
+impl Admit {
+    /// The request's cookie is valid for its source address at this node: the source
+    /// receives what is sent to it.
+    pub fn proven(&self) -> bool {
+        self.0.proven
+    }
 }
 
 /// The part of a replicated server that stays with one node: what to do with each datagram,
-/// and the error budget of the sources that send it garbage.
+/// and what may be sent back (issue 10). Its address cookies are this node's (its
+/// [`ServerConfig::cookie_key`]); the error budget, the answer volume per prefix and
+/// server-wide, and the save rate count what this node sends and writes.
 #[derive(Debug)]
 pub struct Front {
     errors: ErrorBudget,
+    admission: Admission,
+    saves: SaveRate,
 }
 
 impl Front {
-    /// A front with the config's error rate.
+    /// A front with the config's error rate, cookie key, answer volume limits, trusted
+    /// prefixes and save rate.
     pub fn new(config: &ServerConfig) -> Self {
         Self {
             errors: ErrorBudget::new(config.error_rate),
+            admission: Admission::new(config),
+            saves: SaveRate::new(config),
         }
     }
 
     /// Decides what to do with a datagram received at `now_ms` (any clock that counts
-    /// milliseconds: the error budget only compares them).
+    /// milliseconds: the budgets only compare them).
     pub fn route(&mut self, now_ms: u64, from: SocketAddr, bytes: &[u8]) -> Route {
         let e = match Request::decode(bytes) {
             Ok(request) => {
+                let admit = Admit(self.admission.turn(from.ip(), &request));
                 return match request.command {
-                    Command::QueryLists => Route::Read(request),
-                    Command::Save { .. } => Route::Save(request),
-                    _ => Route::Replicate(request),
+                    Command::QueryLists => Route::Read(request, admit),
+                    Command::Save { .. } => {
+                        let limited = (self.admission.limited_prefix(from.ip()))
+                            .is_some_and(|prefix| !self.saves.allow(now_ms, prefix));
+                        if !limited {
+                            return Route::Save(request, admit);
+                        }
+                        tracing::info!(%from, "save refused: this source saved too recently");
+                        let why = "this source saved too recently; try again later".to_owned();
+                        let answer = save_answer(&request, Err((Status::SaveLimit, why)));
+                        self.send(now_ms, from, admit, answer)
+                            .map_or(Route::Drop, Route::Answer)
+                    }
+                    _ => Route::Replicate(request, admit),
                 };
             }
             Err(e) => e,
@@ -114,17 +162,48 @@ impl Front {
             return Route::Drop;
         }
         let id = Request::peek_id(bytes);
-        tracing::info!(%from, ?id, len = bytes.len(), error = %e, "bad request");
-        Route::Answer(
-            Answer::error(e.status(), e.to_string())
-                .with_id(id)
-                .to_bytes(),
-        )
+        tracing::debug!(%from, ?id, len = bytes.len(), error = %e, "bad request");
+        let answer = Answer::error(e.status(), excerpt(&e.to_string()))
+            .with_id(id)
+            .to_bytes();
+        self.send(now_ms, from, Admit::default(), answer)
+            .map_or(Route::Drop, Route::Answer)
+    }
+
+    /// The answer to send to `to` for a request admitted with `admit`, at `now_ms`: with the
+    /// cookie it must carry, if within the volume `to`'s prefix and this node may send to
+    /// addresses not proven; `None` (dropped) beyond.
+    pub fn send(
+        &mut self,
+        now_ms: u64,
+        to: SocketAddr,
+        admit: Admit,
+        mut answer: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        if let Some(cookie) = admit.0.give {
+            answer = with_cookie(answer, cookie);
+        }
+        if !self.admission.allow(now_ms, to.ip(), admit.0, answer.len()) {
+            tracing::debug!(%to, len = answer.len(), "answer dropped: source over its answer rate");
+            return None;
+        }
+        Some(answer)
     }
 
     /// How many bad requests went unanswered because their source exceeded its error rate.
     pub fn suppressed_errors(&self) -> u64 {
         self.errors.suppressed()
+    }
+
+    /// Answers sent to addresses proven by their cookie, outside the volume limit, so far.
+    pub fn proven_answers(&self) -> u64 {
+        self.admission.proven()
+    }
+
+    /// Answers not sent because their destination's prefix (or this node) was over its
+    /// answer rate: (answers, bytes).
+    pub fn limited_answers(&self) -> (u64, u64) {
+        self.admission.dropped()
     }
 }
 
@@ -164,8 +243,20 @@ impl ReplicatedCore {
             ),
             ims: config.im_timeout.map(|t| ImTimers::new(millis(t))),
             guard: Guard::new(config),
+            quotas: Quotas::new(config),
+            sources: Sources::new(config),
             now_ms: 0,
         }
+        .count_registry()
+    }
+
+    /// Counts the contacts and lists of the registry the replica starts with (or restored
+    /// from a snapshot that does not say who registered them) by their registered address
+    /// and their creator, as a single server does with a registry it loads.
+    fn count_registry(mut self) -> Self {
+        self.quotas = Quotas::new_like(&self.quotas);
+        self.quotas.count_registry(&self.registry, &self.sources);
+        self
     }
 
     /// The registry, to read and to save from.
@@ -236,6 +327,13 @@ impl ReplicatedCore {
         {
             return self.finish(at, from, answer.with_id(id), digest);
         }
+        // Per-source quotas (476), on the entry's source address: the same on every replica.
+        let prefix = self.sources.limited(from.ip());
+        let held = Held::of(&command);
+        if let Some(answer) = self.quotas.refuse(&self.registry, prefix, held.as_ref()) {
+            tracing::debug!(%from, id, status = 476, "source quota reached");
+            return self.finish(at, from, answer.with_id(id), digest);
+        }
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
         let kept = self.ims.is_some().then(|| command.clone());
         // The owner registering its name again proves the secret it holds: every replica
@@ -251,6 +349,12 @@ impl ReplicatedCore {
         // The entry's source, the same on every replica: what the list is kept with.
         keys.creator = matches!(command, Command::Create { .. }).then(|| from.ip());
         let outcome = self.registry.execute_keyed(command, ext, &keys);
+        if let Some(held) = held.filter(|_| outcome.changed) {
+            self.quotas.applied(prefix, held);
+        }
+        if let Some(creator) = outcome.released.and_then(|ip| self.sources.limited(ip)) {
+            self.quotas.list_removed(creator);
+        }
         if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
             ims.applied(at, &command);
         }
@@ -317,7 +421,12 @@ impl ReplicatedCore {
     ///                            ; a list's creator its `create`
     ///            "cache " N NL N*( EXPIRY SP ADDR SP ID SP DIGEST SP LEN NL LEN*OCTET NL )
     ///            "ims " N NL N*( DEADLINE SP COMMAND NL )       ; im-start LIST NAME
+    ///            "owners " N NL N*( PREFIX SP NAME NL )         ; who registered each contact
+    ///            "lists " N NL N*( PREFIX SP COUNT NL )         ; lists each prefix created
     /// ```
+    ///
+    /// (A version 1 snapshot, without the last two sections, is read as if every contact
+    /// had been registered from its own address's prefix and no list by anyone.)
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut records = Vec::new();
@@ -327,7 +436,7 @@ impl ReplicatedCore {
         });
         let _ = write!(
             Text(&mut out),
-            "contact-replica 1\ntime {}\nregistry {}\n",
+            "contact-replica 2\ntime {}\nregistry {}\n",
             self.now_ms,
             records.len()
         );
@@ -359,6 +468,16 @@ impl ReplicatedCore {
             .encode(&mut out);
             out.push(b'\n');
         }
+        let owners = self.quotas.contact_owners();
+        let _ = writeln!(Text(&mut out), "owners {}", owners.len());
+        for (name, prefix) in owners {
+            let _ = writeln!(Text(&mut out), "{prefix} {name}");
+        }
+        let lists = self.quotas.list_counts();
+        let _ = writeln!(Text(&mut out), "lists {}", lists.len());
+        for (prefix, n) in lists {
+            let _ = writeln!(Text(&mut out), "{prefix} {n}");
+        }
         out
     }
 
@@ -370,7 +489,11 @@ impl ReplicatedCore {
             rest: snapshot,
             line: 0,
         };
-        input.expect_line("contact-replica 1")?;
+        let version = match input.line()? {
+            b"contact-replica 1" => 1,
+            b"contact-replica 2" => 2,
+            _ => return Err(input.bad("expected `contact-replica 1` or `contact-replica 2`")),
+        };
         core.now_ms = input.counted("time")?;
         let n = input.counted("registry")?;
         for _ in 0..n {
@@ -425,6 +548,28 @@ impl ReplicatedCore {
         }
         if let Some(ims) = &mut core.ims {
             ims.restore(timers);
+        }
+        if version == 1 {
+            core = core.count_registry();
+        } else {
+            core.quotas = Quotas::new_like(&core.quotas);
+            let n = input.counted("owners")?;
+            for _ in 0..n {
+                let line = input.line()?;
+                let (prefix, name) = split_first(line).ok_or_else(|| input.bad("owner"))?;
+                let prefix = parse(prefix).ok_or_else(|| input.bad("owner's prefix"))?;
+                let name = std::str::from_utf8(name).map_err(|_| input.bad("owner's name"))?;
+                core.quotas.registered(prefix, name);
+            }
+            let n = input.counted("lists")?;
+            for _ in 0..n {
+                let line = input.line()?;
+                let (prefix, count) = split_first(line).ok_or_else(|| input.bad("lists"))?;
+                let (Some(prefix), Some(count)) = (parse(prefix), parse(count)) else {
+                    return Err(input.bad("lists"));
+                };
+                core.quotas.created(prefix, count);
+            }
         }
         if !input.rest.is_empty() {
             return Err(input.bad("trailing bytes"));
@@ -495,15 +640,6 @@ impl<'a> Lines<'a> {
         let line = &self.rest[..end];
         self.rest = &self.rest[end + 1..];
         Ok(line)
-    }
-
-    fn expect_line(&mut self, want: &str) -> Result<(), SnapshotError> {
-        let line = self.line()?;
-        if line == want.as_bytes() {
-            Ok(())
-        } else {
-            Err(self.bad(&format!("expected `{want}`")))
-        }
     }
 
     /// A line `KEYWORD NUMBER`.
@@ -592,9 +728,9 @@ mod tests {
             ..ServerConfig::default()
         });
         let a = addr(1);
-        assert!(matches!(f.route(0, a, b"query-lists"), Route::Read(_)));
-        assert!(matches!(f.route(0, a, b"#1-_-save-_-x"), Route::Save(_)));
-        assert!(matches!(f.route(0, a, b"create-_-x"), Route::Replicate(_)));
+        assert!(matches!(f.route(0, a, b"query-lists"), Route::Read(..)));
+        assert!(matches!(f.route(0, a, b"#1-_-save-_-x"), Route::Save(..)));
+        assert!(matches!(f.route(0, a, b"create-_-x"), Route::Replicate(..)));
         let Route::Answer(bytes) = f.route(0, a, b"#3-_-frob") else {
             panic!("an error answer")
         };
@@ -676,5 +812,191 @@ mod tests {
         exit.tag = Some(Secret([5; 32]).request_tag(3, b"exit-_-A"));
         assert_eq!(b.apply(20, addr(9), &exit.to_bytes()), b"#3-_-200-_-null");
         assert!(b.registry().contact("A").is_none());
+    }
+
+    fn front_config() -> ServerConfig {
+        ServerConfig::default()
+            .cookie_key(super::super::CookieKey([9; 32]))
+            .answer_rate(1000)
+            .answer_burst(4000)
+            .answer_total_rate(1 << 20)
+            .answer_total_burst(1 << 20)
+    }
+
+    /// Issue 10 at a cluster node: a tagged request that asks for a cookie gets one in its
+    /// answer's tag and is not proven; the same cookie echoed proves the address, and only
+    /// then is the request marked proven (for the leader: a secret) and its answers unlimited.
+    #[test]
+    fn the_front_gives_cookies_and_proves_addresses_as_the_server_core_does() {
+        let mut f = Front::new(&front_config());
+        let a = addr(40001);
+        let Route::Replicate(_, admit) = f.route(0, a, b"#1~-_-register-_-A-_-127.0.0.1-_-40001")
+        else {
+            panic!("a mutation")
+        };
+        assert!(!admit.proven());
+        let sent = f.send(0, a, admit, b"#1-_-200-_-null".to_vec()).unwrap();
+        let answer = Answer::decode(&sent).unwrap();
+        let cookie = answer.cookie.expect("the answer carries a cookie");
+        let echo = format!("#2~{:016x}-_-register-_-A-_-127.0.0.1-_-40001", cookie.0);
+        let Route::Replicate(_, admit) = f.route(0, a, echo.as_bytes()) else {
+            panic!("a mutation")
+        };
+        assert!(admit.proven());
+        // A proven answer is sent whatever its size, and carries no cookie.
+        let big = [b"#2-_-200-_-".as_slice(), &[b'x'; 9000]].concat();
+        assert_eq!(f.send(0, a, admit, big.clone()), Some(big));
+        // The same cookie from another address proves nothing: it is given its own.
+        let other = SocketAddr::from(([127, 0, 0, 2], 40001));
+        let Route::Read(_, admit) = f.route(
+            0,
+            other,
+            format!("#3~{:016x}-_-query-lists", cookie.0).as_bytes(),
+        ) else {
+            panic!("a read")
+        };
+        assert!(!admit.proven());
+        assert_eq!(f.proven_answers(), 1);
+    }
+
+    /// Issue 10, "11-byte query-lists forged from a victim": every answer the node sends to
+    /// an unproven source counts (reads, replicated answers, errors), so 3,000 forged
+    /// requests bring the victim at most its burst plus what the rate refills.
+    #[test]
+    fn forged_requests_bring_the_victim_at_most_its_answer_volume() {
+        let mut f = Front::new(&front_config());
+        let victim = addr(40003);
+        let long = [b"200-_-".as_slice(), &[b'x'; 2000]].concat();
+        let mut delivered = 0;
+        for i in 0..3000u64 {
+            // 1 ms apart: 3 s of flood, which refills 3,000 bytes.
+            let answer = match f.route(i, victim, b"query-lists") {
+                Route::Read(_, admit) => f.send(i, victim, admit, long.clone()),
+                other => panic!("{other:?}"),
+            };
+            delivered += answer.map_or(0, |a| a.len());
+            if let Route::Answer(bytes) = f.route(i, victim, b"#5-_-frobnicate") {
+                delivered += bytes.len();
+            }
+        }
+        assert!(delivered <= 4000 + 3000, "{delivered} bytes delivered");
+        assert!(delivered >= 4000 - 2006, "the burst is served: {delivered}");
+        assert!(f.limited_answers().0 > 2900);
+        // A trusted prefix is not limited.
+        let mut f = Front::new(&front_config().trust(vec!["127.0.0.0/8".parse().unwrap()]));
+        for i in 0..100 {
+            let Route::Read(_, admit) = f.route(0, victim, b"query-lists") else {
+                panic!("a read")
+            };
+            assert!(f.send(0, victim, admit, long.clone()).is_some(), "{i}");
+        }
+    }
+
+    #[test]
+    fn saves_at_the_front_are_rate_limited_per_source() {
+        let mut f = Front::new(&front_config().save_interval(Duration::from_secs(10)));
+        let a = addr(40004);
+        for i in 0..5 {
+            assert!(
+                matches!(f.route(0, a, b"#1-_-save-_-x"), Route::Save(..)),
+                "{i}"
+            );
+        }
+        let Route::Answer(refused) = f.route(0, a, b"#2-_-save-_-x") else {
+            panic!("refused")
+        };
+        assert!(refused.starts_with(b"#2-_-477-_-"), "{refused:?}");
+        assert!(matches!(
+            f.route(0, SocketAddr::from(([127, 0, 0, 2], 1)), b"save-_-x"),
+            Route::Save(..)
+        ));
+        assert!(matches!(f.route(10_000, a, b"save-_-x"), Route::Save(..)));
+    }
+
+    /// Quotas are replicated state: counted by the entry's source, refused with 476 on
+    /// every replica, and the same after a snapshot is restored (who registered each
+    /// contact and how many lists each prefix created travel in it).
+    #[test]
+    fn quotas_refuse_the_same_after_a_snapshot() {
+        let config = config()
+            .max_contacts_per_source(Some(2))
+            .max_lists_per_source(Some(1));
+        let mut r = ReplicatedCore::new(Registry::new(Limits::default()), &config);
+        let (a, b) = (addr(40005), SocketAddr::from(([127, 0, 0, 9], 40006)));
+        // Registered from a, at b's address: counted for a's prefix (the source).
+        assert_eq!(
+            r.apply(0, a, b"register-_-A1-_-127.0.0.9-_-1"),
+            b"200-_-null"
+        );
+        assert_eq!(
+            r.apply(0, a, b"register-_-A2-_-127.0.0.9-_-2"),
+            b"200-_-null"
+        );
+        assert!(
+            r.apply(0, a, b"#1-_-register-_-A3-_-127.0.0.9-_-3")
+                .starts_with(b"#1-_-476-_-")
+        );
+        assert_eq!(r.apply(0, a, b"create-_-l1"), b"200-_-null");
+        assert!(r.apply(0, a, b"create-_-l2").starts_with(b"476-_-"));
+        assert_eq!(r.apply(0, b, b"create-_-l2"), b"200-_-null");
+        let mut restored = ReplicatedCore::restore(&r.snapshot(), &config).unwrap();
+        assert_eq!(restored.snapshot(), r.snapshot());
+        for core in [&mut r, &mut restored] {
+            assert!(
+                core.apply(1, a, b"register-_-A4-_-127.0.0.9-_-4")
+                    .starts_with(b"476-_-")
+            );
+            assert!(core.apply(1, a, b"create-_-l3").starts_with(b"476-_-"));
+            assert_eq!(
+                core.apply(1, b, b"register-_-B1-_-127.0.0.9-_-5"),
+                b"200-_-null"
+            );
+            // An exit gives the registering source its share back.
+            assert_eq!(core.apply(1, a, b"exit-_-A1"), b"200-_-null");
+            assert_eq!(
+                core.apply(1, a, b"register-_-A5-_-127.0.0.9-_-6"),
+                b"200-_-null"
+            );
+        }
+        assert_eq!(restored.snapshot(), r.snapshot());
+        // The operator's remove-list gives the list's creator its share back, on a live
+        // replica as on one restored from a snapshot (which keeps the creators).
+        let operated = config.clone().operator(vec!["127.0.0.1".parse().unwrap()]);
+        let mut o = ReplicatedCore::new(Registry::new(Limits::default()), &operated);
+        let (creator, operator) = (
+            SocketAddr::from(([127, 0, 0, 7], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        );
+        assert_eq!(o.apply(0, creator, b"create-_-m1"), b"200-_-null");
+        assert!(o.apply(0, creator, b"create-_-m2").starts_with(b"476-_-"));
+        let mut o2 = ReplicatedCore::restore(&o.snapshot(), &operated).unwrap();
+        for core in [&mut o, &mut o2] {
+            assert_eq!(core.apply(1, operator, b"remove-list-_-m1"), b"200-_-null");
+            assert_eq!(core.apply(1, creator, b"create-_-m2"), b"200-_-null");
+            assert!(
+                core.apply(1, creator, b"create-_-m3")
+                    .starts_with(b"476-_-")
+            );
+        }
+        assert_eq!(o.snapshot(), o2.snapshot());
+        // A trusted source is neither refused nor counted.
+        let trusted = config.clone().trust(vec!["127.0.0.1".parse().unwrap()]);
+        let mut t = ReplicatedCore::new(Registry::new(Limits::default()), &trusted);
+        for i in 0..5 {
+            assert_eq!(
+                t.apply(0, a, format!("create-_-t{i}").as_bytes()),
+                b"200-_-null"
+            );
+        }
+        // A version 1 snapshot (before quotas) counts contacts by their own address.
+        let v1 = String::from_utf8(r.snapshot()).unwrap();
+        let v1 = v1.replace("contact-replica 2", "contact-replica 1");
+        let v1 = &v1[..v1.find("owners ").unwrap()];
+        let mut old = ReplicatedCore::restore(v1.as_bytes(), &config).unwrap();
+        let c = SocketAddr::from(([127, 0, 0, 9], 7));
+        assert!(
+            old.apply(2, c, b"register-_-C-_-127.0.0.9-_-7")
+                .starts_with(b"476-_-")
+        );
     }
 }
