@@ -152,18 +152,26 @@ struct Held {
 
 /// The thread that syncs the journal while the loop handles the next requests (a
 /// `fdatasync` takes 0.2 ms on an idle disk and milliseconds on a busy one: a loop that
-/// waited for it received and executed nothing meanwhile, and reached 0.45 of the rate of a
-/// server without a state file at 64 clients). One sync at a time: what is written while
-/// it runs is synced by the next one, so the syncs group commits by themselves.
+/// waited for it received and executed nothing meanwhile). The loop asks for a sync after
+/// every write; the thread syncs up to the latest point it was asked for, then at once again
+/// if more was asked meanwhile, so that syncs follow each other without waiting for the
+/// loop to be scheduled, and each one covers everything written before it began (group
+/// commit).
 #[derive(Debug)]
 struct Syncer {
     /// To the thread, started at the first sync: the file to sync, and how far it was
     /// written when the sync was asked for.
     jobs: Option<Sender<(std::fs::File, SyncPoint)>>,
-    done_tx: Sender<(SyncPoint, io::Result<()>)>,
-    done: Receiver<(SyncPoint, io::Result<()>)>,
-    in_flight: Option<SyncPoint>,
+    done_tx: Sender<SyncDone>,
+    done: Receiver<SyncDone>,
+    /// The last point asked for.
+    requested: Option<SyncPoint>,
+    /// Jobs sent whose result has not come back.
+    outstanding: usize,
 }
+
+/// A sync's result: how far it synced, how it went, and how many jobs it served.
+type SyncDone = (SyncPoint, io::Result<()>, usize);
 
 /// A time when the journal cannot be written.
 #[derive(Debug)]
@@ -241,7 +249,8 @@ impl Server {
             jobs: None,
             done_tx: sync_tx,
             done: sync_done,
-            in_flight: None,
+            requested: None,
+            outstanding: 0,
         };
         let (done_tx, done) = crossbeam_channel::unbounded();
         let saves = Saves {
@@ -338,7 +347,7 @@ impl Server {
             let summary = self.summary_due();
             // The sync thread wakes the loop when it is done; should that wake-up be lost
             // (a full receive buffer), the loop looks again soon.
-            let sync = self.syncer.in_flight.map(|_| Instant::now() + SYNC_POLL);
+            let sync = (self.syncer.outstanding > 0).then(|| Instant::now() + SYNC_POLL);
             let wake = [self.core.poll_timeout(), retry, summary, sync]
                 .into_iter()
                 .flatten()
@@ -545,40 +554,52 @@ impl Server {
         self.held.push_back(held);
     }
 
-    /// Takes the result of the sync in flight: waiting for it if `wait`, else only if it is
-    /// done. Errs if it failed.
+    /// Takes the results of the syncs that are done: waiting until the last point asked
+    /// for is synced if `wait`. Errs at the first failed one.
     fn poll_sync(&mut self, wait: bool) -> io::Result<()> {
-        let Some(point) = self.syncer.in_flight else {
-            return Ok(());
-        };
-        let done = if wait {
-            self.syncer.done.recv().ok()
-        } else {
-            self.syncer.done.try_recv().ok()
-        };
-        let Some((done_point, result)) = done else {
-            if wait {
+        while self.syncer.outstanding > 0 {
+            let done = if wait {
+                self.syncer.done.recv().ok()
+            } else {
+                match self.syncer.done.try_recv() {
+                    Ok(done) => Some(done),
+                    Err(_) => return Ok(()),
+                }
+            };
+            let Some((point, result, served)) = done else {
                 // The thread is gone: no sync can be trusted to have happened.
-                self.syncer.in_flight = None;
+                self.syncer.outstanding = 0;
                 self.syncer.jobs = None;
                 return Err(io::Error::other("the journal's sync thread stopped"));
+            };
+            self.syncer.outstanding -= served;
+            result?;
+            self.syncs += 1;
+            if let Some(store) = &mut self.store {
+                store.synced(point);
             }
-            return Ok(());
-        };
-        debug_assert_eq!(point, done_point);
-        self.syncer.in_flight = None;
-        result?;
-        self.syncs += 1;
-        if let Some(store) = &mut self.store {
-            store.synced(done_point);
         }
         Ok(())
     }
 
-    /// Asks the sync thread to sync what is written, if it is idle and something is.
+    /// Waits for every sync asked for, and forgets their results: after a failure, a sync
+    /// that succeeds later proves nothing (the kernel may have dropped the pages that
+    /// failed to be written).
+    fn drain_syncs(&mut self) {
+        while self.syncer.outstanding > 0 {
+            match self.syncer.done.recv() {
+                Ok((_, _, served)) => self.syncer.outstanding -= served,
+                Err(_) => self.syncer.outstanding = 0,
+            }
+        }
+    }
+
+    /// Asks the sync thread to sync what is written, unless it was asked already.
     fn start_sync(&mut self) {
         let point = match &self.store {
-            Some(store) if self.syncer.in_flight.is_none() && store.is_unsynced() => {
+            Some(store)
+                if store.is_unsynced() && self.syncer.requested != Some(store.written()) =>
+            {
                 store.written()
             }
             _ => return,
@@ -596,9 +617,10 @@ impl Server {
             self.syncer.jobs = None;
             let result =
                 (self.store.as_ref()).map_or(Ok(()), |s| s.sync_file().and_then(|f| f.sync_data()));
-            let _ = self.syncer.done_tx.send((point, result));
+            let _ = self.syncer.done_tx.send((point, result, 1));
         }
-        self.syncer.in_flight = Some(point);
+        self.syncer.requested = Some(point);
+        self.syncer.outstanding += 1;
     }
 
     /// The channel to the sync thread, started on first use.
@@ -610,9 +632,15 @@ impl Server {
             std::thread::Builder::new()
                 .name(format!("contact-sync {}", self.local))
                 .spawn(move || {
-                    for (file, point) in rx {
+                    while let Ok((mut file, mut point)) = rx.recv() {
+                        // Everything asked for so far, in one sync.
+                        let mut served = 1;
+                        while let Ok((f, p)) = rx.try_recv() {
+                            (file, point) = (f, p);
+                            served += 1;
+                        }
                         let result = file.sync_data();
-                        if done.send((point, result)).is_err() {
+                        if done.send((point, result, served)).is_err() {
                             return;
                         }
                         waker.wake();
@@ -717,11 +745,13 @@ impl Server {
     /// committed is read back into a new core), refuse changes from now on, and handle the
     /// held turns' requests again, then send their new answers.
     fn degrade(&mut self, now: Instant, error: &io::Error, io: &mut BatchIo) {
-        // A sync still running must end before the file is cut back; what it made durable
+        // The syncs asked for must end before the file is cut back; what they made durable
         // is answered, and only the rest is forgotten.
         if self.poll_sync(true).is_ok() {
             self.release_held(io);
         }
+        self.drain_syncs();
+        self.syncer.requested = None;
         let Some(store) = &mut self.store else {
             return;
         };
