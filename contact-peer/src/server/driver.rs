@@ -118,6 +118,10 @@ struct SummaryClock {
 /// receives per sync.
 const GROUP: usize = 16 * BATCH;
 
+/// The most requests whose answers wait for a sync before the loop stops receiving and
+/// waits for the sync thread: four group commits' worth.
+const MAX_HELD: usize = 4 * GROUP;
+
 /// How soon the loop looks for the end of a sync if the sync thread's wake-up is lost.
 const SYNC_POLL: Duration = Duration::from_millis(5);
 
@@ -513,6 +517,17 @@ impl Server {
         }
         self.start_sync();
         self.release(io);
+        // A disk that syncs slowly (or hangs) must not let held answers grow without
+        // bound while the loop keeps receiving: past `MAX_HELD` requests the loop waits for
+        // the syncs, and what arrives meanwhile waits in the socket's buffer, as it did
+        // when the loop synced itself.
+        let held: usize = self.held.iter().map(|h| h.requests.items.len()).sum();
+        if held > MAX_HELD {
+            if let Err(e) = self.poll_sync(true) {
+                return self.degrade(now, &e, io);
+            }
+            self.release(io);
+        }
         self.maybe_compact(now, io);
     }
 
