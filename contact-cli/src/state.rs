@@ -115,6 +115,10 @@ fn print_summary(v: &Verified) {
             r.torn_bytes
         );
     }
+    let free = v.file_len.saturating_sub(r.valid_len + r.torn_bytes);
+    if free > 0 && v.problem.is_none() {
+        println!("free space    {free} bytes (NULs the next records are written into)");
+    }
 }
 
 fn fail(e: &store::StoreError) -> ExitCode {

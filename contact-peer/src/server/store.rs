@@ -11,7 +11,7 @@
 //! compacted journal is itself the snapshot: the records that rebuild the state from nothing.
 //!
 //! ```text
-//! journal  = *record
+//! journal  = *record *NUL  ; the records, then free space: NUL bytes to the end of the file
 //! record   = crc SP seq SP entry LF
 //! crc      = 8HEXDIG       ; CRC-32 (IEEE) of "seq SP entry", lowercase hex
 //! seq      = 1*DIGIT       ; 1 for the first record of the file, then one more each
@@ -42,16 +42,32 @@
 //! sent: both go back into the answer cache ([`Restored::answers`]) for the time they have
 //! left.
 //!
-//! What the journal detects: a last record without its newline or with a bad CRC is the torn
-//! tail of a write the server never acknowledged (it answers only after the write is on
-//! disk): it is cut off, with a warning saying how many bytes. A bad record anywhere else,
-//! or a sequence number that is not the one expected (a record lost or moved), is
-//! corruption: opening fails with its line number rather than silently losing what follows,
-//! and [`repair`] keeps the longest valid prefix. The file is locked (an advisory `flock` on
+//! Why free space at the end (issue 13): the file is kept longer than its records, the rest
+//! written with NULs and synced, and records are written into that space (`pwrite` at the
+//! records' end) rather than appended. A sync of an append must also commit the file's new
+//! size through the file system's own journal (on ext4, a commit of its journal thread,
+//! which competes for the CPU with the server); a sync of blocks already written and
+//! allocated commits no metadata. The space is extended by writing NULs (not `fallocate`,
+//! whose unwritten extents need a metadata commit at their first write, nor a sparse
+//! `set_len`): by the file's size while it is small (64 KiB at least), 1 MiB at a time
+//! beyond. A disk without room for the extension fails the write with ENOSPC before any
+//! record is written, as an append did. The extension is synced once, by the sync of the
+//! first records written into it. A journal without free
+//! space (written by an earlier version, or by [`repair`]) reads the same.
+//!
+//! What the journal detects: a last record without its newline or with a bad CRC, at the
+//! end of the file or followed only by NULs, is the torn tail of a write the server never
+//! acknowledged (it answers only after the write is on disk): it is cut off, with a warning
+//! saying how many bytes, by writing NULs over it (the file keeps its size and its
+//! allocated space, so the cut needs no room on a full disk). A bad record anywhere else, a sequence number that is not the one expected (a
+//! record lost or moved), or a byte other than NUL after the first NUL of the free space,
+//! is corruption: opening fails with its line number rather than silently losing what
+//! follows, and [`repair`] keeps the longest valid prefix (without the free space). The file is locked (an advisory `flock` on
 //! `FILE.lock`, held for the store's life), so that two servers never share one journal. A
 //! running store compares the path's device, inode and size with its open file before each
-//! commit (one `stat` per batch that changes something): a journal removed, replaced or
-//! truncated under it is a write failure, not a silent loss.
+//! commit (one `stat` per batch that changes something; the size is the records and the free
+//! space): a journal removed, replaced or truncated under it is a write failure, not a
+//! silent loss.
 //!
 //! Group commit: [`Store::record`] only buffers; [`Store::commit`] writes everything buffered
 //! with one `write` and one `fdatasync`. The server uses the two halves apart: it writes a
@@ -59,7 +75,8 @@
 //! ([`Store::sync_file`]) while it applies the next batches, and sends a batch's answers once
 //! [`Store::synced`] says a sync covered them, so durability costs one disk sync per group of
 //! batches, not per request, and the loop does not wait for the disk. When a write or a sync
-//! fails, the store cuts the file back to what was committed ([`Store::abandon`]), and
+//! fails, the store writes NULs over what was written past the committed records
+//! ([`Store::abandon`]), and
 //! [`Store::reload`] reads the committed state back, so that the server can forget the
 //! changes; [`Store::rewrite`] later writes a fresh journal from the state in memory.
 
@@ -126,7 +143,8 @@ pub struct Restored {
     pub last_seq: u64,
     /// The bytes of the valid records.
     pub valid_len: u64,
-    /// The bytes of a torn last record cut off (0: none).
+    /// The bytes of a torn last record cut off (0: none). What follows it (or the valid
+    /// records) to the end of the file is free space, NULs.
     pub torn_bytes: u64,
     /// How long reading and replaying took.
     pub elapsed: Duration,
@@ -158,7 +176,7 @@ pub struct SyncPoint {
 pub struct Store {
     path: PathBuf,
     file: File,
-    /// Whether `file` was opened for appending (a read-only file system opens it read-only:
+    /// Whether `file` was opened for writing (a read-only file system opens it read-only:
     /// the server starts degraded and rewrites it once it can).
     writable: bool,
     #[cfg(unix)]
@@ -172,6 +190,11 @@ pub struct Store {
     /// How far [`Store::write`] has written the file (synced or not): equal to the
     /// committed length, sequence number and records when nothing waits for a sync.
     written: SyncPoint,
+    /// How far records may have been written into the file, a failed write's included:
+    /// what [`Store::abandon`] clears.
+    dirty: u64,
+    /// The file's size: the records, then free space (NULs) that records are written into.
+    allocated: u64,
     /// Records in the file (committed), to decide when compaction pays.
     records: u64,
     /// Records that the live state needs (contacts + lists + members + open IMs) at the
@@ -207,7 +230,9 @@ impl Store {
         #[cfg(unix)]
         let lock = lock(&path)?;
         let mut options = OpenOptions::new();
-        options.read(true).append(true).create(true);
+        // Not `append`: records are written at the records' end, inside the file's free
+        // space (and an `O_APPEND` file writes at its end whatever the offset).
+        options.read(true).write(true).create(true).truncate(false);
         // The journal holds the contacts' secrets (issue 10): its owner alone reads it.
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
@@ -230,11 +255,14 @@ impl Store {
         if restored.torn_bytes > 0 {
             tracing::warn!(path = %path.display(), bytes = restored.torn_bytes, "journal: a torn last record (never acknowledged) is cut off");
             if writable {
-                file.set_len(restored.valid_len).map_err(io_err)?;
-                file.sync_all().map_err(io_err)?;
+                // NULs over it rather than a shorter file: the free space stays allocated,
+                // and the cut needs no room on a full disk.
+                let end = restored.valid_len + restored.torn_bytes;
+                write_zeros(&file, restored.valid_len, end).map_err(|(_, e)| io_err(e))?;
+                file.sync_data().map_err(io_err)?;
             }
         }
-        debug_assert!(restored.valid_len + restored.torn_bytes == len);
+        debug_assert!(restored.valid_len + restored.torn_bytes <= len);
         let identity = identity(&file.metadata().map_err(io_err)?);
         let live = live_records(&restored.registry);
         Ok((
@@ -253,6 +281,8 @@ impl Store {
                     seq: restored.last_seq,
                     records: restored.records,
                 },
+                dirty: restored.valid_len,
+                allocated: len,
                 records: restored.records,
                 live,
                 compact_after: 10_000,
@@ -322,7 +352,9 @@ impl Store {
     /// Writes every buffered record to the file, without syncing it: the first half of a
     /// commit, for a server that syncs on another thread ([`Store::sync_file`]) while it
     /// handles the next requests, and sends the answers that depend on these records only
-    /// once [`Store::synced`] says they are on disk. On failure the caller must
+    /// once [`Store::synced`] says they are on disk. The records go into the file's free
+    /// space, extended first if they do not fit (an extension that fails, a full disk,
+    /// fails the write before any record is written). On failure the caller must
     /// [`Store::abandon`] what was written since the last commit (once no sync of the file
     /// is running: one that ends later would report on records that are cut off).
     pub fn write(&mut self) -> io::Result<()> {
@@ -333,7 +365,12 @@ impl Store {
             if !self.writable {
                 return Err(io::Error::other("the journal is open read-only"));
             }
-            self.file.write_all(&self.pending)
+            let end = self.written.len + self.pending.len() as u64;
+            if end > self.allocated {
+                self.extend(end)?;
+            }
+            self.dirty = self.dirty.max(end);
+            write_at(&self.file, &self.pending, self.written.len)
         });
         match result {
             Ok(()) => {
@@ -384,10 +421,12 @@ impl Store {
         self.committed_seq = point.seq;
     }
 
-    /// A write or a sync failed: drops the buffered records and cuts the file back to its
-    /// committed records (a write cut short, or written records whose sync failed, may have
-    /// left whole records that were never acknowledged: they must not come back at a
-    /// restart). The caller must forget their changes ([`Store::reload`]).
+    /// A write or a sync failed: drops the buffered records and writes NULs over what was
+    /// written past the committed records, synced (a write cut short, or written records
+    /// whose sync failed, may have left whole records that were never acknowledged: they
+    /// must not come back at a restart). If that fails too, it says so; the server stays
+    /// degraded until [`Store::rewrite`] replaces the file. The caller must forget the
+    /// changes ([`Store::reload`]).
     pub fn abandon(&mut self) {
         self.pending.clear();
         self.seq = self.committed_seq;
@@ -396,9 +435,16 @@ impl Store {
             seq: self.committed_seq,
             records: self.records,
         };
-        if self.writable {
-            if let Err(cut) = self.file.set_len(self.committed_len) {
-                tracing::error!(path = %self.path.display(), error = %cut, "journal: cannot cut an unacknowledged write off");
+        if self.writable && self.dirty > self.committed_len {
+            let end = self.dirty.min(self.allocated);
+            let cleared = write_zeros(&self.file, self.committed_len, end)
+                .map_err(|(_, e)| e)
+                .and_then(|()| self.file.sync_data());
+            match cleared {
+                Ok(()) => self.dirty = self.committed_len,
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "journal: cannot clear an unacknowledged write");
+                }
             }
         }
     }
@@ -407,11 +453,11 @@ impl Store {
     /// file), or if someone else changed its size (truncated it, appended to it): one `stat`.
     pub fn check_identity(&self) -> io::Result<()> {
         match fs::metadata(&self.path) {
-            Ok(m) if identity(&m) == self.identity && m.len() == self.written.len => Ok(()),
+            Ok(m) if identity(&m) == self.identity && m.len() == self.allocated => Ok(()),
             Ok(m) if identity(&m) == self.identity => Err(io::Error::other(format!(
                 "the journal was changed by another process: {} bytes where {} were written",
                 m.len(),
-                self.written.len
+                self.allocated
             ))),
             Ok(_) => Err(io::Error::other("the journal was replaced by another file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -498,14 +544,19 @@ impl Store {
             write(&record, &mut out)?;
         }
         let tmp = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        tmp.as_file().sync_all()?;
         let len = tmp.as_file().metadata()?.len();
+        // Free space for as much again (from a block to the most an extension adds), so
+        // that the appends after a compaction change no metadata either. Best effort: a
+        // disk too full for it still gets the records, which is what a recovery needs.
+        let room = round_up(len.clamp(BLOCK, GROWTH_MAX) + len, BLOCK);
+        let allocated = match write_zeros(tmp.as_file(), len, room) {
+            Ok(()) => room,
+            Err((reached, _)) => reached,
+        };
+        tmp.as_file().sync_all()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
         sync_dir(&self.path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)?;
+        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         self.identity = identity(&file.metadata()?);
         self.file = file;
         self.writable = true;
@@ -519,9 +570,90 @@ impl Store {
             seq,
             records: seq,
         };
+        self.dirty = len;
+        self.allocated = allocated;
         self.live = state_records;
         Ok(())
     }
+}
+
+/// The file system's block, which extensions of the free space are rounded to.
+const BLOCK: u64 = 4096;
+/// The least an extension of the free space adds: below that the file doubles.
+const GROWTH_MIN: u64 = 64 * 1024;
+/// The most an extension adds: each one is written (and synced) whole, and the sync that
+/// carries it holds the answers waiting for it.
+const GROWTH_MAX: u64 = 1024 * 1024;
+
+impl Store {
+    /// Extends the free space so that the file holds at least `need` bytes: by its size
+    /// (from [`GROWTH_MIN`] to [`GROWTH_MAX`]), written with NULs. A disk that fills
+    /// part-way through is fine if `need` fits.
+    fn extend(&mut self, need: u64) -> io::Result<()> {
+        let grow = self.allocated.clamp(GROWTH_MIN, GROWTH_MAX);
+        let target = round_up(need.max(self.allocated + grow), BLOCK);
+        match write_zeros(&self.file, self.allocated, target) {
+            Ok(()) => {
+                self.allocated = target;
+                Ok(())
+            }
+            Err((reached, e)) => {
+                // The file is that long now, whatever else happens.
+                self.allocated = reached;
+                if reached >= need { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+}
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+/// NULs, written a slice at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// Writes NULs over `[from, to)` of `file` (extending it if it is shorter); on failure, how
+/// far it got, and why.
+fn write_zeros(file: &File, from: u64, to: u64) -> Result<(), (u64, io::Error)> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        match write_some_at(file, &ZEROS[..n], at) {
+            Ok(0) => return Err((at, io::ErrorKind::WriteZero.into())),
+            Ok(n) => at += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((at, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` at `offset` of `file`, whatever its position.
+fn write_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match write_some_at(file, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_some_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::write_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn write_some_at(mut file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.write(buf)
 }
 
 /// Whether opening for writing failed because the file system or its permissions refuse

@@ -17,7 +17,7 @@ pub(super) enum ReadError {
 pub struct Verified {
     /// The state of the longest valid prefix.
     pub restored: Restored,
-    /// The file's size.
+    /// The file's size: the valid records, a torn record if any, then free space (NULs).
     pub file_len: u64,
     /// The first bad record: its 1-based line and what is wrong. A torn last record is not
     /// reported here but in [`Restored::torn_bytes`].
@@ -56,7 +56,8 @@ pub struct Repaired {
 /// Keeps the longest valid prefix of the journal at `path` and writes it atomically (an
 /// exclusive temporary file, synced, renamed): to `FILE.repaired` beside it, or over `FILE`
 /// itself when `in_place` (then the state file's lock is taken first, so that no server is
-/// using it).
+/// using it). The file written has no free space: the records alone, as an earlier version
+/// wrote them (a server gives it free space again at its first write).
 pub fn repair(path: &Path, limits: Limits, in_place: bool) -> Result<Repaired, StoreError> {
     let verified = verify(path, limits)?;
     let io_err = |source| StoreError::Io {
@@ -119,9 +120,10 @@ pub(super) fn read_journal(input: impl BufRead, limits: Limits) -> Result<Restor
     }
 }
 
-/// Reads records while they are valid and in sequence. A last record that does not parse
-/// (no newline, bad CRC) is torn ([`Restored::torn_bytes`]); any other bad record stops the
-/// scan and is reported in `problem`.
+/// Reads records while they are valid and in sequence, then the free space (NULs to the
+/// end). A last record that does not parse (no newline, bad CRC), at the end of the file or
+/// followed by NULs only, is torn ([`Restored::torn_bytes`]); any other bad record, or a
+/// byte other than NUL in the free space, stops the scan and is reported in `problem`.
 pub(super) fn scan(
     mut reader: impl BufRead,
     limits: Limits,
@@ -136,8 +138,18 @@ pub(super) fn scan(
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
+        let n = read_line(&mut reader, &mut line)?;
         if n == 0 {
+            // The end of the file, or the free space: NULs to the end.
+            if let Some(at) = first_not_nul(&mut reader)? {
+                *problem = Some((
+                    records + 1,
+                    format!(
+                        "a byte other than NUL in the free space after the records (at byte {})",
+                        valid_len + at
+                    ),
+                ));
+            }
             break;
         }
         let complete = line.last() == Some(&b'\n');
@@ -146,7 +158,6 @@ pub(super) fn scan(
         } else {
             Err("record without its newline".into())
         };
-        let at_end = !complete || reader.fill_buf()?.is_empty();
         let number = records + 1;
         let result = parsed.and_then(|(seq, record)| {
             if seq != number {
@@ -161,9 +172,11 @@ pub(super) fn scan(
                 records += 1;
                 valid_len += n as u64;
             }
-            // The torn tail of an unacknowledged write.
+            // The torn tail of an unacknowledged write: the last record, followed by the
+            // end of the file or by free space only.
             Err(_)
-                if at_end && parse_record(line.strip_suffix(b"\n").unwrap_or(&line)).is_err() =>
+                if parse_record(line.strip_suffix(b"\n").unwrap_or(&line)).is_err()
+                    && first_not_nul(&mut reader)?.is_none() =>
             {
                 torn_bytes = n as u64;
                 break;
@@ -183,6 +196,52 @@ pub(super) fn scan(
         torn_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// Reads one line into `line`, its newline included, stopping before a NUL (where the free
+/// space begins, or a torn record ends): how many bytes it read.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    let mut n = 0;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let (used, done) = match buf.iter().position(|&b| b == b'\n' || b == 0) {
+            Some(i) if buf[i] == b'\n' => (i + 1, true),
+            Some(i) => (i, true),
+            None => (buf.len(), buf.is_empty()),
+        };
+        line.extend_from_slice(&buf[..used]);
+        reader.consume(used);
+        n += used;
+        if done {
+            return Ok(n);
+        }
+    }
+}
+
+/// Reads the rest of the input: the offset from here of its first byte that is not NUL, if
+/// any (consumed whatever the answer).
+fn first_not_nul(reader: &mut impl BufRead) -> io::Result<Option<u64>> {
+    let mut at = 0u64;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if let Some(i) = buf.iter().position(|&b| b != 0) {
+            return Ok(Some(at + i as u64));
+        }
+        at += buf.len() as u64;
+        let len = buf.len();
+        reader.consume(len);
+    }
 }
 
 /// Appends one record to `out`.

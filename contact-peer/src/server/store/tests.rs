@@ -69,6 +69,19 @@ fn assert_same(a: &Registry, b: &Registry) {
 
 use contact_registry::Contact;
 
+/// The records of the journal at `path`: its bytes up to the free space, which must be NULs
+/// to the end.
+fn records_of(path: &Path) -> Vec<u8> {
+    let mut bytes = fs::read(path).unwrap();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    assert!(
+        bytes[end..].iter().all(|&b| b == 0),
+        "a byte other than NUL in the free space"
+    );
+    bytes.truncate(end);
+    bytes
+}
+
 #[test]
 fn committed_mutations_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,6 +108,9 @@ fn uncommitted_records_are_not_on_disk() {
     assert_eq!(again.num_lists(), 0);
 }
 
+/// A torn last record, at the end of a journal without free space (as an earlier version
+/// wrote it) or inside the free space, is cut off by writing NULs over it: the file keeps
+/// its size, and the next records go where the torn one was.
 #[test]
 fn a_torn_tail_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,25 +119,143 @@ fn a_torn_tail_is_cut_off() {
     apply(&mut store, &mut registry, "create a");
     store.commit().unwrap();
     drop(store);
-    let good = fs::read(&path).unwrap();
+    let good = records_of(&path);
+    let free = fs::metadata(&path).unwrap().len() as usize - good.len();
+    assert!(free > 0, "a journal has free space after its records");
     for tail in [
         &b"0badc0de 0 create-_-b"[..],
         b"0badc0de 0 create-_-b\n",
         b"12",
     ] {
-        let mut torn = good.clone();
-        torn.extend_from_slice(tail);
-        fs::write(&path, &torn).unwrap();
-        let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), good, "tail {tail:?} cut off");
-        assert_eq!(registry.lists().count(), 1);
-        // Appending after the cut gives a clean journal.
-        apply(&mut store, &mut registry, "create c");
+        for free in [0, free] {
+            let mut torn = good.clone();
+            torn.extend_from_slice(tail);
+            torn.resize(torn.len().max(good.len() + free), 0);
+            fs::write(&path, &torn).unwrap();
+            let (mut store, restored) = Store::restore(&path, Limits::default()).unwrap();
+            assert_eq!(restored.torn_bytes, tail.len() as u64, "tail {tail:?}");
+            let mut cut = good.clone();
+            cut.resize(torn.len(), 0);
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                cut,
+                "tail {tail:?}, free {free}: NULs over it, the size kept"
+            );
+            let mut registry = restored.registry;
+            assert_eq!(registry.lists().count(), 1);
+            // Appending after the cut gives a clean journal.
+            apply(&mut store, &mut registry, "create c");
+            store.commit().unwrap();
+            drop(store); // one store per file at a time
+            let (_, again) = Store::restore(&path, Limits::default()).unwrap();
+            assert_eq!(again.registry.lists().count(), 2);
+            assert_eq!(again.torn_bytes, 0);
+        }
+    }
+}
+
+/// The free space after the records reads as nothing, and records are written into it: the
+/// file's size changes only when it is extended, by whole blocks.
+#[test]
+fn records_go_into_free_space_that_grows_by_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0, "nothing before a write");
+    apply(&mut store, &mut registry, "register A 10.0.0.1 22000");
+    store.commit().unwrap();
+    let size = fs::metadata(&path).unwrap().len();
+    assert_eq!(size, GROWTH_MIN);
+    let one = records_of(&path);
+    apply(&mut store, &mut registry, "create a");
+    store.commit().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), size, "written in place");
+    let two = records_of(&path);
+    assert!(two.starts_with(&one) && two.len() > one.len());
+    apply(&mut store, &mut registry, "join a A");
+    store.commit().unwrap();
+    let two = records_of(&path);
+    drop(store);
+    let (mut store, restored) = Store::restore(&path, Limits::default()).unwrap();
+    assert_eq!((restored.records, restored.torn_bytes), (3, 0));
+    assert_eq!(restored.valid_len, two.len() as u64);
+    let mut registry = restored.registry;
+    // Past the free space: extended (by the file's size while it is small), in blocks.
+    let mut n = 0;
+    while fs::metadata(&path).unwrap().len() == size {
+        n += 2;
+        assert!(n < 10_000, "the journal never grew");
+        apply(&mut store, &mut registry, "im-start a A");
+        apply(&mut store, &mut registry, "im-complete a A");
         store.commit().unwrap();
-        drop(store); // one store per file at a time
-        let (_, again) = Store::open(&path, Limits::default()).unwrap();
-        assert_eq!(again.lists().count(), 2);
-        fs::write(&path, &good).unwrap();
+    }
+    assert_eq!(fs::metadata(&path).unwrap().len(), 2 * size);
+    drop(store);
+    let (_, restored) = Store::restore(&path, Limits::default()).unwrap();
+    assert_eq!(restored.records, 3 + n);
+    assert_same(&registry, &restored.registry);
+    assert_eq!(restored.valid_len, records_of(&path).len() as u64);
+    // Verified as the server reads it: the free space is neither torn nor a problem.
+    let v = verify(&path, Limits::default()).unwrap();
+    assert!(v.problem.is_none() && v.restored.torn_bytes == 0);
+    assert_eq!(v.file_len, 2 * size);
+}
+
+/// A journal without free space, as an earlier version wrote it, loads unchanged and gets
+/// free space at its first write.
+#[test]
+fn a_journal_without_free_space_loads_and_grows_some() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    demo(&mut store, &mut registry);
+    store.commit().unwrap();
+    drop(store);
+    let old = records_of(&path);
+    fs::write(&path, &old).unwrap();
+    let (mut store, restored) = Store::restore(&path, Limits::default()).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), old, "loading changes nothing");
+    assert_same(&registry, &restored.registry);
+    apply(&mut store, &mut registry, "create more");
+    store.commit().unwrap();
+    let bytes = records_of(&path);
+    assert!(bytes.starts_with(&old));
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        round_up(old.len() as u64 + GROWTH_MIN, BLOCK)
+    );
+    drop(store);
+    let (_, again) = Store::open(&path, Limits::default()).unwrap();
+    assert_same(&registry, &again);
+}
+
+/// Anything but NULs after the free space began is not a torn write but damage: the start
+/// stops, naming the line after the last valid record, and a repair keeps the records.
+#[test]
+fn bytes_after_the_free_space_began_are_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let good = three_lists(&path);
+    let records = records_of(&path);
+    assert!(good.len() > records.len() + 100);
+    // A stray byte in the free space; a torn record, NULs, then bytes again.
+    let mut stray = good.clone();
+    stray[records.len() + 100] = b'x';
+    let mut torn = good.clone();
+    torn[records.len()..records.len() + 5].copy_from_slice(b"12345");
+    torn[records.len() + 50] = b'\n';
+    for (bad, what) in [(stray, "stray byte"), (torn, "torn record then bytes")] {
+        fs::write(&path, &bad).unwrap();
+        let err = Store::open(&path, Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { line: 5, .. }),
+            "{what}: {err}"
+        );
+        let r = repair(&path, Limits::default(), true).unwrap();
+        assert_eq!(r.verified.restored.records, 4, "{what}");
+        assert_eq!(fs::read(&path).unwrap(), records, "{what}: the records alone");
+        let (_, registry) = Store::open(&path, Limits::default()).unwrap();
+        assert_eq!(registry.lists().count(), 4, "{what}");
     }
 }
 
@@ -175,6 +309,9 @@ fn compaction_keeps_the_state_and_shrinks_the_file() {
     store.compact(&registry, []).unwrap();
     let after = fs::metadata(&path).unwrap().len();
     assert!(after < before / 4, "{after} < {before} / 4");
+    // With free space of its own, written before the rename.
+    let records = records_of(&path).len() as u64;
+    assert!(after > records && after % BLOCK == 0, "{after} for {records}");
     // Records after a compaction go to the new file.
     apply(&mut store, &mut registry, "create more");
     store.commit().unwrap();
@@ -237,19 +374,18 @@ fn a_corrupt_last_record_is_cut_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
     let good = three_lists(&path);
+    let records = records_of(&path);
     let mut bad = good.clone();
-    let n = bad.len();
+    let n = records.len();
     bad[n - 3] ^= 0x20;
-    let last = lines(&good).last().unwrap().len() as u64;
+    let last = lines(&records).last().unwrap().len() as u64;
     fs::write(&path, &bad).unwrap();
     let (store, restored) = Store::restore(&path, Limits::default()).unwrap();
     assert_eq!(restored.torn_bytes, last);
     assert_eq!(restored.records, 3);
     assert_eq!(store.last_seq(), 3);
-    assert_eq!(
-        fs::read(&path).unwrap(),
-        &good[..good.len() - last as usize]
-    );
+    assert_eq!(records_of(&path), &records[..n - last as usize]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), good.len() as u64);
 }
 
 #[test]
@@ -452,10 +588,19 @@ fn written_records_are_committed_by_the_sync_that_covers_them_or_cut_off() {
     store.synced(first);
     assert!(store.is_synced(first) && !store.is_synced(second) && store.is_unsynced());
     assert_eq!(store.last_seq(), 1);
-    // The second sync fails: its records go, the first stay, and appends go on after them.
+    // The second sync fails: its records go (NULs over them, synced), the first stay, and
+    // appends go on after them.
+    let size = fs::metadata(&path).unwrap().len();
+    let both = records_of(&path);
     store.abandon();
     assert!(!store.is_unsynced());
-    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
+    let kept = records_of(&path);
+    assert_eq!(lines(&kept).len(), 1);
+    assert!(both.starts_with(&kept) && both.len() > kept.len());
+    assert_eq!(fs::metadata(&path).unwrap().len(), size);
+    // As a restart would see it.
+    let v = verify(&path, Limits::default()).unwrap();
+    assert_eq!((v.restored.records, v.restored.torn_bytes), (1, 0));
     let mut again = store.reload(Limits::default()).unwrap().registry;
     assert_eq!(again.lists().collect::<Vec<_>>(), ["a"]);
     apply(&mut store, &mut again, "create c");
