@@ -49,8 +49,8 @@
 //! which competes for the CPU with the server); a sync of blocks already written and
 //! allocated commits no metadata. The space is extended by writing NULs (not `fallocate`,
 //! whose unwritten extents need a metadata commit at their first write, nor a sparse
-//! `set_len`): by the file's size while it is small (64 KiB at least), 1 MiB at a time
-//! beyond. A disk without room for the extension fails the write with ENOSPC before any
+//! `set_len`): by the file's size (it doubles, from one 4 KiB block) up to 1 MiB at a
+//! time. A disk without room for the extension fails the write with ENOSPC before any
 //! record is written, as an append did. The extension is synced once, by the sync of the
 //! first records written into it. A journal without free
 //! space (written by an earlier version, or by [`repair`]) reads the same.
@@ -545,10 +545,11 @@ impl Store {
         }
         let tmp = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         let len = tmp.as_file().metadata()?.len();
-        // Free space for as much again (from a block to the most an extension adds), so
-        // that the appends after a compaction change no metadata either. Best effort: a
-        // disk too full for it still gets the records, which is what a recovery needs.
-        let room = round_up(len.clamp(BLOCK, GROWTH_MAX) + len, BLOCK);
+        // Free space for about as much again (to the last whole block within twice the
+        // records, at most what an extension adds), so that the appends after a compaction
+        // change no metadata either. Best effort: a disk too full for it still gets the
+        // records, which is what a recovery needs.
+        let room = (2 * len / BLOCK * BLOCK).clamp(len, len + GROWTH_MAX);
         let allocated = match write_zeros(tmp.as_file(), len, room) {
             Ok(()) => room,
             Err((reached, _)) => reached,
@@ -577,20 +578,19 @@ impl Store {
     }
 }
 
-/// The file system's block, which extensions of the free space are rounded to.
+/// The file system's block, which extensions of the free space are rounded to, and the
+/// least an extension adds.
 const BLOCK: u64 = 4096;
-/// The least an extension of the free space adds: below that the file doubles.
-const GROWTH_MIN: u64 = 64 * 1024;
 /// The most an extension adds: each one is written (and synced) whole, and the sync that
 /// carries it holds the answers waiting for it.
 const GROWTH_MAX: u64 = 1024 * 1024;
 
 impl Store {
     /// Extends the free space so that the file holds at least `need` bytes: by its size
-    /// (from [`GROWTH_MIN`] to [`GROWTH_MAX`]), written with NULs. A disk that fills
-    /// part-way through is fine if `need` fits.
+    /// (from [`BLOCK`] to [`GROWTH_MAX`]), written with NULs. A disk that fills part-way
+    /// through is fine if `need` fits.
     fn extend(&mut self, need: u64) -> io::Result<()> {
-        let grow = self.allocated.clamp(GROWTH_MIN, GROWTH_MAX);
+        let grow = self.allocated.clamp(BLOCK, GROWTH_MAX);
         let target = round_up(need.max(self.allocated + grow), BLOCK);
         match write_zeros(&self.file, self.allocated, target) {
             Ok(()) => {

@@ -165,7 +165,7 @@ fn records_go_into_free_space_that_grows_by_blocks() {
     apply(&mut store, &mut registry, "register A 10.0.0.1 22000");
     store.commit().unwrap();
     let size = fs::metadata(&path).unwrap().len();
-    assert_eq!(size, GROWTH_MIN);
+    assert_eq!(size, BLOCK);
     let one = records_of(&path);
     apply(&mut store, &mut registry, "create a");
     store.commit().unwrap();
@@ -222,7 +222,7 @@ fn a_journal_without_free_space_loads_and_grows_some() {
     assert!(bytes.starts_with(&old));
     assert_eq!(
         fs::metadata(&path).unwrap().len(),
-        round_up(old.len() as u64 + GROWTH_MIN, BLOCK)
+        round_up(old.len() as u64 + BLOCK, BLOCK)
     );
     drop(store);
     let (_, again) = Store::open(&path, Limits::default()).unwrap();
@@ -300,7 +300,10 @@ fn compaction_keeps_the_state_and_shrinks_the_file() {
     let path = dir.path().join("state");
     let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
     demo(&mut store, &mut registry);
-    for _ in 0..50 {
+    for i in 0..40 {
+        apply(&mut store, &mut registry, &format!("register c{i} 10.0.0.2 {}", 5000 + i));
+    }
+    for _ in 0..500 {
         apply(&mut store, &mut registry, "im-start \"list 2\" \"I am\"");
         apply(&mut store, &mut registry, "im-complete \"list 2\" \"I am\"");
     }
@@ -309,9 +312,12 @@ fn compaction_keeps_the_state_and_shrinks_the_file() {
     store.compact(&registry, []).unwrap();
     let after = fs::metadata(&path).unwrap().len();
     assert!(after < before / 4, "{after} < {before} / 4");
-    // With free space of its own, written before the rename.
+    // With free space of its own, written before the rename: to the last whole block
+    // within twice its records.
     let records = records_of(&path).len() as u64;
-    assert!(after > records && after % BLOCK == 0, "{after} for {records}");
+    assert!(records > BLOCK / 2, "{records}");
+    assert_eq!(after, 2 * records / BLOCK * BLOCK, "for {records}");
+    assert!(after > records);
     // Records after a compaction go to the new file.
     apply(&mut store, &mut registry, "create more");
     store.commit().unwrap();
