@@ -3,7 +3,7 @@
 //!
 //! The driver is the only part of the server that does I/O: it reads the clock once per
 //! turn, receives, feeds the core, makes the core's journal records durable through the
-//! [`Store`] (a sync thread syncs the journal while the loop goes on) before any answer that
+//! [`Store`] (two sync threads sync the journal while the loop goes on) before any answer that
 //! depends on them goes out, carries out `save` jobs through the [`DataDir`], and sends what
 //! the core wants sent.
 //!
@@ -63,7 +63,7 @@ pub struct Server {
     /// The datagrams of the turn, kept (with a state file) to be handled again should the
     /// commit fail.
     batch: Batch,
-    /// With a state file: the journal's sync thread, and the turns whose answers wait for
+    /// With a state file: the journal's sync threads, and the turns whose answers wait for
     /// a sync, oldest first.
     syncer: Syncer,
     held: VecDeque<Held>,
@@ -303,7 +303,7 @@ impl Server {
             // failed compaction; and the summary line's, once there is something to say.
             let retry = (self.degraded.as_ref().map(|e| e.retry_at)).or(self.compact_retry_at);
             let summary = self.summary_due();
-            // The sync thread wakes the loop when it is done; should that wake-up be lost
+            // A sync thread wakes the loop when it is done; should that wake-up be lost
             // (a full receive buffer), the loop looks again soon.
             let sync = self.syncer.is_busy().then(|| Instant::now() + SYNC_POLL);
             let wake = [self.core.poll_timeout(), retry, summary, sync]

@@ -6,9 +6,10 @@
 //! same way after a restart.
 //!
 //! Why one self-compacting journal rather than a snapshot plus a journal: the state file is
-//! then always a single file replaced by one atomic rename, so no crash can leave a snapshot
-//! and a journal that disagree (no epochs to match, no half-finished pair of renames), and a
-//! compacted journal is itself the snapshot: the records that rebuild the state from nothing.
+//! then always a single file replaced by one atomic rename, so no crash can leave a
+//! snapshot and a journal that disagree (no epochs to match, no half-finished pair of
+//! renames), and a compacted journal is itself the snapshot: the records that rebuild the
+//! state from nothing.
 //!
 //! ```text
 //! journal  = *record *NUL  ; the records, then free space: NUL bytes to the end of the file
@@ -49,36 +50,37 @@
 //! which competes for the CPU with the server); a sync of blocks already written and
 //! allocated commits no metadata. The space is extended by writing NULs (not `fallocate`,
 //! whose unwritten extents need a metadata commit at their first write, nor a sparse
-//! `set_len`): by the file's size (it doubles, from one 4 KiB block) up to 1 MiB at a
-//! time. A disk without room for the extension fails the write with ENOSPC before any
-//! record is written, as an append did. The extension is synced once, by the sync of the
-//! first records written into it. A journal without free
-//! space (written by an earlier version, or by [`repair`]) reads the same.
+//! `set_len`): by the file's size (it doubles, from one 4 KiB block) up to 1 MiB at a time.
+//! A disk without room for the extension fails the write with ENOSPC before any record is
+//! written, as an append did. The extension is synced once, by the sync of the first
+//! records written into it. A journal without free space (written by an earlier version, or
+//! by [`repair`]) reads the same.
 //!
 //! What the journal detects: a last record without its newline or with a bad CRC, at the
 //! end of the file or followed only by NULs, is the torn tail of a write the server never
 //! acknowledged (it answers only after the write is on disk): it is cut off, with a warning
 //! saying how many bytes, by writing NULs over it (the file keeps its size and its
-//! allocated space, so the cut needs no room on a full disk). A bad record anywhere else, a sequence number that is not the one expected (a
-//! record lost or moved), or a byte other than NUL after the first NUL of the free space,
-//! is corruption: opening fails with its line number rather than silently losing what
-//! follows, and [`repair`] keeps the longest valid prefix (without the free space). The file is locked (an advisory `flock` on
+//! allocated space, so the cut needs no room on a full disk). A bad record anywhere else, a
+//! sequence number that is not the one expected (a record lost or moved), or a byte other
+//! than NUL after the first NUL of the free space, is corruption: opening fails with its
+//! line number rather than silently losing what follows, and [`repair`] keeps the longest
+//! valid prefix (without the free space). The file is locked (an advisory `flock` on
 //! `FILE.lock`, held for the store's life), so that two servers never share one journal. A
 //! running store compares the path's device, inode and size with its open file before each
-//! commit (one `stat` per batch that changes something; the size is the records and the free
-//! space): a journal removed, replaced or truncated under it is a write failure, not a
+//! commit (one `stat` per batch that changes something; the size is the records and the
+//! free space): a journal removed, replaced or truncated under it is a write failure, not a
 //! silent loss.
 //!
-//! Group commit: [`Store::record`] only buffers; [`Store::commit`] writes everything buffered
-//! with one `write` and one `fdatasync`. The server uses the two halves apart: it writes a
-//! batch's records ([`Store::write`]), syncs the file on a thread of its own
-//! ([`Store::sync_file`]) while it applies the next batches, and sends a batch's answers once
-//! [`Store::synced`] says a sync covered them, so durability costs one disk sync per group of
-//! batches, not per request, and the loop does not wait for the disk. When a write or a sync
-//! fails, the store writes NULs over what was written past the committed records
-//! ([`Store::abandon`]), and
-//! [`Store::reload`] reads the committed state back, so that the server can forget the
-//! changes; [`Store::rewrite`] later writes a fresh journal from the state in memory.
+//! Group commit: [`Store::record`] only buffers; [`Store::commit`] writes everything
+//! buffered with one `write` and one `fdatasync`. The server uses the two halves apart: it
+//! writes a batch's records ([`Store::write`]), syncs the file on threads of its own
+//! ([`Store::sync_file`]) while it applies the next batches, and sends a batch's answers
+//! once [`Store::synced`] says a sync covered them, so durability costs one disk sync per
+//! group of batches, not per request, and the loop does not wait for the disk. When a write
+//! or a sync fails, the store writes NULs over what was written past the committed records
+//! ([`Store::abandon`]), and [`Store::reload`] reads the committed state back, so that the
+//! server can forget the changes; [`Store::rewrite`] later writes a fresh journal from the
+//! state in memory.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -169,6 +171,22 @@ pub struct SyncPoint {
     len: u64,
     seq: u64,
     records: u64,
+}
+
+#[cfg(test)]
+impl SyncPoint {
+    /// A point `bytes` into the journal, for the driver's tests.
+    pub(crate) fn at(bytes: u64) -> Self {
+        Self {
+            len: bytes,
+            seq: 0,
+            records: 0,
+        }
+    }
+
+    pub(crate) fn bytes(self) -> u64 {
+        self.len
+    }
 }
 
 /// The durable state of a server: the journal file and the records not yet synced.

@@ -1,7 +1,8 @@
 //! The journal's side of the server loop: a turn's records written, its answers held until
-//! the sync thread has synced them, the syncs, compaction, and what happens when the journal
+//! the sync threads have synced them, the syncs, compaction, and what happens when the journal
 //! cannot be written (see the parent module's "When the journal cannot be written").
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -13,10 +14,10 @@ use super::{Batch, BatchIo, Episode, GROUP, Server, ServerCore, Store, unix_ms};
 use crate::Transmit;
 
 /// The most requests whose answers wait for a sync before the loop stops receiving and
-/// waits for the sync thread: four group commits' worth.
+/// waits for the sync threads: four group commits' worth.
 const MAX_HELD: usize = 4 * GROUP;
 
-/// How soon the loop looks for the end of a sync if the sync thread's wake-up is lost.
+/// How soon the loop looks for the end of a sync if a sync thread's wake-up is lost.
 pub(super) const SYNC_POLL: Duration = Duration::from_millis(5);
 
 /// A turn whose answers wait until the journal is synced up to `until` (`None`: never, its
@@ -29,33 +30,47 @@ pub(super) struct Held {
     answers: Batch,
 }
 
-/// The thread that syncs the journal while the loop handles the next requests (a
+/// How many syncs may run at once: with two, records written while a sync runs get a sync
+/// of their own at once instead of waiting for that one to end (a client then waits about
+/// one sync rather than one and a half).
+const SYNC_THREADS: usize = 2;
+
+/// The threads that sync the journal while the loop handles the next requests (a
 /// `fdatasync` takes 0.2 ms on an idle disk and milliseconds on a busy one: a loop that
 /// waited for it received and executed nothing meanwhile). The loop asks for a sync after
-/// every write; the thread syncs up to the latest point it was asked for, then at once again
-/// if more was asked meanwhile, so that syncs follow each other without waiting for the
-/// loop to be scheduled, and each one covers everything written before it began (group
-/// commit).
+/// every write; a free thread syncs up to the latest point asked for, taking every job
+/// waiting, so that syncs follow each other without waiting for the loop to be scheduled,
+/// and each one covers everything written before it began (group commit). Results are
+/// taken in the order the syncs were asked for: a later sync that succeeds proves nothing
+/// while an earlier one may still fail.
 #[derive(Debug)]
 pub(super) struct Syncer {
-    /// To the thread, started at the first sync: the file to sync, and how far it was
-    /// written when the sync was asked for.
-    jobs: Option<Sender<(std::fs::File, SyncPoint)>>,
+    /// To the threads, started at the first sync.
+    jobs: Option<Sender<SyncJob>>,
     done_tx: Sender<SyncDone>,
     done: Receiver<SyncDone>,
     /// The last point asked for.
     requested: Option<SyncPoint>,
-    /// Jobs sent whose result has not come back.
-    outstanding: usize,
+    /// The jobs sent, in order: their ticket, how far the journal was written when they
+    /// were asked for, and their result once it came back.
+    in_flight: VecDeque<(u64, SyncPoint, Option<io::Result<()>>)>,
+    next_ticket: u64,
 }
 
-/// A sync's result: how far it synced, how it went, and how many jobs it served.
-type SyncDone = (SyncPoint, io::Result<()>, usize);
+/// A sync asked for: the file to sync, numbered.
+#[derive(Debug)]
+struct SyncJob {
+    file: std::fs::File,
+    ticket: u64,
+}
+
+/// A sync's result: the tickets of the jobs it served, and how it went.
+type SyncDone = (Vec<u64>, io::Result<()>);
 
 impl Syncer {
-    /// Whether syncs were asked for whose results have not come back.
+    /// Whether syncs were asked for whose results have not been taken.
     pub(super) fn is_busy(&self) -> bool {
-        self.outstanding > 0
+        !self.in_flight.is_empty()
     }
 
     pub(super) fn new() -> Self {
@@ -65,7 +80,37 @@ impl Syncer {
             done_tx,
             done,
             requested: None,
-            outstanding: 0,
+            in_flight: VecDeque::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// The oldest job's point and result, once its result is known.
+    fn take_next(&mut self) -> Option<(SyncPoint, io::Result<()>)> {
+        match self.in_flight.front() {
+            Some((_, _, Some(_))) => {
+                let (_, point, result) = self.in_flight.pop_front()?;
+                Some((point, result?))
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes a sync's result on the jobs it served.
+    fn mark(&mut self, (tickets, result): SyncDone) {
+        let Some(&(first, _, _)) = self.in_flight.front() else {
+            return;
+        };
+        for ticket in tickets {
+            let job = ticket
+                .checked_sub(first)
+                .and_then(|i| self.in_flight.get_mut(i as usize));
+            if let Some(job) = job {
+                job.2 = Some(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                });
+            }
         }
     }
 }
@@ -141,10 +186,20 @@ impl Server {
         self.held.push_back(held);
     }
 
-    /// Takes the results of the syncs that are done: waiting until the last point asked
-    /// for is synced if `wait`. Errs at the first failed one.
+    /// Takes the results of the syncs that are done, in the order they were asked for:
+    /// waiting until the last point asked for is synced if `wait`. Errs at the first failed
+    /// one (the later ones stay untaken).
     fn poll_sync(&mut self, wait: bool) -> io::Result<()> {
-        while self.syncer.outstanding > 0 {
+        loop {
+            while let Some((point, result)) = self.syncer.take_next() {
+                result?;
+                if let Some(store) = &mut self.store {
+                    store.synced(point);
+                }
+            }
+            if self.syncer.in_flight.is_empty() {
+                return Ok(());
+            }
             let done = if wait {
                 self.syncer.done.recv().ok()
             } else {
@@ -153,35 +208,31 @@ impl Server {
                     Err(_) => return Ok(()),
                 }
             };
-            let Some((point, result, served)) = done else {
-                // The thread is gone: no sync can be trusted to have happened.
-                self.syncer.outstanding = 0;
+            let Some(done) = done else {
+                // The threads are gone: no sync can be trusted to have happened.
+                self.syncer.in_flight.clear();
                 self.syncer.jobs = None;
-                return Err(io::Error::other("the journal's sync thread stopped"));
+                return Err(io::Error::other("the journal's sync threads stopped"));
             };
-            self.syncer.outstanding -= served;
-            result?;
-            self.syncs += 1;
-            if let Some(store) = &mut self.store {
-                store.synced(point);
-            }
+            self.syncs += u64::from(done.1.is_ok());
+            self.syncer.mark(done);
         }
-        Ok(())
     }
 
     /// Waits for every sync asked for, and forgets their results: after a failure, a sync
     /// that succeeds later proves nothing (the kernel may have dropped the pages that
     /// failed to be written).
     fn drain_syncs(&mut self) {
-        while self.syncer.outstanding > 0 {
+        while self.syncer.in_flight.iter().any(|job| job.2.is_none()) {
             match self.syncer.done.recv() {
-                Ok((_, _, served)) => self.syncer.outstanding -= served,
-                Err(_) => self.syncer.outstanding = 0,
+                Ok(done) => self.syncer.mark(done),
+                Err(_) => break,
             }
         }
+        self.syncer.in_flight.clear();
     }
 
-    /// Asks the sync thread to sync what is written, unless it was asked already.
+    /// Asks the sync threads to sync what is written, unless they were asked already.
     fn start_sync(&mut self) {
         let point = match &self.store {
             Some(store)
@@ -195,8 +246,10 @@ impl Server {
         let Some(file) = file else {
             return;
         };
+        let ticket = self.syncer.next_ticket;
+        self.syncer.next_ticket += 1;
         let sent = match (file, self.sync_thread()) {
-            (Ok(file), Some(jobs)) => jobs.send((file, point)).is_ok(),
+            (Ok(file), Some(jobs)) => jobs.send(SyncJob { file, ticket }).is_ok(),
             _ => false,
         };
         if !sent {
@@ -204,36 +257,48 @@ impl Server {
             self.syncer.jobs = None;
             let result =
                 (self.store.as_ref()).map_or(Ok(()), |s| s.sync_file().and_then(|f| f.sync_data()));
-            let _ = self.syncer.done_tx.send((point, result, 1));
+            let _ = self.syncer.done_tx.send((vec![ticket], result));
         }
         self.syncer.requested = Some(point);
-        self.syncer.outstanding += 1;
+        self.syncer.in_flight.push_back((ticket, point, None));
     }
 
-    /// The channel to the sync thread, started on first use.
-    fn sync_thread(&mut self) -> Option<Sender<(std::fs::File, SyncPoint)>> {
+    /// The channel to the sync threads, started on first use.
+    fn sync_thread(&mut self) -> Option<Sender<SyncJob>> {
         if self.syncer.jobs.is_none() {
-            let (tx, rx) = crossbeam_channel::unbounded::<(std::fs::File, SyncPoint)>();
-            let done = self.syncer.done_tx.clone();
-            let waker = self.saves.waker.try_clone().ok()?;
-            std::thread::Builder::new()
-                .name(format!("contact-sync {}", self.local))
-                .spawn(move || {
-                    while let Ok((mut file, mut point)) = rx.recv() {
-                        // Everything asked for so far, in one sync.
-                        let mut served = 1;
-                        while let Ok((f, p)) = rx.try_recv() {
-                            (file, point) = (f, p);
-                            served += 1;
+            let (tx, rx) = crossbeam_channel::unbounded::<SyncJob>();
+            let mut started = 0;
+            for i in 0..SYNC_THREADS {
+                let done = self.syncer.done_tx.clone();
+                let Ok(waker) = self.saves.waker.try_clone() else {
+                    break;
+                };
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("contact-sync{i} {}", self.local))
+                    .spawn(move || {
+                        while let Ok(SyncJob { mut file, ticket }) = rx.recv() {
+                            // Everything asked for so far, in one sync.
+                            let mut tickets = vec![ticket];
+                            while let Ok(job) = rx.try_recv() {
+                                file = job.file;
+                                tickets.push(job.ticket);
+                            }
+                            let result = file.sync_data();
+                            if done.send((tickets, result)).is_err() {
+                                return;
+                            }
+                            waker.wake();
                         }
-                        let result = file.sync_data();
-                        if done.send((point, result, served)).is_err() {
-                            return;
-                        }
-                        waker.wake();
-                    }
-                })
-                .ok()?;
+                    });
+                if spawned.is_err() {
+                    break;
+                }
+                started += 1;
+            }
+            if started == 0 {
+                return None;
+            }
             self.syncer.jobs = Some(tx);
         }
         self.syncer.jobs.clone()
@@ -278,7 +343,7 @@ impl Server {
     }
 
     /// Waits for the sync in flight and syncs the rest, then sends every held answer: before
-    /// a compaction (which rewrites the file the sync thread holds) and before stopping.
+    /// a compaction (which rewrites the file the sync threads hold) and before stopping.
     pub(super) fn commit_all(&mut self, now: Instant, io: &mut BatchIo) {
         if self.store.is_none() {
             return;
@@ -414,5 +479,45 @@ impl Server {
                 episode.retry_at = now + self.config.store_retry;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(len: u64) -> SyncPoint {
+        SyncPoint::at(len)
+    }
+
+    /// A later sync that returns first is taken only after the earlier ones, and not at all
+    /// when one of them failed.
+    #[test]
+    fn sync_results_are_taken_in_the_order_asked() {
+        let mut syncer = Syncer::new();
+        for (ticket, len) in [(0, 10), (1, 20), (2, 30)] {
+            syncer.in_flight.push_back((ticket, point(len), None));
+        }
+        // The second thread's sync (tickets 1 and 2) returns before the first's.
+        syncer.mark((vec![1, 2], Ok(())));
+        assert!(syncer.take_next().is_none(), "ticket 0 is still running");
+        syncer.mark((vec![0], Ok(())));
+        let taken: Vec<u64> = std::iter::from_fn(|| syncer.take_next())
+            .map(|(p, r)| {
+                r.unwrap();
+                p.bytes()
+            })
+            .collect();
+        assert_eq!(taken, [10, 20, 30]);
+
+        // The earlier one fails: the later success is never taken before it.
+        for (ticket, len) in [(3, 40), (4, 50)] {
+            syncer.in_flight.push_back((ticket, point(len), None));
+        }
+        syncer.mark((vec![4], Ok(())));
+        syncer.mark((vec![3], Err(io::Error::other("EIO"))));
+        let (p, r) = syncer.take_next().unwrap();
+        assert_eq!(p.bytes(), 40);
+        assert_eq!(r.unwrap_err().to_string(), "EIO");
     }
 }

@@ -161,7 +161,11 @@ fn records_go_into_free_space_that_grows_by_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
     let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().len(), 0, "nothing before a write");
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        0,
+        "nothing before a write"
+    );
     apply(&mut store, &mut registry, "register A 10.0.0.1 22000");
     store.commit().unwrap();
     let size = fs::metadata(&path).unwrap().len();
@@ -253,7 +257,11 @@ fn bytes_after_the_free_space_began_are_corruption() {
         );
         let r = repair(&path, Limits::default(), true).unwrap();
         assert_eq!(r.verified.restored.records, 4, "{what}");
-        assert_eq!(fs::read(&path).unwrap(), records, "{what}: the records alone");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            records,
+            "{what}: the records alone"
+        );
         let (_, registry) = Store::open(&path, Limits::default()).unwrap();
         assert_eq!(registry.lists().count(), 4, "{what}");
     }
@@ -301,7 +309,11 @@ fn compaction_keeps_the_state_and_shrinks_the_file() {
     let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
     demo(&mut store, &mut registry);
     for i in 0..40 {
-        apply(&mut store, &mut registry, &format!("register c{i} 10.0.0.2 {}", 5000 + i));
+        apply(
+            &mut store,
+            &mut registry,
+            &format!("register c{i} 10.0.0.2 {}", 5000 + i),
+        );
     }
     for _ in 0..500 {
         apply(&mut store, &mut registry, "im-start \"list 2\" \"I am\"");
