@@ -112,7 +112,7 @@ impl Out {
             // Not `println!`, which panics when the reader has gone (`peer | head -1`): a
             // transcript nobody reads is dropped, the script goes on.
             None => {
-                let _ = writeln!(std::io::stdout().lock(), "{text}");
+                let _ = writeln!(io::stdout().lock(), "{text}");
             }
         }
     }
@@ -126,7 +126,7 @@ impl Out {
             // Nor `eprintln!`: a script run with its stderr closed must not die at its first
             // note.
             None => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
+                let _ = writeln!(io::stderr().lock(), "{text}");
             }
         }
     }
