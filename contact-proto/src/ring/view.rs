@@ -525,6 +525,38 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_checked_at_every_offset() {
+        // The scanner reads strings eight bytes at a time: a quote, an escape or a control
+        // character at each offset of a word, after ASCII, multibyte characters or DEL.
+        for filler in ["a", "\u{e9}", "\u{7f}", " ", "\u{1f600}"] {
+            for at in 0..20 {
+                let before = filler.repeat(at);
+                for special in [
+                    "",
+                    "\\n",
+                    "\\u00e9",
+                    "\\ud83d\\ude00",
+                    "\u{1}",
+                    "\u{1f}",
+                    "\\x",
+                    "\\ud800",
+                ] {
+                    let text = format!("{before}{special}{before}");
+                    let wire = format!(
+                        r#"{{"num_contacts_in_list": 0, "contact_list": [], "text_message": "{text}", "pointer": 2, "k{text}": "{text}"}}"#
+                    );
+                    let full = RingPacket::decode(wire.as_bytes());
+                    let view = RingView::parse(wire.as_bytes());
+                    assert_eq!(full.is_ok(), view.is_ok(), "{wire:?}");
+                    if let (Ok(full), Ok(view)) = (full, view) {
+                        assert_eq!(view.text(), full.text_message, "{wire:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn nesting_is_limited_where_serde_json_limits_it() {
         // serde_json allows 127 containers one in another, counting the packet itself and,
         // inside a member, the list and the member.

@@ -136,20 +136,25 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Skips eight bytes at a time while none is a quote, a backslash or a control
-    /// character: the bulk of a packet is the inside of strings (names, proofs, text).
+    /// Moves to the first quote, backslash or control character at or after `self.i`,
+    /// eight bytes at a time: the bulk of a packet is the inside of strings (names,
+    /// proofs, the text). Stops short of the last bytes when fewer than eight are left.
     #[inline]
     fn skip_plain(&mut self) {
         const LO: u64 = 0x0101_0101_0101_0101;
         const HI: u64 = 0x8080_8080_8080_8080;
-        // Exact tests for "some byte is zero" and "some byte is below 0x20".
-        let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI != 0;
+        // The high bit of each byte that is zero (of each byte below 0x20): exact for the
+        // lowest such byte, the one wanted (a borrow only runs upwards from a match).
+        let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
         while let Some(chunk) = self.b.get(self.i..self.i + 8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             let v = u64::from_le_bytes(word);
-            let control = v.wrapping_sub(LO * 0x20) & !v & HI != 0;
-            if control || has_zero(v ^ (LO * u64::from(b'"'))) || has_zero(v ^ (LO * 0x5c)) {
+            let special = (v.wrapping_sub(LO * 0x20) & !v & HI)
+                | zero(v ^ (LO * u64::from(b'"')))
+                | zero(v ^ (LO * u64::from(b'\\')));
+            if special != 0 {
+                self.i += (special.trailing_zeros() / 8) as usize;
                 return;
             }
             self.i += 8;
