@@ -455,7 +455,12 @@ impl<'a> Parser<'a> {
                 let key = self.key()?;
                 match &*key {
                     NUM => once(self, &mut num, NUM, |p| p.uint(usize::MAX as u64, NUM))?,
-                    LIST => once(self, &mut list, LIST, |p| p.members(view))?,
+                    LIST => {
+                        // The count comes first in every packet we or the reference write:
+                        // room for the members at once. Bounded: it is the sender's word.
+                        let hint = num.map_or(0, |n: u64| n.min(256) as usize);
+                        once(self, &mut list, LIST, |p| p.members(view, hint))?
+                    }
                     TEXT => once(self, &mut text, TEXT, |p| p.str_value(TEXT))?,
                     POINTER => once(self, &mut pointer, POINTER, |p| {
                         p.uint(usize::MAX as u64, POINTER)
@@ -485,11 +490,13 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn members(&mut self, view: &mut RingView<'a>) -> Result<()> {
+    fn members(&mut self, view: &mut RingView<'a>, hint: usize) -> Result<()> {
         if self.peek() != Some(b'[') {
             return Err(self.error("contact_list must be an array"));
         }
         self.enter()?;
+        view.members.reserve(hint);
+        view.refs.reserve(hint);
         if !self.empty(b']') {
             loop {
                 self.ws();
