@@ -270,7 +270,7 @@ impl RingEngine {
             && im_id.is_some_and(|id| {
                 ContactName::try_from(&*initiator).is_ok_and(|name| {
                     let key = (name, id);
-                    self.initiated.contains_key(&key) || self.seen.contains(&key)
+                    self.initiated.contains_key(&key) || self.seen.contains(key.0.as_str(), key.1)
                 })
             });
         let proof = if home {
@@ -300,7 +300,7 @@ impl RingEngine {
         };
         let key = (initiator, im_id);
         if p == n + 1 {
-            if self.initiated.contains_key(&key) || !self.seen.contains(&key) {
+            if self.initiated.contains_key(&key) || !self.seen.contains(key.0.as_str(), key.1) {
                 match view.to_packet() {
                     Ok(packet) => self.complete(now, key, packet),
                     Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
@@ -310,9 +310,9 @@ impl RingEngine {
             }
             return;
         }
-        let (mut show, mut forward) = self.seen.remember(now, &key, p);
+        let (mut show, mut forward) = self.seen.remember(now, &key.0, key.1, p);
         if let Proof::Verified { ring } = proof {
-            let (ring_show, ring_forward) = self.rings.remember(now, &(key.0.clone(), ring), p);
+            let (ring_show, ring_forward) = self.rings.remember(now, &key.0, ring, p);
             show &= ring_show;
             forward &= ring_forward;
         }
@@ -521,7 +521,7 @@ impl RingEngine {
             if let Some(im) = self.initiated.remove(&key) {
                 tracing::warn!(im_id = key.1, "message did not come back");
                 self.hops.cancel(&key);
-                self.seen.remember(now, &key, 0);
+                self.seen.remember(now, &key.0, key.1, 0);
                 self.emit(RingEvent::NotConfirmed {
                     list: im.list,
                     initiator: key.0,
@@ -748,7 +748,7 @@ impl RingEngine {
         let started = self.initiated.remove(&key);
         // Back home: the first hop's retries (its ack lost) are moot.
         self.hops.cancel(&key);
-        self.seen.remember(now, &key, 0);
+        self.seen.remember(now, &key.0, key.1, 0);
         let list = match started {
             Some(im) => im.list,
             None => packet.list(),
