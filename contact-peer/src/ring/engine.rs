@@ -3,13 +3,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret, Tag};
 use contact_proto::{
-    ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, RingAck, RingPacket, RingView,
-    recipient,
+    ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, MemberRef, RingAck, RingPacket,
+    RingView, recipient,
 };
 
 use super::hops::{Due, Hop, Hops};
@@ -81,6 +82,10 @@ pub struct RingEngine {
     identities: HashMap<ContactName, Secret>,
     /// What was refused or dropped to stay bounded.
     stats: RingStats,
+    /// The check that no member is named twice: its hasher (seeded at random once, not per
+    /// packet) and its scratch (each member's hashes), kept from one packet to the next.
+    members_hasher: hashbrown::DefaultHashBuilder,
+    members_scratch: Vec<u64>,
 }
 
 /// What a packet's proof says about it, for the member it is for.
@@ -147,6 +152,8 @@ impl RingEngine {
             identities: HashMap::new(),
             spare: Vec::new(),
             stats: RingStats::default(),
+            members_hasher: hashbrown::DefaultHashBuilder::default(),
+            members_scratch: Vec::new(),
             config,
         }
     }
@@ -255,7 +262,7 @@ impl RingEngine {
         if recipient(p, n).is_none() {
             return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
         }
-        if let Some(repeated) = repeated_member(&view) {
+        if let Some(repeated) = self.repeated_member(&view) {
             // A list naming one member twice makes two peers pass a packet back and forth
             // (A, B, A, B...) or one peer send to a victim again and again: no server of
             // ours or the reference's makes one (461), so it is forged. Refused whole.
@@ -768,17 +775,51 @@ impl RingEngine {
     }
 }
 
-/// The first member a ring packet's list names twice, by name or by instant-message
-/// address (a member that cannot be addressed is compared by its IP and port as written).
-fn repeated_member(view: &RingView<'_>) -> Option<String> {
-    /// Where a member's packets go: its instant-message address, or the address as
-    /// written when it has none (two members that cannot be reached are still the same
-    /// member if they are written the same way).
-    #[derive(PartialEq, Eq, Hash)]
-    enum Place<'a> {
-        Addr(SocketAddr),
-        Written(Cow<'a, str>, u16),
+impl RingEngine {
+    /// The first member a ring packet's list names twice, by name or by instant-message
+    /// address (a member that cannot be addressed is compared by its IP and port as
+    /// written).
+    ///
+    /// It runs on every hop: the common case, every name and place distinct, is proved by
+    /// their hashes being distinct (equal values hash alike), which takes no allocation and
+    /// no comparison of strings; only when two hashes meet (a repeat, or a collision) are
+    /// the values themselves compared.
+    fn repeated_member(&mut self, view: &RingView<'_>) -> Option<String> {
+        let scratch = &mut self.members_scratch;
+        scratch.clear();
+        for i in 0..view.len() {
+            let m = view.member_ref(i)?;
+            scratch.push(self.members_hasher.hash_one(&*m.name));
+            scratch.push(self.members_hasher.hash_one(Place::of(&m)));
+        }
+        scratch.sort_unstable();
+        if scratch.windows(2).all(|w| w[0] != w[1]) {
+            return None;
+        }
+        repeated_member(view)
     }
+}
+
+/// Where a member's packets go: its instant-message address, or the address as written
+/// when it has none (two members that cannot be reached are still the same member if they
+/// are written the same way).
+#[derive(PartialEq, Eq, Hash)]
+enum Place<'a> {
+    Addr(SocketAddr),
+    Written(Cow<'a, str>, u16),
+}
+
+impl<'a> Place<'a> {
+    fn of(m: &MemberRef<'a>) -> Self {
+        match m.im_address() {
+            Some(a) => Place::Addr(a),
+            None => Place::Written(m.ip.clone(), m.port),
+        }
+    }
+}
+
+/// [`RingEngine::repeated_member`] by the values themselves.
+fn repeated_member(view: &RingView<'_>) -> Option<String> {
     let n = view.len();
     // Hashing borrowed names and parsed addresses: the check runs on every hop, and
     // formatting each address into a string was most of a hop's work.
@@ -786,11 +827,7 @@ fn repeated_member(view: &RingView<'_>) -> Option<String> {
     let mut places = hashbrown::HashSet::with_capacity(n);
     for i in 0..n {
         let m = view.member_ref(i)?;
-        let place = match m.im_address() {
-            Some(a) => Place::Addr(a),
-            None => Place::Written(m.ip.clone(), m.port),
-        };
-        if !places.insert(place) || !names.insert(m.name.clone()) {
+        if !places.insert(Place::of(&m)) || !names.insert(m.name.clone()) {
             return Some(m.name.into_owned());
         }
     }
