@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret, Tag};
+use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, RingVerifier, Secret, Tag};
 use contact_proto::{
     ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, MemberRef, RingAck, RingPacket,
     RingView, recipient,
@@ -77,9 +77,10 @@ pub struct RingEngine {
     /// received: the proof does not cover `"im_id"`, so a verified packet replayed under a
     /// new `"im_id"` is still a copy.
     pub(super) rings: Seen,
-    /// The contacts this peer is, with the secrets the server handed it: a packet for one of
-    /// them must carry a valid proof ([`RingEngine::set_identity`]).
-    identities: HashMap<ContactName, Secret>,
+    /// The contacts this peer is, with the secrets the server handed it, keyed once for
+    /// the proofs: a packet for one of them must carry a valid proof
+    /// ([`RingEngine::set_identity`]).
+    identities: HashMap<ContactName, RingVerifier>,
     /// What was refused or dropped to stay bounded.
     stats: RingStats,
     /// The check that no member is named twice: its hasher (seeded at random once, not per
@@ -167,7 +168,7 @@ impl RingEngine {
     /// [`RingStats::forged`]. Without a proof to check, a packet is unverified (see
     /// `docs/protocol.md`, section 6.2).
     pub fn set_identity(&mut self, name: ContactName, secret: Secret) {
-        self.identities.insert(name, secret);
+        self.identities.insert(name, secret.ring_verifier());
     }
 
     /// Forgets that this peer is contact `name` (it exited): packets for it are no longer
@@ -365,7 +366,7 @@ impl RingEngine {
         let Some(member) = view.member_ref(index) else {
             return Proof::Unverified;
         };
-        let Some(secret) = self.identities.get(&*member.name) else {
+        let Some(verifier) = self.identities.get(&*member.name) else {
             return Proof::Unverified;
         };
         // Only a refusal names the member: the common, verified hop allocates nothing here.
@@ -401,7 +402,7 @@ impl RingEngine {
             index,
             member: &member.name,
         };
-        if secret.verify_ring_proof(&fields, &tag) {
+        if verifier.verify(&fields, &tag) {
             Proof::Verified { ring }
         } else {
             Proof::Forged(format!("the proof for {} is not the server's", name()))
