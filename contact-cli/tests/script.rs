@@ -4,7 +4,7 @@
 
 #![allow(missing_docs)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 
 mod common;
@@ -199,4 +199,48 @@ fn the_message_of_a_failed_im_start_is_not_run_as_a_command() {
          im-start that failed\n> create b\n[200] ok\n"
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A peer whose stderr or stdout reader has gone (`peer 2>&1 | head -1`) runs its script
+/// to the end without dying at its next note or transcript line.
+#[test]
+fn a_script_outlives_a_closed_stderr_or_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for closed in ["stderr", "stdout"] {
+        let mut child = Command::new(BIN)
+            .args(["peer", "127.0.0.1", &server.port(), "--keep-going"])
+            .env("XDG_DATA_HOME", server.home())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The read end goes: every later write to it fails with EPIPE.
+        let mut kept: Box<dyn Read> = if closed == "stderr" {
+            drop(child.stderr.take());
+            Box::new(child.stdout.take().unwrap())
+        } else {
+            drop(child.stdout.take());
+            Box::new(child.stderr.take().unwrap())
+        };
+        // `bogus` is refused with a note on stderr; `exit` only works if `register` did.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"register Me 127.0.0.1 9\nbogus\ncreate solo\nexit Me\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        kept.read_to_end(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        let rest = text(&rest);
+        assert!(!rest.contains("panicked"), "{closed} closed: {rest}");
+        // One line failed (`bogus`): exit status 1, not a panic's 101.
+        assert_eq!(status.code(), Some(1), "{closed} closed: {rest}");
+        if closed == "stderr" {
+            assert!(rest.ends_with("Me> exit Me\n[200] ok\n"), "{rest}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use contact_proto::{Answer, Body, ImStartBody, Member, Request, RingPacket, parse_line};
+use contact_proto::{Answer, Body, ImStartBody, Member, Request, RingPacket, RingView, parse_line};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn ring_body(members: usize) -> ImStartBody {
@@ -74,6 +74,28 @@ fn answers_and_ring(c: &mut Criterion) {
         });
         let packet = RingPacket::start(ring_body(members), "Hello, world");
         let wire = packet.to_bytes();
+        // As our server issues it: every member with its proof, the ring's keys beside.
+        let mut proven = RingPacket::start(ring_body(members), "Hello, world");
+        for m in &mut proven.contact_list {
+            m.extra
+                .insert("proof".into(), "0123456789abcdef".repeat(4).into());
+            m.ext = 1;
+        }
+        proven.extra.insert("list".into(), "bench-ring".into());
+        proven
+            .extra
+            .insert("im_id".into(), 1_234_567_890_123u64.into());
+        proven.extra.insert("ring".into(), 987_654_321u64.into());
+        proven.set_hop(2, true);
+        let proven = proven.to_bytes();
+        g.throughput(Throughput::Bytes(proven.len() as u64));
+        g.bench_function(format!("ring view parse {members}"), |b| {
+            b.iter(|| RingView::parse(black_box(&proven)).unwrap())
+        });
+        g.bench_function(format!("ring decode {members}"), |b| {
+            b.iter(|| RingPacket::decode(black_box(&proven)).unwrap())
+        });
+        g.throughput(Throughput::Bytes(wire.len() as u64));
         g.bench_function(format!("ring decode+encode {members}"), |b| {
             b.iter(|| {
                 let mut p = RingPacket::decode(black_box(&wire)).unwrap();

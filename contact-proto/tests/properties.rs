@@ -274,3 +274,103 @@ proptest! {
         contact_proto::roundtrip::ring(&wire[wire.iter().position(|&b| b == b'{').unwrap_or(0)..]);
     }
 }
+
+/// Pieces of JSON where a validator is most likely to part from serde_json: number
+/// grammar and ranges, escapes and surrogates, literals, separators, nesting, the known
+/// keys and the bounds of their types.
+const JSON_PIECES: &[&str] = &[
+    "-0",
+    "0",
+    "01",
+    "-",
+    "1.",
+    "1.5",
+    ".5",
+    "1e",
+    "1e+",
+    "1e400",
+    "-1e400",
+    "1E+2",
+    "1e-999",
+    "0e99999",
+    "1.7976931348623157e308",
+    "1.7976931348623159e308",
+    "2e308",
+    "-01",
+    "\"\\ud800\"",
+    "\"\\udc00\"",
+    "\"\\ud800\\udc00\"",
+    "\"\\ud800\\u0041\"",
+    "\"\\ud800x\"",
+    "\"\\u00e9\"",
+    "\"\\x\"",
+    "\"\\u12\"",
+    "\"\\u12g4\"",
+    "\"\\/\"",
+    "\"\t\"",
+    "\"\u{7f}\"",
+    "\"\u{e9}\"",
+    "true",
+    "tru",
+    "null",
+    "nul",
+    "false",
+    "[]",
+    "{}",
+    "[1,]",
+    "{\"a\":1,}",
+    "[[[[",
+    "]]]]",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "\"port\"",
+    "\"name\"",
+    "\"ext\"",
+    "\"ip\"",
+    "\"pointer\"",
+    "\"num_contacts_in_list\"",
+    "\"contact_list\"",
+    "\"text_message\"",
+    "\"na\\u006de\"",
+    "65535",
+    "65536",
+    "4294967295",
+    "4294967296",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-18446744073709551616",
+    "\"\"",
+    "\"a\\\"b\"",
+    "\u{0}",
+    "\\",
+];
+
+fn piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(JSON_PIECES).prop_map(str::to_owned),
+        1 => (1usize..4).prop_map(|n| "9".repeat(100 * n + 8)),
+        1 => (120usize..130).prop_map(|n| format!("{}1{}", "[".repeat(n), "]".repeat(n))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Pieces of JSON written into a valid packet, over a few bytes or between two: the
+    /// one-pass `RingView` and serde_json's `RingPacket::decode` accept and reject alike.
+    #[test]
+    fn ring_view_and_decode_agree_on_edited_json(
+        packet in ring_packet(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..6, piece()), 1..4),
+    ) {
+        let mut wire = packet.to_bytes();
+        for (at, cut, piece) in edits {
+            let i = at.index(wire.len() + 1);
+            let end = (i + cut).min(wire.len());
+            wire.splice(i..end, piece.bytes());
+        }
+        contact_proto::roundtrip::ring(&wire);
+    }
+}

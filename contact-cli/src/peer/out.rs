@@ -109,7 +109,11 @@ impl Out {
             Some(editor) => {
                 let _ = editor.send(ToEditor::Print(self.paint(style, text)));
             }
-            None => println!("{text}"),
+            // Not `println!`, which panics when the reader has gone (`peer | head -1`): a
+            // transcript nobody reads is dropped, the script goes on.
+            None => {
+                let _ = writeln!(io::stdout().lock(), "{text}");
+            }
         }
     }
 
@@ -119,7 +123,11 @@ impl Out {
             Some(editor) => {
                 let _ = editor.send(ToEditor::Print(self.paint(Style::Note, text)));
             }
-            None => eprintln!("{text}"),
+            // Nor `eprintln!`: a script run with its stderr closed must not die at its first
+            // note.
+            None => {
+                let _ = writeln!(io::stderr().lock(), "{text}");
+            }
         }
     }
 

@@ -98,6 +98,12 @@ impl Kept {
         // stay (two terminals, alice and bob). A file that became unsafe or damaged since
         // is left as it is.
         let lost = |e: String| format!("warning: {e}; not updated for {name}");
+        let dir = parent(&self.path);
+        private_dir(dir).map_err(|e| lost(format!("cannot create {}: {e}", dir.display())))?;
+        // Read, change and write under a lock on the directory: two peers updating at
+        // once would otherwise each write the file without the other's change.
+        let _lock =
+            lock_dir(dir).map_err(|e| lost(format!("cannot lock {}: {e}", dir.display())))?;
         if let Some(text) = read(&self.path).map_err(lost)? {
             self.secrets = parse(&text).map_err(|e| {
                 lost(format!(
@@ -130,11 +136,7 @@ impl Kept {
                 _ => Ok(()),
             };
         }
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        private_dir(dir)?;
+        let dir = parent(&self.path);
         let text = serde_json::to_string_pretty(&self.secrets).map_err(std::io::Error::other)?;
         // `tempfile` creates it 0600 (O_EXCL): never readable by others, even empty.
         let mut tmp = tempfile::Builder::new()
@@ -144,8 +146,32 @@ impl Kept {
         tmp.write_all(b"\n")?;
         tmp.as_file().sync_all()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        // The rename is in the directory: synced, it survives a crash of the host.
+        std::fs::File::open(dir)?.sync_all()
     }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// An exclusive `flock` on `dir`, held until dropped (advisory: between our peers). On a
+/// system without it, no lock.
+#[cfg(target_os = "linux")]
+fn lock_dir(dir: &Path) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    nix::fcntl::Flock::lock(
+        std::fs::File::open(dir)?,
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .map_err(|(_, e)| std::io::Error::from(e))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lock_dir(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// One file per server: `IP_PORT` (the nodes', comma-separated, for a cluster), an IPv6
@@ -282,6 +308,33 @@ mod tests {
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn two_peers_updating_at_once_keep_each_other_s_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets/127.0.0.1_22000");
+        let threads: Vec<_> = (0..2u8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let name = format!("peer{t}");
+                    let mut kept = Kept::open(path).unwrap();
+                    for i in 0..200u8 {
+                        let secret = (i % 2 == 0).then_some(Secret([i; 32]));
+                        kept.update(&name, secret).unwrap();
+                    }
+                    kept.update(&name, Some(Secret([t + 1; 32]))).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Without the lock, one peer's read-change-write often undid the other's.
+        let left = Kept::open(path).unwrap().secrets;
+        assert_eq!(left.get("peer0"), Some(&hex(1)));
+        assert_eq!(left.get("peer1"), Some(&hex(2)));
     }
 
     #[test]

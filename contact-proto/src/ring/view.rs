@@ -10,13 +10,14 @@
 //! writes the packet again from those slices.
 //!
 //! # What it accepts
-//! Exactly what [`RingPacket::decode`] accepts: validation goes through the same JSON parser
-//! with visitors that mirror [`RingPacket`]'s and [`Member`]'s (known keys at most once,
-//! names checked, ports `u16`, counts matching, unknown values any JSON that
-//! [`serde_json::Value`] takes, same nesting limit). A repeated unknown key keeps its first
-//! position and its last value, as [`RingPacket::extra`] does. `contact_proto::roundtrip::ring`,
-//! the body of the ring fuzz target, checks on every input that both accept or both reject,
-//! and that they agree on every field.
+//! Exactly what [`RingPacket::decode`] accepts: one pass over the datagram validates it by
+//! the same rules (serde_json's grammar, escapes, number ranges and nesting limit;
+//! [`RingPacket`]'s and [`Member`]'s fields: known keys at most once, names checked, ports
+//! `u16`, counts matching, unknown values any JSON that [`serde_json::Value`] takes) and
+//! keeps the place of every value. A repeated unknown key keeps its first position and its
+//! last value, as [`RingPacket::extra`] does. `contact_proto::roundtrip::ring`, the body of
+//! the ring fuzz target, checks on every input that both accept or both reject, and that
+//! they agree on every field.
 //!
 //! # What it writes
 //! [`RingView::encode_with`] writes the keys in [`RingPacket::encode`]'s order (the four
@@ -35,11 +36,9 @@ use crate::json::{check_datagram, write_py};
 use crate::write::push_decimal;
 use crate::{DecodeError, ListName, Member, RingAck, RingPacket};
 
-mod check;
-mod scan;
+mod parse;
 
-use check::{Checked, MemberKey, Str};
-use scan::Scan;
+use parse::Parser;
 
 const NUM: &str = "num_contacts_in_list";
 const LIST: &str = "contact_list";
@@ -112,28 +111,19 @@ impl<'a> RingView<'a> {
     /// fails (the error may be worded differently).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         check_datagram(bytes)?;
-        // First the shape and every value, by the same parser as `RingPacket::decode`...
-        let checked: Checked<'a> = serde_json::from_slice(bytes)?;
-        // ...then, on what is now known to be valid JSON (and so UTF-8), where each value is.
+        // serde_json refuses a datagram with a byte that is not UTF-8 wherever it is (in a
+        // string, or as a syntax error elsewhere): checked once for the whole datagram.
         let wire = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-        let mut scan = Scan {
-            s: wire,
-            b: bytes,
-            i: 0,
-        };
         let mut view = RingView {
             wire,
-            members: Vec::with_capacity(checked.members.len()),
-            refs: checked.members,
-            text: checked.text,
+            members: Vec::new(),
+            refs: Vec::new(),
+            text: Cow::Borrowed(""),
             raw_text: "",
-            pointer: checked.pointer,
+            pointer: 0,
             extras: Vec::new(),
         };
-        scan.top_level(&mut view)?;
-        if view.members.len() != view.refs.len() {
-            return Err(scan.broken());
-        }
+        Parser::new(wire).packet(&mut view)?;
         Ok(view)
     }
 
@@ -190,11 +180,11 @@ impl<'a> RingView<'a> {
 
     /// Member `i`'s unknown key `key`, when its value is a string: e.g. its ring proof.
     pub fn member_str(&self, i: usize, key: &'static str) -> Option<Cow<'a, str>> {
-        use serde::de::DeserializeSeed;
-        let raw = self.raw_member(i)?;
-        let mut de = serde_json::Deserializer::from_str(raw);
         // Validated by `parse`: this cannot fail.
-        MemberKey(key).deserialize(&mut de).ok().flatten()
+        Parser::new(self.raw_member(i)?)
+            .member_str(key)
+            .ok()
+            .flatten()
     }
 
     /// The initiator's name, `contact_list[0]`.
@@ -230,10 +220,7 @@ impl<'a> RingView<'a> {
     /// [`serde_json::Value::as_str`] gives for it in [`RingPacket::extra`].
     pub fn extra_str(&self, key: &str) -> Option<Cow<'a, str>> {
         let raw = self.extra_raw(key)?;
-        if !raw.starts_with('"') {
-            return None;
-        }
-        serde_json::from_str::<Str<'a>>(raw).ok().map(|s| s.0)
+        Parser::new(raw).whole_string()
     }
 
     /// The unknown key `key` when it is an array: its string items, unescaped, others left
@@ -535,6 +522,67 @@ mod tests {
         }
         many.push('}');
         assert_eq!(view(&many, 3, &[]), full(&many, 3, &[]));
+    }
+
+    #[test]
+    fn strings_are_checked_at_every_offset() {
+        // The scanner reads strings eight bytes at a time: a quote, an escape or a control
+        // character at each offset of a word, after ASCII, multibyte characters or DEL.
+        for filler in ["a", "\u{e9}", "\u{7f}", " ", "\u{1f600}"] {
+            for at in 0..20 {
+                let before = filler.repeat(at);
+                for special in [
+                    "",
+                    "\\n",
+                    "\\u00e9",
+                    "\\ud83d\\ude00",
+                    "\u{1}",
+                    "\u{1f}",
+                    "\\x",
+                    "\\ud800",
+                ] {
+                    let text = format!("{before}{special}{before}");
+                    let wire = format!(
+                        r#"{{"num_contacts_in_list": 0, "contact_list": [], "text_message": "{text}", "pointer": 2, "k{text}": "{text}"}}"#
+                    );
+                    let full = RingPacket::decode(wire.as_bytes());
+                    let view = RingView::parse(wire.as_bytes());
+                    assert_eq!(full.is_ok(), view.is_ok(), "{wire:?}");
+                    if let (Ok(full), Ok(view)) = (full, view) {
+                        assert_eq!(view.text(), full.text_message, "{wire:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_where_serde_json_limits_it() {
+        // serde_json allows 127 containers one in another, counting the packet itself and,
+        // inside a member, the list and the member.
+        let top = |k: usize| {
+            format!(
+                r#"{{"num_contacts_in_list": 0, "contact_list": [], "text_message": "x", "pointer": 2, "d": {}1{}}}"#,
+                "[".repeat(k),
+                "]".repeat(k)
+            )
+        };
+        let member = |k: usize| {
+            format!(
+                r#"{{"num_contacts_in_list": 1, "contact_list": [{{"name": "Me", "ip": "x", "port": 1, "d": {}{{}}{}}}], "text_message": "x", "pointer": 2}}"#,
+                "[".repeat(k),
+                "]".repeat(k)
+            )
+        };
+        for (wire, ok) in [
+            (top(126), true),
+            (top(127), false),
+            (member(123), true),
+            (member(124), false),
+        ] {
+            assert_eq!(RingPacket::decode(wire.as_bytes()).is_ok(), ok, "{wire}");
+            assert_eq!(RingView::parse(wire.as_bytes()).is_ok(), ok, "{wire}");
+        }
     }
 
     #[test]
