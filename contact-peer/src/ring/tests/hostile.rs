@@ -193,3 +193,76 @@ fn ring_alternating_two_members_is_refused() {
         assert_eq!(e.stats().repeated_members, 1);
     }
 }
+
+/// The check that no member is named twice proves the common case by hashes: a repeat
+/// written differently (an address in quotes or with spaces, which reach the same peer),
+/// or a repeated name at another address, is still found, and the member reported is the
+/// first one that repeats an earlier one, as the check by values reports it.
+#[test]
+fn a_repeat_written_differently_is_still_refused() {
+    let cases: [(&[(&str, u16, u32)], Option<&str>); 4] = [
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                ("127.0.0.9", 22000, 1),
+            ],
+            None,
+        ),
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                ("'127.0.0.66'", 22000, 1),
+            ],
+            Some("v2"),
+        ),
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                (" 127.0.0.1 ", 22000, 1),
+                ("127.0.0.66", 22000, 1),
+            ],
+            Some("v2"),
+        ),
+        // Two members that cannot be addressed, written the same way.
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                ("nowhere", 1, 1),
+                ("nowhere", 1, 1),
+            ],
+            Some("v3"),
+        ),
+    ];
+    for (members, repeated) in cases {
+        let bytes = forged(members, 9, "x");
+        let mut e = seeded(1);
+        e.handle_datagram(Instant::now(), addr(40000), &bytes);
+        let refused = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            RingEvent::Invalid { reason, .. } => Some(reason),
+            _ => None,
+        });
+        match repeated {
+            None => assert_eq!((refused, e.stats().repeated_members), (None, 0)),
+            Some(name) => {
+                assert_eq!(e.stats().repeated_members, 1, "{members:?}");
+                let reason = refused.unwrap();
+                assert!(reason.contains(&format!("{name:?}")), "{reason}");
+            }
+        }
+    }
+    // A repeated name at another address.
+    let mut body = ImStartBody::new(vec![
+        Member::new("mallory".parse().unwrap(), "127.0.0.66", 22000).with_ext(1),
+        Member::new("v1".parse().unwrap(), "127.0.0.1", 22000).with_ext(1),
+        Member::new("mallory".parse().unwrap(), "127.0.0.9", 22000).with_ext(1),
+    ]);
+    let mut packet = RingPacket::start(body, "x");
+    packet.set_im_id(3);
+    let mut e = seeded(1);
+    e.handle_datagram(Instant::now(), addr(40000), &packet.to_bytes());
+    assert_eq!(e.stats().repeated_members, 1);
+}
