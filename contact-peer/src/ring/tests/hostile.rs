@@ -200,7 +200,9 @@ fn ring_alternating_two_members_is_refused() {
 /// first one that repeats an earlier one, as the check by values reports it.
 #[test]
 fn a_repeat_written_differently_is_still_refused() {
-    let cases: [(&[(&str, u16, u32)], Option<&str>); 4] = [
+    // The members, and the one reported as repeating an earlier one.
+    type Case<'a> = (&'a [(&'a str, u16, u32)], Option<&'a str>);
+    let cases: [Case<'_>; 4] = [
         (
             &[
                 ("127.0.0.66", 22000, 1),
@@ -255,7 +257,7 @@ fn a_repeat_written_differently_is_still_refused() {
         }
     }
     // A repeated name at another address.
-    let mut body = ImStartBody::new(vec![
+    let body = ImStartBody::new(vec![
         Member::new("mallory".parse().unwrap(), "127.0.0.66", 22000).with_ext(1),
         Member::new("v1".parse().unwrap(), "127.0.0.1", 22000).with_ext(1),
         Member::new("mallory".parse().unwrap(), "127.0.0.9", 22000).with_ext(1),
