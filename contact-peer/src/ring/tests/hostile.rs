@@ -239,23 +239,55 @@ fn a_repeat_written_differently_is_still_refused() {
             Some("v3"),
         ),
     ];
-    for (members, repeated) in cases {
-        let bytes = forged(members, 9, "x");
-        let mut e = seeded(1);
+    // Each case to a fresh engine, then all to one engine, which keeps the addresses it
+    // parsed by position: a member whose IP or port changed must be parsed again.
+    let mut shared = seeded(2);
+    let mut before = 0;
+    for (shared_engine, (k, (members, repeated))) in [false, true]
+        .into_iter()
+        .flat_map(|s| cases.iter().enumerate().map(move |c| (s, c)))
+    {
+        let bytes = forged(members, 100 + k as u64, "x");
+        let mut fresh = seeded(1);
+        let e = if shared_engine {
+            &mut shared
+        } else {
+            &mut fresh
+        };
+        let before_this = if shared_engine { before } else { 0 };
         e.handle_datagram(Instant::now(), addr(40000), &bytes);
         let refused = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
             RingEvent::Invalid { reason, .. } => Some(reason),
             _ => None,
         });
         match repeated {
-            None => assert_eq!((refused, e.stats().repeated_members), (None, 0)),
+            None => assert_eq!((refused, e.stats().repeated_members), (None, before_this)),
             Some(name) => {
-                assert_eq!(e.stats().repeated_members, 1, "{members:?}");
+                assert_eq!(e.stats().repeated_members, before_this + 1, "{members:?}");
                 let reason = refused.unwrap();
                 assert!(reason.contains(&format!("{name:?}")), "{reason}");
             }
         }
+        if shared_engine {
+            before = shared.stats().repeated_members;
+        }
     }
+    // The same members at a port that changed: parsed again, and now a repeat.
+    let mut e = seeded(3);
+    let a: &[(&str, u16, u32)] = &[
+        ("127.0.0.66", 22000, 1),
+        ("127.0.0.1", 22000, 1),
+        ("127.0.0.66", 22002, 1),
+    ];
+    let b: &[(&str, u16, u32)] = &[
+        ("127.0.0.66", 22000, 1),
+        ("127.0.0.1", 22000, 1),
+        ("127.0.0.66", 22000, 1),
+    ];
+    e.handle_datagram(Instant::now(), addr(40000), &forged(a, 1, "x"));
+    assert_eq!(e.stats().repeated_members, 0);
+    e.handle_datagram(Instant::now(), addr(40000), &forged(b, 2, "x"));
+    assert_eq!(e.stats().repeated_members, 1);
     // A repeated name at another address.
     let body = ImStartBody::new(vec![
         Member::new("mallory".parse().unwrap(), "127.0.0.66", 22000).with_ext(1),
