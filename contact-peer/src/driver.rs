@@ -120,12 +120,21 @@ pub(crate) fn run<T: Task>(sockets: Sockets, commands: Receiver<Control<T::Comma
                 Err(TryRecvError::Empty) => break,
             }
         }
-        // Datagrams waiting on the outbound socket first, so that the timers see them.
+        // Datagrams waiting on the outbound socket first, so that the timers see them: all
+        // of them when a timer is due, else one. A ring thread gets one ack per hop it
+        // sends, and a turn per hop it receives, so one read a turn keeps up with them
+        // without the second, empty read that would find the socket drained (a system call
+        // per hop); the timers' turns drain whatever is left, so that no acked hop is sent
+        // again.
         if let Some(out) = &outbound {
+            let drain = task.machine().poll_timeout().is_some_and(|d| d <= now);
             loop {
                 match net::try_recv(out, &mut recv) {
                     Ok(Some(Received::Datagram(n, from))) => {
                         task.machine().handle_datagram(now, from, &recv[..n]);
+                        if !drain {
+                            break;
+                        }
                     }
                     Ok(Some(Received::Nothing)) => {}
                     Ok(None) => break,

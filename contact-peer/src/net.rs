@@ -41,28 +41,38 @@ pub(crate) struct ReadTimeout {
 }
 
 impl ReadTimeout {
-    /// Makes the next receive wait until about `deadline` (forever when `None`). Waking a
-    /// little early is harmless (the loop handles the timeout and waits again); waking late
-    /// is bounded to 1% of the wait or 10 ms.
+    /// Makes the next receive wait until about `deadline` (forever when `None`). Waking
+    /// early is harmless (the loop handles the timeout and waits again), so a timeout up to
+    /// a quarter shorter than wanted is kept; waking late is bounded to 1% of the wait or
+    /// 10 ms.
     pub(crate) fn set(&mut self, socket: &UdpSocket, deadline: Option<Instant>) -> io::Result<()> {
         let wanted = deadline.map(|d| {
             // A zero timeout means "block forever" to the OS: never ask for one.
             d.saturating_duration_since(Instant::now())
                 .max(Duration::from_micros(100))
         });
-        let close_enough = match (self.current, wanted) {
-            (None, None) => true,
-            (Some(cur), Some(want)) => {
-                let slack = (want / 100).max(Duration::from_millis(10));
-                cur <= want + slack && cur + slack >= want
-            }
-            _ => false,
-        };
-        if !close_enough {
+        if !close_enough(self.current, wanted) {
             socket.set_read_timeout(wanted)?;
             self.current = wanted;
         }
         Ok(())
+    }
+}
+
+/// Whether a receive timeout of `current` will do for a wait of `wanted`.
+///
+/// Why a quarter early: a ring hop's retransmission timer is its backoff plus up to 10%
+/// jitter, drawn afresh on every hop (200-220 ms by default), and is what the ring thread
+/// waits for between hops; keeping only timeouts within 10 ms of the wanted one set it
+/// again on about one hop in three.
+fn close_enough(current: Option<Duration>, wanted: Option<Duration>) -> bool {
+    match (current, wanted) {
+        (None, None) => true,
+        (Some(cur), Some(want)) => {
+            let late = (want / 100).max(Duration::from_millis(10));
+            cur <= want + late && cur >= want - want / 4
+        }
+        _ => false,
     }
 }
 
@@ -155,5 +165,32 @@ impl Waker {
     /// Whether a datagram from `from` of `len` bytes is a wake-up.
     pub(crate) fn is_wake(&self, from: SocketAddr, len: usize) -> bool {
         len == 0 && from == self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_is_kept_when_it_wakes_a_little_early_never_late() {
+        let ms = Duration::from_millis;
+        assert!(close_enough(None, None));
+        assert!(
+            !close_enough(Some(ms(200)), None),
+            "a wait for ever is not a timeout"
+        );
+        assert!(!close_enough(None, Some(ms(200))));
+        // The ring's hop timers, 200-220 ms, are served by one timeout.
+        assert!(close_enough(Some(ms(200)), Some(ms(220))));
+        assert!(close_enough(Some(ms(205)), Some(ms(200))));
+        // Late by more than 10 ms (or 1% of a long wait): set again.
+        assert!(!close_enough(Some(ms(220)), Some(ms(200))));
+        assert!(close_enough(Some(ms(2_015)), Some(ms(2_000))));
+        assert!(!close_enough(Some(ms(2_025)), Some(ms(2_000))));
+        // Early by more than a quarter: set again.
+        assert!(close_enough(Some(ms(150)), Some(ms(200))));
+        assert!(!close_enough(Some(ms(149)), Some(ms(200))));
+        assert!(!close_enough(Some(ms(1)), Some(ms(200))));
     }
 }

@@ -3,13 +3,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, Secret, Tag};
+use contact_proto::auth::{PROOF_KEY, RING_KEY, RingFields, RingVerifier, Secret, Tag};
 use contact_proto::{
-    ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, RingAck, RingPacket, RingView,
-    recipient,
+    ContactName, FIRST_POINTER, ImDatagram, ImStartBody, ListName, MemberRef, RingAck, RingPacket,
+    RingView, recipient,
 };
 
 use super::hops::{Due, Hop, Hops};
@@ -76,12 +77,35 @@ pub struct RingEngine {
     /// received: the proof does not cover `"im_id"`, so a verified packet replayed under a
     /// new `"im_id"` is still a copy.
     pub(super) rings: Seen,
-    /// The contacts this peer is, with the secrets the server handed it: a packet for one of
-    /// them must carry a valid proof ([`RingEngine::set_identity`]).
-    identities: HashMap<ContactName, Secret>,
+    /// The contacts this peer is, with the secrets the server handed it, keyed once for
+    /// the proofs: a packet for one of them must carry a valid proof
+    /// ([`RingEngine::set_identity`]).
+    identities: HashMap<ContactName, RingVerifier>,
     /// What was refused or dropped to stay bounded.
     stats: RingStats,
+    /// The check that no member is named twice: its hasher (seeded at random once, not per
+    /// packet) and its scratch (each member's hashes), kept from one packet to the next.
+    members_hasher: hashbrown::DefaultHashBuilder,
+    members_scratch: Vec<u64>,
+    /// The last packets' members' addresses as written and as parsed, by position: a ring's
+    /// members are the same from one message to the next, and parsing every member's
+    /// address on every hop was 7% of the hop's instructions. At most
+    /// [`KNOWN_ADDRESSES`] of them.
+    known_addresses: Vec<KnownAddress>,
 }
+
+/// A member's address as written and its instant-message address, for
+/// [`RingEngine::repeated_member`].
+#[derive(Debug)]
+struct KnownAddress {
+    ip: String,
+    port: u16,
+    im: Option<SocketAddr>,
+}
+
+/// How many members' addresses an engine keeps parsed: a ring of our server has at most
+/// a few hundred; a larger one is parsed anew past these.
+const KNOWN_ADDRESSES: usize = 256;
 
 /// What a packet's proof says about it, for the member it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +171,9 @@ impl RingEngine {
             identities: HashMap::new(),
             spare: Vec::new(),
             stats: RingStats::default(),
+            members_hasher: hashbrown::DefaultHashBuilder::default(),
+            members_scratch: Vec::new(),
+            known_addresses: Vec::new(),
             config,
         }
     }
@@ -160,7 +187,7 @@ impl RingEngine {
     /// [`RingStats::forged`]. Without a proof to check, a packet is unverified (see
     /// `docs/protocol.md`, section 6.2).
     pub fn set_identity(&mut self, name: ContactName, secret: Secret) {
-        self.identities.insert(name, secret);
+        self.identities.insert(name, secret.ring_verifier());
     }
 
     /// Forgets that this peer is contact `name` (it exited): packets for it are no longer
@@ -255,7 +282,7 @@ impl RingEngine {
         if recipient(p, n).is_none() {
             return self.invalid(from, format!("pointer {p} outside 2..={} ", n + 1));
         }
-        if let Some(repeated) = repeated_member(&view) {
+        if let Some(repeated) = self.repeated_member(&view) {
             // A list naming one member twice makes two peers pass a packet back and forth
             // (A, B, A, B...) or one peer send to a victim again and again: no server of
             // ours or the reference's makes one (461), so it is forged. Refused whole.
@@ -270,7 +297,7 @@ impl RingEngine {
             && im_id.is_some_and(|id| {
                 ContactName::try_from(&*initiator).is_ok_and(|name| {
                     let key = (name, id);
-                    self.initiated.contains_key(&key) || self.seen.contains(&key)
+                    self.initiated.contains_key(&key) || self.seen.contains(key.0.as_str(), key.1)
                 })
             });
         let proof = if home {
@@ -300,7 +327,7 @@ impl RingEngine {
         };
         let key = (initiator, im_id);
         if p == n + 1 {
-            if self.initiated.contains_key(&key) || !self.seen.contains(&key) {
+            if self.initiated.contains_key(&key) || !self.seen.contains(key.0.as_str(), key.1) {
                 match view.to_packet() {
                     Ok(packet) => self.complete(now, key, packet),
                     Err(e) => self.invalid(from, format!("not a ring packet: {e}")),
@@ -310,9 +337,9 @@ impl RingEngine {
             }
             return;
         }
-        let (mut show, mut forward) = self.seen.remember(now, &key, p);
+        let (mut show, mut forward) = self.seen.remember(now, &key.0, key.1, p);
         if let Proof::Verified { ring } = proof {
-            let (ring_show, ring_forward) = self.rings.remember(now, &(key.0.clone(), ring), p);
+            let (ring_show, ring_forward) = self.rings.remember(now, &key.0, ring, p);
             show &= ring_show;
             forward &= ring_forward;
         }
@@ -358,7 +385,7 @@ impl RingEngine {
         let Some(member) = view.member_ref(index) else {
             return Proof::Unverified;
         };
-        let Some(secret) = self.identities.get(&*member.name) else {
+        let Some(verifier) = self.identities.get(&*member.name) else {
             return Proof::Unverified;
         };
         // Only a refusal names the member: the common, verified hop allocates nothing here.
@@ -394,7 +421,7 @@ impl RingEngine {
             index,
             member: &member.name,
         };
-        if secret.verify_ring_proof(&fields, &tag) {
+        if verifier.verify(&fields, &tag) {
             Proof::Verified { ring }
         } else {
             Proof::Forged(format!("the proof for {} is not the server's", name()))
@@ -521,7 +548,7 @@ impl RingEngine {
             if let Some(im) = self.initiated.remove(&key) {
                 tracing::warn!(im_id = key.1, "message did not come back");
                 self.hops.cancel(&key);
-                self.seen.remember(now, &key, 0);
+                self.seen.remember(now, &key.0, key.1, 0);
                 self.emit(RingEvent::NotConfirmed {
                     list: im.list,
                     initiator: key.0,
@@ -748,7 +775,7 @@ impl RingEngine {
         let started = self.initiated.remove(&key);
         // Back home: the first hop's retries (its ack lost) are moot.
         self.hops.cancel(&key);
-        self.seen.remember(now, &key, 0);
+        self.seen.remember(now, &key.0, key.1, 0);
         let list = match started {
             Some(im) => im.list,
             None => packet.list(),
@@ -768,17 +795,79 @@ impl RingEngine {
     }
 }
 
-/// The first member a ring packet's list names twice, by name or by instant-message
-/// address (a member that cannot be addressed is compared by its IP and port as written).
-fn repeated_member(view: &RingView<'_>) -> Option<String> {
-    /// Where a member's packets go: its instant-message address, or the address as
-    /// written when it has none (two members that cannot be reached are still the same
-    /// member if they are written the same way).
-    #[derive(PartialEq, Eq, Hash)]
-    enum Place<'a> {
-        Addr(SocketAddr),
-        Written(Cow<'a, str>, u16),
+impl RingEngine {
+    /// The first member a ring packet's list names twice, by name or by instant-message
+    /// address (a member that cannot be addressed is compared by its IP and port as
+    /// written).
+    ///
+    /// It runs on every hop: the common case, every name and place distinct, is proved by
+    /// their hashes being distinct (equal values hash alike), which takes no allocation and
+    /// no comparison of strings; only when two hashes meet (a repeat, or a collision) are
+    /// the values themselves compared.
+    fn repeated_member(&mut self, view: &RingView<'_>) -> Option<String> {
+        let scratch = &mut self.members_scratch;
+        let known = &mut self.known_addresses;
+        scratch.clear();
+        for i in 0..view.len() {
+            let m = view.member_ref(i)?;
+            // The address parsed for the same IP and port at this position last time, or
+            // parsed now (and kept, within bounds): the same function of the same bytes.
+            let im = match known.get_mut(i) {
+                Some(k) if k.port == m.port && k.ip == *m.ip => k.im,
+                Some(k) => {
+                    k.ip.clear();
+                    k.ip.push_str(&m.ip);
+                    k.port = m.port;
+                    k.im = m.im_address();
+                    k.im
+                }
+                None => {
+                    let im = m.im_address();
+                    if known.len() == i && i < KNOWN_ADDRESSES {
+                        known.push(KnownAddress {
+                            ip: m.ip.to_string(),
+                            port: m.port,
+                            im,
+                        });
+                    }
+                    im
+                }
+            };
+            let place = match im {
+                Some(a) => Place::Addr(a),
+                None => Place::Written(m.ip.clone(), m.port),
+            };
+            scratch.push(self.members_hasher.hash_one(&*m.name));
+            scratch.push(self.members_hasher.hash_one(place));
+        }
+        scratch.sort_unstable();
+        if scratch.windows(2).all(|w| w[0] != w[1]) {
+            return None;
+        }
+        repeated_member(view)
     }
+}
+
+/// Where a member's packets go: its instant-message address, or the address as written
+/// when it has none (two members that cannot be reached are still the same member if they
+/// are written the same way).
+#[derive(PartialEq, Eq, Hash)]
+enum Place<'a> {
+    Addr(SocketAddr),
+    Written(Cow<'a, str>, u16),
+}
+
+impl<'a> Place<'a> {
+    fn of(m: &MemberRef<'a>) -> Self {
+        match m.im_address() {
+            Some(a) => Place::Addr(a),
+            None => Place::Written(m.ip.clone(), m.port),
+        }
+    }
+}
+
+/// [`RingEngine::repeated_member`] by the values themselves.
+fn repeated_member(view: &RingView<'_>) -> Option<String> {
     let n = view.len();
     // Hashing borrowed names and parsed addresses: the check runs on every hop, and
     // formatting each address into a string was most of a hop's work.
@@ -786,11 +875,7 @@ fn repeated_member(view: &RingView<'_>) -> Option<String> {
     let mut places = hashbrown::HashSet::with_capacity(n);
     for i in 0..n {
         let m = view.member_ref(i)?;
-        let place = match m.im_address() {
-            Some(a) => Place::Addr(a),
-            None => Place::Written(m.ip.clone(), m.port),
-        };
-        if !places.insert(place) || !names.insert(m.name.clone()) {
+        if !places.insert(Place::of(&m)) || !names.insert(m.name.clone()) {
             return Some(m.name.into_owned());
         }
     }

@@ -193,3 +193,110 @@ fn ring_alternating_two_members_is_refused() {
         assert_eq!(e.stats().repeated_members, 1);
     }
 }
+
+/// The check that no member is named twice proves the common case by hashes: a repeat
+/// written differently (an address in quotes or with spaces, which reach the same peer),
+/// or a repeated name at another address, is still found, and the member reported is the
+/// first one that repeats an earlier one, as the check by values reports it.
+#[test]
+fn a_repeat_written_differently_is_still_refused() {
+    // The members, and the one reported as repeating an earlier one.
+    type Case<'a> = (&'a [(&'a str, u16, u32)], Option<&'a str>);
+    let cases: [Case<'_>; 4] = [
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                ("127.0.0.9", 22000, 1),
+            ],
+            None,
+        ),
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                ("'127.0.0.66'", 22000, 1),
+            ],
+            Some("v2"),
+        ),
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                (" 127.0.0.1 ", 22000, 1),
+                ("127.0.0.66", 22000, 1),
+            ],
+            Some("v2"),
+        ),
+        // Two members that cannot be addressed, written the same way.
+        (
+            &[
+                ("127.0.0.66", 22000, 1),
+                ("127.0.0.1", 22000, 1),
+                ("nowhere", 1, 1),
+                ("nowhere", 1, 1),
+            ],
+            Some("v3"),
+        ),
+    ];
+    // Each case to a fresh engine, then all to one engine, which keeps the addresses it
+    // parsed by position: a member whose IP or port changed must be parsed again.
+    let mut shared = seeded(2);
+    let mut before = 0;
+    for (shared_engine, (k, (members, repeated))) in [false, true]
+        .into_iter()
+        .flat_map(|s| cases.iter().enumerate().map(move |c| (s, c)))
+    {
+        let bytes = forged(members, 100 + k as u64, "x");
+        let mut fresh = seeded(1);
+        let e = if shared_engine {
+            &mut shared
+        } else {
+            &mut fresh
+        };
+        let before_this = if shared_engine { before } else { 0 };
+        e.handle_datagram(Instant::now(), addr(40000), &bytes);
+        let refused = std::iter::from_fn(|| e.poll_event()).find_map(|ev| match ev {
+            RingEvent::Invalid { reason, .. } => Some(reason),
+            _ => None,
+        });
+        match repeated {
+            None => assert_eq!((refused, e.stats().repeated_members), (None, before_this)),
+            Some(name) => {
+                assert_eq!(e.stats().repeated_members, before_this + 1, "{members:?}");
+                let reason = refused.unwrap();
+                assert!(reason.contains(&format!("{name:?}")), "{reason}");
+            }
+        }
+        if shared_engine {
+            before = shared.stats().repeated_members;
+        }
+    }
+    // The same members at a port that changed: parsed again, and now a repeat.
+    let mut e = seeded(3);
+    let a: &[(&str, u16, u32)] = &[
+        ("127.0.0.66", 22000, 1),
+        ("127.0.0.1", 22000, 1),
+        ("127.0.0.66", 22002, 1),
+    ];
+    let b: &[(&str, u16, u32)] = &[
+        ("127.0.0.66", 22000, 1),
+        ("127.0.0.1", 22000, 1),
+        ("127.0.0.66", 22000, 1),
+    ];
+    e.handle_datagram(Instant::now(), addr(40000), &forged(a, 1, "x"));
+    assert_eq!(e.stats().repeated_members, 0);
+    e.handle_datagram(Instant::now(), addr(40000), &forged(b, 2, "x"));
+    assert_eq!(e.stats().repeated_members, 1);
+    // A repeated name at another address.
+    let body = ImStartBody::new(vec![
+        Member::new("mallory".parse().unwrap(), "127.0.0.66", 22000).with_ext(1),
+        Member::new("v1".parse().unwrap(), "127.0.0.1", 22000).with_ext(1),
+        Member::new("mallory".parse().unwrap(), "127.0.0.9", 22000).with_ext(1),
+    ]);
+    let mut packet = RingPacket::start(body, "x");
+    packet.set_im_id(3);
+    let mut e = seeded(1);
+    e.handle_datagram(Instant::now(), addr(40000), &packet.to_bytes());
+    assert_eq!(e.stats().repeated_members, 1);
+}
