@@ -5,15 +5,15 @@
 #![allow(missing_docs)]
 
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 mod common;
 
 use common::{BIN, ServerChild as Server};
 
-/// Runs a peer with `script` on its stdin; its output once it has ended.
-fn run(server: &Server, extra: &[&str], script: &str) -> Output {
-    let mut child = Command::new(BIN)
+/// A peer of `server` with `extra` options, its three streams piped.
+fn spawn(server: &Server, extra: &[&str]) -> Child {
+    Command::new(BIN)
         .args(["peer", "127.0.0.1", &server.port()])
         .args(extra)
         .env("XDG_DATA_HOME", server.home())
@@ -22,7 +22,12 @@ fn run(server: &Server, extra: &[&str], script: &str) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs a peer with `script` on its stdin; its output once it has ended.
+fn run(server: &Server, extra: &[&str], script: &str) -> Output {
+    let mut child = spawn(server, extra);
     child
         .stdin
         .take()
@@ -208,15 +213,7 @@ fn a_script_outlives_a_closed_stderr_or_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     for closed in ["stderr", "stdout"] {
-        let mut child = Command::new(BIN)
-            .args(["peer", "127.0.0.1", &server.port(), "--keep-going"])
-            .env("XDG_DATA_HOME", server.home())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&server, &["--keep-going"]);
         // The read end goes: every later write to it fails with EPIPE.
         let mut kept: Box<dyn Read> = if closed == "stderr" {
             drop(child.stderr.take());

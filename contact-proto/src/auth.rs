@@ -13,6 +13,8 @@ use std::fmt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::write::decimal;
+
 /// The key under which a `register` answer's body carries the contact's secret.
 pub const SECRET_KEY: &str = "secret";
 /// The key of a member's ring proof in an `im-start` body's (and a ring packet's) `MEMBER`.
@@ -158,19 +160,6 @@ impl RingFields<'_> {
         ] {
             mac.update(field);
             mac.update(b"\0");
-        }
-    }
-}
-
-/// `n` in decimal, written at the end of `buf` (20 digits hold any `u64`).
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
         }
     }
 }

@@ -42,10 +42,12 @@ pub(super) struct Parser<'a> {
     depth: u32,
 }
 
-/// A JSON number as written, and whether it is a plain non-negative integer (digits only).
+/// A JSON number as written, and whether it is an integer (no fraction nor exponent) and
+/// negative.
 struct Number<'a> {
     raw: &'a str,
-    digits_only: bool,
+    integer: bool,
+    negative: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -273,7 +275,7 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.error("invalid number")),
         }
-        let mut integer = !negative;
+        let mut integer = true;
         if self.b.get(self.i) == Some(&b'.') {
             integer = false;
             self.i += 1;
@@ -293,7 +295,8 @@ impl<'a> Parser<'a> {
         }
         Ok(Number {
             raw: self.slice(start, self.i)?,
-            digits_only: integer,
+            integer,
+            negative,
         })
     }
 
@@ -311,7 +314,7 @@ impl<'a> Parser<'a> {
             DecodeError::Json(format!("invalid {field} at byte {start}: {raw}"))
         };
         let n = self.number()?;
-        if !n.digits_only {
+        if !n.integer || n.negative {
             return Err(wrong(self));
         }
         let mut value: u64 = 0;
@@ -373,7 +376,7 @@ impl<'a> Parser<'a> {
             Some(b'-' | b'0'..=b'9') => {
                 let n = self.number()?;
                 let short = n.raw.len() <= SURELY_FINITE_DIGITS;
-                let finite = (short && (n.digits_only || is_plain_negative(n.raw)))
+                let finite = (short && n.integer)
                     || serde_json::from_str::<serde_json::Value>(n.raw).is_ok();
                 if !finite {
                     return Err(self.error("number out of range"));
@@ -547,12 +550,6 @@ impl<'a> Parser<'a> {
         let (_, text) = self.str_value("value").ok()?;
         self.peek().is_none().then_some(text)
     }
-}
-
-/// A negative integer of digits only: finite as serde_json reads it, like a positive one.
-fn is_plain_negative(raw: &str) -> bool {
-    raw.strip_prefix('-')
-        .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Reads a value for a key that may come only once.
