@@ -470,11 +470,10 @@ impl Store {
     /// Errs if the path no longer names the open journal (removed, or replaced by another
     /// file), or if someone else changed its size (truncated it, appended to it): one `stat`.
     pub fn check_identity(&self) -> io::Result<()> {
-        match fs::metadata(&self.path) {
-            Ok(m) if identity(&m) == self.identity && m.len() == self.allocated => Ok(()),
-            Ok(m) if identity(&m) == self.identity => Err(io::Error::other(format!(
-                "the journal was changed by another process: {} bytes where {} were written",
-                m.len(),
+        match path_identity(&self.path) {
+            Ok((id, len)) if id == self.identity && len == self.allocated => Ok(()),
+            Ok((id, len)) if id == self.identity => Err(io::Error::other(format!(
+                "the journal was changed by another process: {len} bytes where {} were written",
                 self.allocated
             ))),
             Ok(_) => Err(io::Error::other("the journal was replaced by another file")),
@@ -726,6 +725,34 @@ fn identity(m: &fs::Metadata) -> (u64, u64) {
 #[cfg(not(unix))]
 fn identity(m: &fs::Metadata) -> (u64, u64) {
     (m.len(), 0)
+}
+
+/// The [`identity`] and the length of the file at `path`, asking for no timestamps. Since
+/// Linux 6.13 a `stat` that reports a file's change time marks it as read, and the next
+/// write then stamps the file with a fine-grained time instead of the clock tick's: with a
+/// check before every write, every write changed the inode, and every `fdatasync` wrote
+/// the inode's block as well as the records (ext4 without a journal: 0.30 ms a sync
+/// became 0.40 ms, measured in docs/performance.md).
+#[cfg(target_os = "linux")]
+fn path_identity(path: &Path) -> io::Result<((u64, u64), u64)> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, makedev, statx};
+    let wanted = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::SIZE;
+    match statx(CWD, path, AtFlags::empty(), wanted) {
+        Ok(x) => Ok((
+            (makedev(x.stx_dev_major, x.stx_dev_minor), x.stx_ino),
+            x.stx_size,
+        )),
+        // A kernel before 4.11, or a sandbox that refuses `statx`.
+        Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+            fs::metadata(path).map(|m| (identity(&m), m.len()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn path_identity(path: &Path) -> io::Result<((u64, u64), u64)> {
+    fs::metadata(path).map(|m| (identity(&m), m.len()))
 }
 
 mod journal;

@@ -586,6 +586,40 @@ fn a_journal_truncated_under_the_store_fails_the_commit() {
     );
 }
 
+/// The identity check before each write (a `statx` that asks for no timestamps, on Linux)
+/// still tells the open journal from another file at its path, and from no file.
+#[test]
+fn a_journal_replaced_or_removed_under_the_store_fails_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    store.commit().unwrap();
+    // Another file of the same length renamed over it.
+    let other = dir.path().join("other");
+    fs::write(
+        &other,
+        vec![0u8; fs::metadata(&path).unwrap().len() as usize],
+    )
+    .unwrap();
+    fs::rename(&other, &path).unwrap();
+    apply(&mut store, &mut registry, "create b");
+    let err = store.commit().unwrap_err();
+    assert!(
+        err.to_string().contains("replaced by another file"),
+        "{err}"
+    );
+
+    let path = dir.path().join("state2");
+    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
+    apply(&mut store, &mut registry, "create a");
+    store.commit().unwrap();
+    fs::remove_file(&path).unwrap();
+    apply(&mut store, &mut registry, "create b");
+    let err = store.commit().unwrap_err();
+    assert!(err.to_string().contains("was removed"), "{err}");
+}
+
 /// The two halves of a commit, as the server uses them to sync on another thread: what is
 /// written is committed only once a sync started after it is reported; an abandoned write
 /// (its sync failed) is cut off, and the store goes on from the committed records.
