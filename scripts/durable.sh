@@ -6,6 +6,9 @@
 #   made durable with one fdatasync before its answers go out);
 # - the same with its journal on a tmpfs (/dev/shm), where a sync costs next to nothing:
 #   what our durable path costs apart from the disk;
+# - the bench's echo loops: the naive one, and the durable one with its file on the same
+#   disk (the batched loop that echoes each batch once an fdatasync covers it, group commit
+#   on a second thread): what any server that syncs before answering can reach on this disk;
 # - the disk's fdatasync latency, measured with the same small appends between the runs.
 # With C clients each waiting for its answer, a batch holds at most C requests, so no group
 # commit can go faster than C / (sync latency): the "ceiling" column.
@@ -53,8 +56,12 @@ rate() { # port clients -> requests/s
     "$bin" bench --server "127.0.0.1:$1" --mix mixed --clients "$2" --duration "$secs" --json |
         python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["runs"][0]["ops_per_sec"]))'
 }
-echo "| round | clients | no state | state on disk | state on tmpfs | disk / none | tmpfs / none | fdatasync (ms) | ceiling C/sync | disk / ceiling |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo_rates() { # clients -> "naive durable" requests/s of the bench's echo loops
+    "$bin" bench --echo-only --durable-echo "$dir" --mix mixed --clients "$1" --duration "$secs" --json |
+        python3 -c 'import json,sys; r={x["target"]: x["ops_per_sec"] for x in json.loads(sys.stdin.read())["runs"]}; print(round(r["echo"]), round(r["durable-echo"]))'
+}
+echo "| round | clients | no state | state on disk | state on tmpfs | disk / none | tmpfs / none | naive echo | durable echo | durable / naive echo | server disk / durable echo | fdatasync (ms) | ceiling C/sync | disk / ceiling |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for round in $(seq 1 "$rounds"); do
     for clients in 8 64 256; do
         none=$(rate 23910 "$clients")
@@ -62,13 +69,14 @@ for round in $(seq 1 "$rounds"); do
         disk=$(rate 23911 "$clients")
         sync_after=$(sync_latency)
         tmpfs=$(rate 23912 "$clients")
-        python3 - "$round" "$clients" "$none" "$disk" "$tmpfs" "$sync_before" "$sync_after" <<'EOF'
+        read -r naive durable <<< "$(echo_rates "$clients")"
+        python3 - "$round" "$clients" "$none" "$disk" "$tmpfs" "$sync_before" "$sync_after" "$naive" "$durable" <<'EOF'
 import sys
-r, c, none, disk, tmpfs, s1, s2 = sys.argv[1:]
-c, none, disk, tmpfs = int(c), float(none), float(disk), float(tmpfs)
+r, c, none, disk, tmpfs, s1, s2, naive, durable = sys.argv[1:]
+c, none, disk, tmpfs, naive, durable = int(c), float(none), float(disk), float(tmpfs), float(naive), float(durable)
 sync = (float(s1) + float(s2)) / 2
 ceiling = c / (sync / 1000)
-print(f"| {r} | {c} | {none:,.0f} | {disk:,.0f} | {tmpfs:,.0f} | {disk / none:.2f} | {tmpfs / none:.2f} | {sync:.3f} | {ceiling:,.0f} | {disk / ceiling:.2f} |")
+print(f"| {r} | {c} | {none:,.0f} | {disk:,.0f} | {tmpfs:,.0f} | {disk / none:.2f} | {tmpfs / none:.2f} | {naive:,.0f} | {durable:,.0f} | {durable / naive:.2f} | {disk / durable:.2f} | {sync:.3f} | {ceiling:,.0f} | {disk / ceiling:.2f} |")
 EOF
     done
 done

@@ -4,7 +4,8 @@
 # - our server in its default configuration against the in-process echo loops, naive and
 #   batched (query and mixed; 8 and 64 clients); every server trusts 127.0.0.1 (--trust:
 #   one host's load would otherwise meet the per-source limits) and has room for the sweeps;
-# - the same server with -q (logging only warnings), and with a durable state file;
+# - the same server with -q (logging only warnings), and with a durable state file, beside
+#   the bench's durable echo loop on the same disk (what syncing before answering allows);
 # - how the cost grows: 1, 8, 64 and 256 clients (beside both echo loops), and rings of 3,
 #   20 and 100 peers (per hop against a bare UDP round trip, and the thread experiment), and
 #   the ring of 20 again with another process holding one core (a busy loop).
@@ -40,7 +41,7 @@ secs=${SECS:-3}
 start_server 23900                                  # default configuration (its log in a file)
 start_server 23901 -q                               # warnings only
 start_server 23902 --state "$dir/state.journal"     # durable
-echo "measuring, ${secs} s each (about $((secs * 25 + 40)) s in all)" >&2
+echo "measuring, ${secs} s each (about $((secs * 31 + 40)) s in all)" >&2
 for mix in query mixed; do
     for clients in 8 64; do
         bench default --server 127.0.0.1:23900 --mix "$mix" --clients "$clients" --echo
@@ -50,6 +51,9 @@ for clients in 8 64; do
     bench quiet --server 127.0.0.1:23901 --mix mixed --clients "$clients"
     bench default-alone --server 127.0.0.1:23900 --mix mixed --clients "$clients"
     bench state --server 127.0.0.1:23902 --mix mixed --clients "$clients"
+    # What any server that syncs before answering gets from this disk: the echo loops, the
+    # durable one with its file beside the state file.
+    bench durable-echo --echo-only --durable-echo "$dir" --mix mixed --clients "$clients"
 done
 for mix in query mixed; do
     bench sweep --server 127.0.0.1:23900 --mix "$mix" --sweep

@@ -7,6 +7,7 @@
 Plotting needs matplotlib (`pip install matplotlib`); the plots are drawn by hand and checked
 in, so nothing in CI needs it. Lines may carry a "label" (what perf.sh measured them for):
 "default" (server beside the echo loops), "quiet" (-q), "default-alone", "state" (--state),
+"durable-echo" (the echo loops alone, the durable one included),
 "sweep" (--sweep over clients), "ring" (--mix ring --sweep) and "ring-busy" (a ring of 20
 with another process holding one core); lines without one are
 taken by their shape.
@@ -76,18 +77,25 @@ def print_tables(rows):
     for r in rows:
         if r.get("label") in ("quiet", "default-alone", "state"):
             alone[(r["label"], r["clients"])] = runs(r)["server"]["ops_per_sec"]
+        if r.get("label") == "durable-echo":
+            echo = runs(r)
+            alone[("durable-echo", r["clients"])] = (echo["durable-echo"]["ops_per_sec"]
+                                                     / echo["echo"]["ops_per_sec"])
     if alone:
-        print("Mixed load, one server after the other (not side by side: read with the noise in mind):\n")
+        print("Mixed load, one server after the other (not side by side: read with the noise in mind);")
+        print("the last column: the durable echo loop (a sync before each batch's echoes, its file on")
+        print("the disk of the state file) against the naive echo loop, what the disk allows:\n")
         lines = []
         for c in sorted({c for _, c in alone}):
-            d, q, s = (alone.get((k, c)) for k in ("default-alone", "quiet", "state"))
+            d, q, s, e = (alone.get((k, c))
+                          for k in ("default-alone", "quiet", "state", "durable-echo"))
             lines.append([
                 str(c), fmt_ops(d) if d else "-", fmt_ops(q) if q else "-",
                 f"{q / d:.2f}" if d and q else "-", fmt_ops(s) if s else "-",
-                f"{s / d:.2f}" if d and s else "-",
+                f"{s / d:.2f}" if d and s else "-", f"{e:.2f}" if e else "-",
             ])
         table(["clients", "default ops/s", "-q ops/s", "-q / default", "--state ops/s",
-               "--state / default"], lines)
+               "--state / default", "durable echo / echo"], lines)
 
     sweep = [r for r in rows if r.get("label") == "sweep"]
     if sweep:

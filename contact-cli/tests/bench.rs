@@ -114,6 +114,42 @@ fn echo_json_has_both_baselines_and_both_ratios() {
     assert_eq!(registry.contacts().count(), 0);
 }
 
+/// `--durable-echo DIR`: the durable echo loop takes its turn beside the others, its ratio
+/// is printed, and its file (unnamed) leaves nothing in the directory.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_durable_echo_loop_takes_its_turn_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, addr) = server(&dir);
+    let echo_dir = tempfile::tempdir().unwrap();
+    let echo_path = echo_dir.path().to_str().unwrap();
+    let out = bench(
+        addr,
+        &[
+            "--mix",
+            "mixed",
+            "--echo",
+            "--durable-echo",
+            echo_path,
+            "--json",
+        ],
+    );
+    for field in [
+        "\"target\": \"durable-echo\"",
+        "\"ratio_batched\": {\"ops\": ",
+        "\"ratio_durable\": {\"ops\": ",
+    ] {
+        assert!(out.contains(field), "{field} missing in {out}");
+    }
+    let out = bench(addr, &["--echo-only", "--durable-echo", echo_path]);
+    assert!(
+        out.contains("as many requests per second as the durable echo loop"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_dir(echo_dir.path()).unwrap().count(), 0);
+    drop(handle);
+}
+
 /// `contact-cli bench | head`: a reader that goes away ends the bench quietly.
 #[cfg(unix)]
 #[test]

@@ -2,6 +2,9 @@
 //! UDP server can reach on this machine, driven by the same load generator. The naive loop
 //! makes one `recv_from` and one `send_to` per datagram; the batched one (Linux) receives up
 //! to [`BATCH`] datagrams with one `recvmmsg` and sends their echoes with one `sendmmsg`.
+//! The durable one (Linux, `--durable-echo DIR`) is the batched loop that also writes what it
+//! received to a file and echoes it only once an `fdatasync` covers it: the ceiling a server
+//! that makes every request durable before answering can reach on that disk.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -20,6 +23,9 @@ pub(super) enum EchoKind {
     Naive,
     /// `recvmmsg` of up to [`BATCH`] datagrams, then one `sendmmsg` of their echoes.
     Batched,
+    /// The batched loop, writing each batch to a file and echoing it once synced
+    /// ([`EchoServer::start_durable`]).
+    Durable,
 }
 
 impl EchoKind {
@@ -28,6 +34,7 @@ impl EchoKind {
         match self {
             Self::Naive => "echo",
             Self::Batched => "batched-echo",
+            Self::Durable => "durable-echo",
         }
     }
 }
@@ -46,8 +53,32 @@ impl EchoServer {
         Self::start_kind(EchoKind::Naive)
     }
 
-    /// Starts an echo loop of the given kind on `127.0.0.1`, a free port.
+    /// Starts an echo loop of the given kind on `127.0.0.1`, a free port (the durable one
+    /// in the system's temporary directory: [`EchoServer::start_durable`] chooses the disk).
     pub(super) fn start_kind(kind: EchoKind) -> io::Result<Self> {
+        match kind {
+            EchoKind::Durable => Self::start_durable(&std::env::temp_dir()),
+            _ => Self::start_loop(kind, None),
+        }
+    }
+
+    /// Starts the durable echo loop, its file an unnamed one in `dir` (gone when the loop
+    /// stops): the batched loop that writes each batch's datagrams to the file and echoes
+    /// them once an `fdatasync` of a second thread covers them. One sync at a time; what
+    /// arrives meanwhile is written and waits for the next (group commit), as the server's
+    /// journal does. The file is preallocated (written with NULs and synced) and written
+    /// round and round, so that a sync commits no size or block map.
+    pub(super) fn start_durable(dir: &std::path::Path) -> io::Result<Self> {
+        let file = tempfile::tempfile_in(dir)?;
+        let zeros = vec![0u8; 64 * 1024];
+        for _ in 0..DURABLE_FILE / zeros.len() as u64 {
+            io::Write::write_all(&mut &file, &zeros)?;
+        }
+        file.sync_all()?;
+        Self::start_loop(EchoKind::Durable, Some(file))
+    }
+
+    fn start_loop(kind: EchoKind, file: Option<std::fs::File>) -> io::Result<Self> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         // The loop looks at its stop flag at least this often.
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
@@ -60,6 +91,10 @@ impl EchoServer {
                 .spawn(move || match kind {
                     EchoKind::Naive => naive(&socket, &flag),
                     EchoKind::Batched => batched(&socket, &flag),
+                    EchoKind::Durable => match file {
+                        Some(file) => durable(&socket, &file, &flag),
+                        None => batched(&socket, &flag),
+                    },
                 })?;
         Ok(Self {
             addr,
@@ -144,6 +179,139 @@ fn batched(socket: &UdpSocket, stop: &AtomicBool) {
     }
 }
 
+/// The durable echo loop's file: written round and round.
+const DURABLE_FILE: u64 = 8 * 1024 * 1024;
+
+/// Datagrams received and written, waiting for a sync: their bytes one after another, and
+/// each one's length and sender.
+#[cfg(target_os = "linux")]
+struct Written {
+    bytes: Vec<u8>,
+    datagrams: Vec<(usize, Option<nix::sys::socket::SockaddrStorage>)>,
+}
+
+/// The batched loop, with each batch written to `file` (`pwrite`) and handed to a sync
+/// thread that syncs everything handed to it so far with one `fdatasync`, then sends the
+/// echoes.
+#[cfg(target_os = "linux")]
+fn durable(socket: &UdpSocket, file: &std::fs::File, stop: &AtomicBool) {
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+
+    let (Ok(sender), Ok(sync_file)) = (socket.try_clone(), file.try_clone()) else {
+        return;
+    };
+    let (jobs, queue) = crossbeam_channel::unbounded::<Written>();
+    let syncer = thread::Builder::new()
+        .name("durable-echo-sync".into())
+        .spawn(move || sync_and_echo(&sender, &sync_file, &queue));
+    let Ok(syncer) = syncer else {
+        return;
+    };
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut at = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut written = Written {
+            bytes: Vec::new(),
+            datagrams: Vec::new(),
+        };
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            let Ok(results) = recvmmsg(
+                fd,
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) else {
+                continue;
+            };
+            written
+                .datagrams
+                .extend(results.map(|r| (r.bytes, r.address)));
+        }
+        if written.datagrams.is_empty() {
+            continue;
+        }
+        for ((n, _), buf) in written.datagrams.iter().zip(&bufs) {
+            written.bytes.extend_from_slice(&buf[..*n]);
+        }
+        let len = written.bytes.len() as u64;
+        if at + len > DURABLE_FILE {
+            at = 0;
+        }
+        if file.write_all_at(&written.bytes, at).is_err() || jobs.send(written).is_err() {
+            break;
+        }
+        at += len;
+    }
+    drop(jobs);
+    let _ = syncer.join();
+}
+
+/// The durable loop's sync thread: takes every batch written so far, syncs them with one
+/// `fdatasync`, and echoes them, [`BATCH`] at a time.
+#[cfg(target_os = "linux")]
+fn sync_and_echo(
+    socket: &UdpSocket,
+    file: &std::fs::File,
+    queue: &crossbeam_channel::Receiver<Written>,
+) {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+
+    let fd = socket.as_raw_fd();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut batches = Vec::new();
+    while let Ok(first) = queue.recv() {
+        batches.clear();
+        batches.push(first);
+        batches.extend(queue.try_iter());
+        if file.sync_data().is_err() {
+            return;
+        }
+        let mut echoes: Vec<(&[u8], Option<SockaddrStorage>)> = Vec::new();
+        for batch in &batches {
+            let mut start = 0;
+            for &(n, addr) in &batch.datagrams {
+                echoes.push((&batch.bytes[start..start + n], addr));
+                start += n;
+            }
+        }
+        for chunk in echoes.chunks(BATCH) {
+            let iovs: Vec<[IoSlice<'_>; 1]> =
+                chunk.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = chunk.iter().map(|(_, a)| *a).collect();
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let _ = sendmmsg(fd, &mut headers, &iovs, &addrs, cmsgs, MsgFlags::empty());
+        }
+    }
+}
+
+/// Elsewhere, the durable loop is the naive one with a sync before each echo.
+#[cfg(not(target_os = "linux"))]
+fn durable(socket: &UdpSocket, file: &std::fs::File, stop: &AtomicBool) {
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            if std::io::Write::write_all(&mut &*file, &buf[..n]).is_ok() && file.sync_data().is_ok()
+            {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+        }
+    }
+}
+
 /// Elsewhere, the batched loop is the naive one.
 #[cfg(not(target_os = "linux"))]
 fn batched(socket: &UdpSocket, stop: &AtomicBool) {
@@ -155,9 +323,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_loops_echo_every_datagram() {
-        for kind in [EchoKind::Naive, EchoKind::Batched] {
-            let echo = EchoServer::start_kind(kind).unwrap();
+    fn every_loop_echoes_every_datagram() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [EchoKind::Naive, EchoKind::Batched, EchoKind::Durable] {
+            let echo = match kind {
+                EchoKind::Durable => EchoServer::start_durable(dir.path()).unwrap(),
+                _ => EchoServer::start_kind(kind).unwrap(),
+            };
             let client = UdpSocket::bind("127.0.0.1:0").unwrap();
             client
                 .set_read_timeout(Some(Duration::from_secs(5)))

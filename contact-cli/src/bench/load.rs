@@ -449,6 +449,7 @@ mod tests {
             mix: Mix::Query,
             echo: false,
             echo_only: true,
+            durable_echo: None,
             timeout_ms: 1000,
             json: true,
             peers: 20,

@@ -58,6 +58,13 @@ pub(crate) struct BenchArgs {
     /// Measure only the in-process echo loops (no server needed).
     #[arg(long)]
     pub(crate) echo_only: bool,
+    /// With --echo or --echo-only, also a durable echo loop whose file is in this directory
+    /// (put it on the disk of the server's `--state`): the batched loop that writes each
+    /// batch to the file and echoes it only once an `fdatasync` covers it, one sync at a
+    /// time on a second thread (group commit). The ceiling of a server that makes every
+    /// request durable before answering, on that disk.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) durable_echo: Option<std::path::PathBuf>,
     /// How the cost grows: run with 1, 8, 64 and 256 clients (with --echo), or, with
     /// `--mix ring`, rings of 3, 20 and 100 peers; one report (or JSON line) per point.
     #[arg(long)]
@@ -219,26 +226,36 @@ fn header(args: &BenchArgs, out: &mut impl io::Write) -> io::Result<()> {
 /// One measurement: the server alone, the echo loops alone, or the three side by side.
 fn one(args: &BenchArgs, out: &mut impl io::Write) -> Result<(), Box<dyn std::error::Error>> {
     let mut reports: Vec<Report> = Vec::new();
+    let echoes = || -> io::Result<Vec<(EchoKind, EchoServer)>> {
+        let mut echoes = vec![
+            (EchoKind::Naive, EchoServer::start_kind(EchoKind::Naive)?),
+            (
+                EchoKind::Batched,
+                EchoServer::start_kind(EchoKind::Batched)?,
+            ),
+        ];
+        if let Some(dir) = &args.durable_echo {
+            echoes.push((EchoKind::Durable, EchoServer::start_durable(dir)?));
+        }
+        Ok(echoes)
+    };
     if args.echo && !args.echo_only {
         // Side by side: the server and the echo loops take turns in short slices, so that a
         // drift of the machine (another tenant, frequency, the scheduler) weighs on all
         // alike rather than on whichever ran last.
-        let naive = EchoServer::start_kind(EchoKind::Naive)?;
-        let batched = EchoServer::start_kind(EchoKind::Batched)?;
+        let echoes = echoes()?;
         let slices = ECHO_SLICES;
         let slice = BenchArgs {
             duration: args.duration / slices as f64,
             requests: args.requests.map(|n| n.div_ceil(slices)),
             ..args.clone()
         };
-        let mut acc: [Option<Report>; 3] = [None, None, None];
+        let targets: Vec<(&str, SocketAddr)> = std::iter::once(("server", args.server))
+            .chain(echoes.iter().map(|(kind, e)| (kind.target(), e.addr)))
+            .collect();
+        let mut acc: Vec<Option<Report>> = vec![None; targets.len()];
         for _ in 0..slices {
-            let targets = [
-                ("server", args.server),
-                (EchoKind::Naive.target(), naive.addr),
-                (EchoKind::Batched.target(), batched.addr),
-            ];
-            for (slot, (target, addr)) in acc.iter_mut().zip(targets) {
+            for (slot, &(target, addr)) in acc.iter_mut().zip(&targets) {
                 let r = measure(&slice, target, addr, args.mix)?;
                 *slot = Some(match slot.take() {
                     Some(a) => a.merge(r)?,
@@ -248,8 +265,7 @@ fn one(args: &BenchArgs, out: &mut impl io::Write) -> Result<(), Box<dyn std::er
         }
         reports.extend(acc.into_iter().flatten());
     } else if args.echo_only {
-        for kind in [EchoKind::Naive, EchoKind::Batched] {
-            let echo = EchoServer::start_kind(kind)?;
+        for (kind, echo) in echoes()? {
             reports.push(measure(args, kind.target(), echo.addr, args.mix)?);
         }
     } else {
@@ -269,7 +285,9 @@ fn one(args: &BenchArgs, out: &mut impl io::Write) -> Result<(), Box<dyn std::er
         for r in &reports {
             r.print(out)?;
         }
-        if let [server, naive, batched] = &reports[..] {
+        if let [server, naive, batched, ..] = &reports[..]
+            && server.target == "server"
+        {
             writeln!(
                 out,
                 "the server answered {:.2}x as many requests per second as a bare echo loop; its p99 latency is {:.2}x the echo's",
@@ -282,6 +300,22 @@ fn one(args: &BenchArgs, out: &mut impl io::Write) -> Result<(), Box<dyn std::er
                 server.ops() / batched.ops(),
                 echo::BATCH,
                 server.quantile_ms(0.99) / batched.quantile_ms(0.99)
+            )?;
+        }
+        let durable = reports
+            .iter()
+            .find(|r| r.target == EchoKind::Durable.target());
+        if let (Some(first), Some(durable)) = (reports.first(), durable) {
+            writeln!(
+                out,
+                "the {} answered {:.2}x as many requests per second as the durable echo loop (each batch synced before its echoes); its p99 latency is {:.2}x that loop's",
+                if first.target == "server" {
+                    "server"
+                } else {
+                    "naive echo loop"
+                },
+                first.ops() / durable.ops(),
+                first.quantile_ms(0.99) / durable.quantile_ms(0.99)
             )?;
         }
     }

@@ -115,6 +115,12 @@ pub(super) fn ratio_json(reports: &[Report]) -> String {
             ratio(server, naive),
             ratio(server, batched)
         ),
+        [server, naive, batched, durable] if server.target == "server" => format!(
+            ", \"ratio\": {}, \"ratio_batched\": {}, \"ratio_durable\": {}",
+            ratio(server, naive),
+            ratio(server, batched),
+            ratio(server, durable)
+        ),
         [server, echo] if server.target == "server" => {
             format!(", \"ratio\": {}", ratio(server, echo))
         }
