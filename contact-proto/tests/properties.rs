@@ -374,3 +374,83 @@ proptest! {
         contact_proto::roundtrip::ring(&wire);
     }
 }
+
+/// `RingAck::decode` as it was, through a `serde_json::Value`: the oracle of the decode that
+/// builds none.
+fn ack_through_value(bytes: &[u8]) -> Option<RingAck> {
+    if bytes.is_empty() || bytes.len() > RingAck::MAX_LEN {
+        return None;
+    }
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(bytes) else {
+        return None;
+    };
+    if map.len() != 2 {
+        return None;
+    }
+    Some(RingAck {
+        im_id: map.get("ack")?.as_u64()?,
+        pointer: usize::try_from(map.get("pointer")?.as_u64()?).ok()?,
+    })
+}
+
+const ACK_KEYS: &[&str] = &[
+    "ack",
+    "pointer",
+    "\\u0061ck",
+    "poin\\u0074er",
+    "x",
+    "Ack",
+    "",
+];
+const ACK_VALUES: &[&str] = &[
+    "0",
+    "7",
+    "-1",
+    "-0",
+    "2.0",
+    "1e2",
+    "18446744073709551615",
+    "18446744073709551616",
+    "\"3\"",
+    "null",
+    "true",
+    "[1]",
+    "{\"a\": 1}",
+    "{}",
+    "01",
+    "1.",
+    "[",
+    "\"\\ud800\"",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Objects of the keys and values most likely to tell two readers apart (escaped keys,
+    /// repeated keys, numbers at the bounds, other types, broken JSON), spaced at random:
+    /// the decode accepts exactly what a `Value` reader accepts, with the same ack.
+    #[test]
+    fn ack_decode_agrees_with_a_value_reader(
+        fields in prop::collection::vec(
+            (prop::sample::select(ACK_KEYS), prop::sample::select(ACK_VALUES)), 0..5),
+        space in prop::sample::select(&["", " ", "\n ", "\t"][..]),
+        tail in prop::sample::select(&["", " ", ",", "}", " x"][..]),
+    ) {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{space}\"{k}\"{space}:{space}{v}{space}"))
+            .collect();
+        let wire = format!("{{{}}}{tail}", body.join(","));
+        prop_assert_eq!(
+            RingAck::decode(wire.as_bytes()).ok(),
+            ack_through_value(wire.as_bytes()),
+            "{}", wire
+        );
+    }
+
+    /// Any bytes: the same.
+    #[test]
+    fn ack_decode_agrees_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..70)) {
+        prop_assert_eq!(RingAck::decode(&bytes).ok(), ack_through_value(&bytes));
+    }
+}

@@ -68,19 +68,98 @@ impl RingAck {
             return Err(DecodeError::Empty);
         }
         let shape = || DecodeError::Json("an ack is {\"ack\": N, \"pointer\": N}".into());
-        let Value::Object(map) = serde_json::from_slice::<Value>(bytes)? else {
+        // Read as a `Value` object would be (any JSON first; then exactly the two keys, the
+        // last of a repeated key's values), without building one: every hop of a ring
+        // decodes an ack.
+        let Ok(fields) = serde_json::from_slice::<AckFields>(bytes) else {
+            // Not JSON, or JSON of another shape: which one, as serde_json says it.
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Err(e) => e.into(),
+                    Ok(_) => shape(),
+                },
+            );
+        };
+        let (Some(im_id), Some(pointer), false) = (fields.ack, fields.pointer, fields.other) else {
             return Err(shape());
         };
-        if map.len() != 2 {
-            return Err(shape());
-        }
-        let im_id = map.get("ack").and_then(Value::as_u64).ok_or_else(shape)?;
-        let pointer = map
-            .get("pointer")
-            .and_then(Value::as_u64)
+        let im_id = im_id.as_u64().ok_or_else(shape)?;
+        let pointer = (pointer.as_u64())
             .and_then(|p| usize::try_from(p).ok())
             .ok_or_else(shape)?;
         Ok(Self { im_id, pointer })
+    }
+}
+
+/// What an ack's JSON object holds: the last value of each of its two keys, and whether it
+/// has another key.
+struct AckFields {
+    ack: Option<Value>,
+    pointer: Option<Value>,
+    other: bool,
+}
+
+/// A key of an ack's object, read without allocating (a key with escapes is compared once
+/// serde_json has unescaped it).
+enum AckKey {
+    Ack,
+    Pointer,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for AckKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = AckKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<AckKey, E> {
+                Ok(match key {
+                    "ack" => AckKey::Ack,
+                    "pointer" => AckKey::Pointer,
+                    _ => AckKey::Other,
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AckFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AckFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AckFields, A::Error> {
+                let mut fields = AckFields {
+                    ack: None,
+                    pointer: None,
+                    other: false,
+                };
+                while let Some(key) = map.next_key::<AckKey>()? {
+                    match key {
+                        // A number is a `Value` without an allocation; anything else is
+                        // read whole, as it would be into a `Value`, and refused later.
+                        AckKey::Ack => fields.ack = Some(map.next_value()?),
+                        AckKey::Pointer => fields.pointer = Some(map.next_value()?),
+                        AckKey::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            fields.other = true;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 
