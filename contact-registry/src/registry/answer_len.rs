@@ -30,5 +30,66 @@ pub(super) fn im_answer_len(n: usize, members_len: usize) -> usize {
 /// `"ext"` key of at least our level, so that a later `set_ext` to our level never breaks
 /// the bound.
 pub(super) fn member_answer_len(name: &str, ip: IpAddr, port: u16, ext: u32) -> usize {
-    Member::wire_len(name, &ip.to_string(), port, ext.max(EXT_VERSION)) + 2
+    // An address's text needs no escape: its JSON string is its text and two quotes.
+    Member::wire_len(name, "", port, ext.max(EXT_VERSION)) + ip_text_len(ip) + 2
+}
+
+/// The length of `ip` as its `Display` writes it (a member's `"ip"`), counted without
+/// writing it for IPv4: every `join` and `leave` counts one.
+pub(crate) fn ip_text_len(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => 3 + v4.octets().iter().map(|&o| digits(o.into())).sum::<usize>(),
+        IpAddr::V6(v6) => v6.to_string().len(),
+    }
+}
+
+/// `ip` as its `Display` writes it, IPv4 without the formatting machinery (every
+/// `im-start` answer writes each member's address).
+pub(crate) fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The counted and the written text are `Display`'s, for both families.
+        #[test]
+        fn ip_text_is_display_s(v4 in any::<[u8; 4]>(), v6 in any::<[u16; 8]>(), which in any::<bool>()) {
+            let ip = if which {
+                IpAddr::from(v4)
+            } else {
+                IpAddr::from(v6)
+            };
+            prop_assert_eq!(ip_text(ip), ip.to_string());
+            prop_assert_eq!(ip_text_len(ip), ip.to_string().len());
+        }
+    }
+
+    #[test]
+    fn ip_text_at_the_octets_bounds() {
+        for octet in [0u8, 9, 10, 99, 100, 199, 200, 255] {
+            let ip = IpAddr::from([octet, 1, octet, 0]);
+            assert_eq!(ip_text(ip), ip.to_string());
+            assert_eq!(ip_text_len(ip), ip.to_string().len());
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use contact_proto::{ContactName, Member};
 
-use super::answer_len::member_answer_len;
+use super::answer_len::{ip_text, member_answer_len};
 use super::{NONE, Registry};
 use crate::list_ids::ListIds;
 
@@ -61,7 +61,7 @@ impl Contact {
 
     /// The contact as an `im-start` member.
     pub fn member(&self) -> Member {
-        let mut member = Member::new(self.name.clone(), self.ip.to_string(), self.port);
+        let mut member = Member::new(self.name.clone(), ip_text(self.ip), self.port);
         member.ext = self.ext;
         member
     }
