@@ -147,6 +147,24 @@ fn the_durable_echo_loop_takes_its_turn_and_leaves_no_file() {
         "{out}"
     );
     assert_eq!(std::fs::read_dir(echo_dir.path()).unwrap().count(), 0);
+    // Alone it would be ignored: refused, saying what it needs.
+    let alone = Command::new(BIN)
+        .args([
+            "bench",
+            "--server",
+            &addr.to_string(),
+            "--durable-echo",
+            echo_path,
+        ])
+        .output()
+        .unwrap();
+    assert!(!alone.status.success());
+    assert!(
+        String::from_utf8_lossy(&alone.stderr)
+            .contains("--durable-echo runs beside the echo loops"),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
     drop(handle);
 }
 

@@ -135,6 +135,11 @@ fn run_to_stdout(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
+    if args.durable_echo.is_some()
+        && (args.mix == Mix::Ring || !(args.echo || args.echo_only || args.sweep))
+    {
+        return Err("--durable-echo runs beside the echo loops: give --echo, --echo-only or --sweep (not with --mix ring)".into());
+    }
     let mut out = io::stdout().lock();
     if !args.json {
         header(args, &mut out)?;
