@@ -2,6 +2,11 @@
 //! packet of a ring our server issued (a nonce and every member's proof), checks it, shows
 //! it and forwards it, then takes the next member's ack. What `bench --mix ring` measures
 //! on top of this is the kernel's and the scheduler's part.
+//!
+//! `ring hop, members in turn`: the same work done by every member of a ring of 20 in turn
+//! (twenty engines, each packet the forward the one before wrote, each ack delivered to
+//! the member before), as the peers of a ring take turns on one core: beside `ring hop/20
+//! members`, what moving from one member's state to the next costs without the kernel.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -88,5 +93,62 @@ fn hop(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hop);
+fn members_in_turn(c: &mut Criterion) {
+    const N: usize = 20;
+    let mut g = c.benchmark_group("ring hop, members in turn");
+    // Member i's instant-message port (its registered port + 1), where packets and acks
+    // for it arrive, and the port it sends its forwards from, where its acks come back.
+    let ring =
+        |i: usize| -> SocketAddr { format!("127.0.0.1:{}", 22_002 + 2 * i).parse().unwrap() };
+    let out = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", 40_000 + i).parse().unwrap() };
+    // Member 1's packets, as member 0 (the initiator) sends them: more messages than a seen
+    // table keeps, so that every packet is new to every member.
+    let firsts = packets(N, 8_192);
+    let mut engines: Vec<RingEngine> = (0..N)
+        .map(|i| {
+            let mut e = RingEngine::with_config(RingConfig::default());
+            e.set_identity(format!("m{i}").parse().unwrap(), secret(i));
+            e
+        })
+        .collect();
+    let (mut packet, mut ack) = (Vec::new(), Vec::new());
+    let mut m = 0;
+    g.bench_function(format!("{N} members, {} hops a message", N - 2), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let now = Instant::now();
+                packet.clear();
+                packet.extend_from_slice(&firsts[m % firsts.len()]);
+                m += 1;
+                // Members 1 to N-2 each check, show and forward the packet, and ack it to
+                // the member before; the last forward (to member N-1) is left unread.
+                for k in 1..N - 1 {
+                    let (before, rest) = engines.split_at_mut(k);
+                    let engine = &mut rest[0];
+                    engine.handle_datagram(now, out(k - 1), black_box(&packet));
+                    let mut forwarded = false;
+                    while let Some(t) = engine.poll_transmit(&mut ack) {
+                        if t.destination == ring(k + 1) {
+                            std::mem::swap(&mut packet, &mut ack);
+                            forwarded = true;
+                        } else if k > 1 {
+                            before[k - 1].handle_datagram(now, ring(k), &ack);
+                        }
+                    }
+                    assert!(forwarded, "member {k} did not forward");
+                    while engine.poll_event().is_some() {}
+                }
+            }
+            // Per hop, not per message.
+            start.elapsed() / (N as u32 - 2)
+        });
+    });
+    for e in &engines {
+        assert!(e.stats().forged == 0 && e.stats().unverified == 0);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, hop, members_in_turn);
 criterion_main!(benches);
