@@ -76,18 +76,19 @@ def print_tables(rows):
     alone = {}
     for r in rows:
         if r.get("label") in ("quiet", "default-alone", "state"):
-            alone[(r["label"], r["clients"])] = runs(r)["server"]["ops_per_sec"]
+            # Several slices of one measurement (taking turns): their mean.
+            alone.setdefault((r["label"], r["clients"]), []).append(runs(r)["server"]["ops_per_sec"])
         if r.get("label") == "durable-echo":
             echo = runs(r)
-            alone[("durable-echo", r["clients"])] = (echo["durable-echo"]["ops_per_sec"]
-                                                     / echo["echo"]["ops_per_sec"])
+            alone.setdefault(("durable-echo", r["clients"]), []).append(
+                echo["durable-echo"]["ops_per_sec"] / echo["echo"]["ops_per_sec"])
     if alone:
-        print("Mixed load, one server after the other (not side by side: read with the noise in mind);")
+        print("Mixed load: -q and the default taking turns (the mean of their slices); --state after them;")
         print("the last column: the durable echo loop (a sync before each batch's echoes, its file on")
         print("the disk of the state file) against the naive echo loop, what the disk allows:\n")
         lines = []
         for c in sorted({c for _, c in alone}):
-            d, q, s, e = (alone.get((k, c))
+            d, q, s, e = (sum(v) / len(v) if (v := alone.get((k, c))) else None
                           for k in ("default-alone", "quiet", "state", "durable-echo"))
             lines.append([
                 str(c), fmt_ops(d) if d else "-", fmt_ops(q) if q else "-",
