@@ -132,56 +132,80 @@ fn naive(socket: &UdpSocket, stop: &AtomicBool) {
 /// queued, up to [`BATCH`]) and one `sendmmsg` of the echoes, through `nix`'s safe wrappers.
 #[cfg(target_os = "linux")]
 fn batched(socket: &UdpSocket, stop: &AtomicBool) {
-    use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MultiHeaders, SockaddrStorage};
+
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; mmsg::DATAGRAM]; BATCH];
+    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut got = Vec::with_capacity(BATCH);
+    while !stop.load(Ordering::Relaxed) {
+        got.clear();
+        if !mmsg::recv(fd, &mut recv_headers, &mut bufs, &mut got) {
+            continue;
+        }
+        let echoes: Vec<(&[u8], Option<SockaddrStorage>)> = got
+            .iter()
+            .zip(&bufs)
+            .map(|(&(n, addr), b)| (&b[..n], addr))
+            .collect();
+        mmsg::send(fd, &mut send_headers, &echoes);
+    }
+}
+
+/// The two system calls of the batched loops, through `nix`'s safe wrappers.
+#[cfg(target_os = "linux")]
+mod mmsg {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::RawFd;
 
     use nix::sys::socket::{
         ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
     };
 
-    let fd = socket.as_raw_fd();
-    // The bench's requests are small; a larger datagram is truncated, as it would be by
-    // any server with fixed buffers.
-    let mut bufs = vec![[0u8; 2048]; BATCH];
-    let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut got: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
-    while !stop.load(Ordering::Relaxed) {
-        got.clear();
-        {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
-            let Ok(results) = recvmmsg(
-                fd,
-                &mut recv_headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) else {
-                continue;
-            };
-            got.extend(results.map(|r| (r.bytes, r.address)));
-        }
-        if got.is_empty() {
-            continue;
-        }
-        let iovs: Vec<[IoSlice<'_>; 1]> = got
-            .iter()
-            .zip(&bufs)
-            .map(|((n, _), b)| [IoSlice::new(&b[..*n])])
+    use super::BATCH;
+
+    /// The room for one datagram: the bench's requests are small; a larger datagram is
+    /// truncated, as it would be by any server with fixed buffers.
+    pub(super) const DATAGRAM: usize = 2048;
+
+    /// `recvmmsg` with `MSG_WAITFORONE` into `bufs` (block for the first datagram, then take
+    /// what is queued): appends each one's length and sender to `got`. False if the call
+    /// failed (a timeout included) or brought nothing.
+    pub(super) fn recv(
+        fd: RawFd,
+        headers: &mut MultiHeaders<SockaddrStorage>,
+        bufs: &mut [[u8; DATAGRAM]],
+        got: &mut Vec<(usize, Option<SockaddrStorage>)>,
+    ) -> bool {
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+            .iter_mut()
+            .map(|b| [IoSliceMut::new(&mut b[..])])
             .collect();
-        let addrs: Vec<Option<SockaddrStorage>> = got.iter().map(|(_, a)| *a).collect();
-        let cmsgs: [ControlMessage<'_>; 0] = [];
-        let _ = sendmmsg(
-            fd,
-            &mut send_headers,
-            &iovs,
-            &addrs,
-            cmsgs,
-            MsgFlags::empty(),
-        );
+        let Ok(results) = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
+        else {
+            return false;
+        };
+        let before = got.len();
+        got.extend(results.map(|r| (r.bytes, r.address)));
+        got.len() > before
+    }
+
+    /// `sendmmsg` of each datagram to its destination, [`BATCH`] at a time.
+    pub(super) fn send(
+        fd: RawFd,
+        headers: &mut MultiHeaders<SockaddrStorage>,
+        datagrams: &[(&[u8], Option<SockaddrStorage>)],
+    ) {
+        for chunk in datagrams.chunks(BATCH) {
+            let iovs: Vec<[IoSlice<'_>; 1]> =
+                chunk.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+            let addrs: Vec<Option<SockaddrStorage>> = chunk.iter().map(|(_, a)| *a).collect();
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let _ = sendmmsg(fd, headers, &iovs, &addrs, cmsgs, MsgFlags::empty());
+        }
     }
 }
 
@@ -201,11 +225,10 @@ struct Written {
 /// echoes.
 #[cfg(target_os = "linux")]
 fn durable(socket: &UdpSocket, file: &std::fs::File, stop: &AtomicBool) {
-    use std::io::IoSliceMut;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
 
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+    use nix::sys::socket::{MultiHeaders, SockaddrStorage};
 
     let (Ok(sender), Ok(sync_file)) = (socket.try_clone(), file.try_clone()) else {
         return;
@@ -220,7 +243,7 @@ fn durable(socket: &UdpSocket, file: &std::fs::File, stop: &AtomicBool) {
         return;
     };
     let fd = socket.as_raw_fd();
-    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut bufs = vec![[0u8; mmsg::DATAGRAM]; BATCH];
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut at = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -228,25 +251,7 @@ fn durable(socket: &UdpSocket, file: &std::fs::File, stop: &AtomicBool) {
             bytes: Vec::new(),
             datagrams: Vec::new(),
         };
-        {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(&mut b[..])])
-                .collect();
-            let Ok(results) = recvmmsg(
-                fd,
-                &mut headers,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) else {
-                continue;
-            };
-            written
-                .datagrams
-                .extend(results.map(|r| (r.bytes, r.address)));
-        }
-        if written.datagrams.is_empty() {
+        if !mmsg::recv(fd, &mut headers, &mut bufs, &mut written.datagrams) {
             continue;
         }
         for ((n, _), buf) in written.datagrams.iter().zip(&bufs) {
@@ -273,10 +278,9 @@ fn sync_and_echo(
     file: &std::fs::File,
     queue: &crossbeam_channel::Receiver<Written>,
 ) {
-    use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
-    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+    use nix::sys::socket::{MultiHeaders, SockaddrStorage};
 
     let fd = socket.as_raw_fd();
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
@@ -296,13 +300,7 @@ fn sync_and_echo(
                 start += n;
             }
         }
-        for chunk in echoes.chunks(BATCH) {
-            let iovs: Vec<[IoSlice<'_>; 1]> =
-                chunk.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
-            let addrs: Vec<Option<SockaddrStorage>> = chunk.iter().map(|(_, a)| *a).collect();
-            let cmsgs: [ControlMessage<'_>; 0] = [];
-            let _ = sendmmsg(fd, &mut headers, &iovs, &addrs, cmsgs, MsgFlags::empty());
-        }
+        mmsg::send(fd, &mut headers, &echoes);
     }
 }
 

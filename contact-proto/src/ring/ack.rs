@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::DecodeError;
+use crate::json::next_key;
 use crate::write::push_decimal;
 
 /// The acknowledgement of one hop, sent only between our peers, to the source of the packet
@@ -99,34 +100,6 @@ struct AckFields {
     other: bool,
 }
 
-/// A key of an ack's object, read without allocating (a key with escapes is compared once
-/// serde_json has unescaped it).
-enum AckKey {
-    Ack,
-    Pointer,
-    Other,
-}
-
-impl<'de> serde::Deserialize<'de> for AckKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = AckKey;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<AckKey, E> {
-                Ok(match key {
-                    "ack" => AckKey::Ack,
-                    "pointer" => AckKey::Pointer,
-                    _ => AckKey::Other,
-                })
-            }
-        }
-        d.deserialize_str(Visitor)
-    }
-}
-
 impl<'de> serde::Deserialize<'de> for AckFields {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -144,13 +117,14 @@ impl<'de> serde::Deserialize<'de> for AckFields {
                     pointer: None,
                     other: false,
                 };
-                while let Some(key) = map.next_key::<AckKey>()? {
+                // A known key is read without allocating (an unknown one is refused later).
+                while let Some(key) = next_key(&mut map, &["ack", "pointer"])? {
                     match key {
                         // A number is a `Value` without an allocation; anything else is
                         // read whole, as it would be into a `Value`, and refused later.
-                        AckKey::Ack => fields.ack = Some(map.next_value()?),
-                        AckKey::Pointer => fields.pointer = Some(map.next_value()?),
-                        AckKey::Other => {
+                        Ok(0) => fields.ack = Some(map.next_value()?),
+                        Ok(_) => fields.pointer = Some(map.next_value()?),
+                        Err(_) => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                             fields.other = true;
                         }

@@ -82,14 +82,20 @@ fn records_of(path: &Path) -> Vec<u8> {
     bytes
 }
 
+/// A journal at `path` holding [`demo`]'s mutations, committed and closed; the registry
+/// they made.
+fn demo_journal(path: &Path) -> Registry {
+    let (mut store, mut registry) = Store::open(path, Limits::default()).unwrap();
+    demo(&mut store, &mut registry);
+    store.commit().unwrap();
+    registry
+}
+
 #[test]
 fn committed_mutations_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
-    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
-    demo(&mut store, &mut registry);
-    store.commit().unwrap();
-    drop(store);
+    let registry = demo_journal(&path);
     let (_, again) = Store::open(&path, Limits::default()).unwrap();
     assert_same(&registry, &again);
     assert_eq!(again.ongoing("list_1"), Some(1));
@@ -211,10 +217,7 @@ fn records_go_into_free_space_that_grows_by_blocks() {
 fn a_journal_without_free_space_loads_and_grows_some() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state");
-    let (mut store, mut registry) = Store::open(&path, Limits::default()).unwrap();
-    demo(&mut store, &mut registry);
-    store.commit().unwrap();
-    drop(store);
+    let mut registry = demo_journal(&path);
     let old = records_of(&path);
     fs::write(&path, &old).unwrap();
     let (mut store, restored) = Store::restore(&path, Limits::default()).unwrap();
