@@ -124,6 +124,21 @@ pub(crate) fn write_py<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
         .expect("serializing protocol JSON into memory cannot fail");
 }
 
+/// Appends `s` as a Python-style JSON string, as [`write_py`] does; names and addresses
+/// are nearly always printable ASCII with nothing to escape, and are copied as they are.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_py(out, s);
+    }
+}
+
 /// The length in bytes of `s` as a Python-style JSON string, quotes included.
 ///
 /// ```

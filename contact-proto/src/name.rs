@@ -70,17 +70,32 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
         });
     }
     let bytes = s.as_bytes();
-    if bytes.is_ascii() {
-        // The common case, checked bytewise: among ASCII characters the controls are below
-        // 0x20 and 0x7f, and the only whitespace left after them is the space.
-        if let Some(at) = bytes.iter().position(|&b| b < 0x20 || b == 0x7f) {
-            let ch = char::from(bytes[at]);
-            return Err(NameError::ControlChar { ch, at });
+    // The common case, ASCII, in one pass over the bytes (every request names one or two):
+    // among ASCII characters the controls are below 0x20 and 0x7f, and the only whitespace
+    // left after them is the space. The first control is reported before anything else,
+    // as below; a byte past ASCII sends the whole name to the general checks.
+    let mut delimiter = false;
+    let mut ascii = true;
+    for (at, &b) in bytes.iter().enumerate() {
+        if b >= 0x80 {
+            ascii = false;
+            break;
         }
+        if b < 0x20 || b == 0x7f {
+            return Err(NameError::ControlChar {
+                ch: char::from(b),
+                at,
+            });
+        }
+        // `-_-` found at its middle byte.
+        delimiter |=
+            b == b'_' && at > 0 && bytes[at - 1] == b'-' && bytes.get(at + 1) == Some(&b'-');
+    }
+    if ascii {
         if bytes[0] == b' ' || bytes[bytes.len() - 1] == b' ' {
             return Err(NameError::EdgeWhitespace);
         }
-        if bytes.windows(3).any(|w| w == DELIMITER.as_bytes()) {
+        if delimiter {
             return Err(NameError::Delimiter);
         }
         if bytes.ends_with(b"-_") {
@@ -146,9 +161,17 @@ pub fn is_invisible(c: char) -> bool {
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $ty(Box<str>);
+
+        // By hand: serde's `into = "String"` would copy the name into a new string each
+        // time one is written.
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
 
         impl $ty {
             /// The name as a string slice.

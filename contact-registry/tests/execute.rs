@@ -113,11 +113,11 @@ fn only_the_owners_secret_registers_a_taken_name_again_and_changes_nothing() {
         keys.secret = Some(Secret([secret; 32]));
         keys
     };
-    let first = registry.execute_keyed(cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
+    let first = registry.execute_keyed(&cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
     assert!(first.changed);
     let before = registry.clone();
     // The owner's secret at the registered address: 200 with that secret, nothing changed.
-    let again = registry.execute_keyed(cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
+    let again = registry.execute_keyed(&cmd("register Me 10.0.0.1 22000"), EXT_VERSION, &keyed(7));
     assert!(!again.changed);
     let Reply::Answer(answer) = again.reply else {
         panic!("no answer")
@@ -130,7 +130,7 @@ fn only_the_owners_secret_registers_a_taken_name_again_and_changes_nothing() {
         ("register Me 10.0.0.1 22002", 7),
         ("register Me 10.0.0.2 22000", 7),
     ] {
-        let refused = registry.execute_keyed(cmd(line), EXT_VERSION, &keyed(secret));
+        let refused = registry.execute_keyed(&cmd(line), EXT_VERSION, &keyed(secret));
         assert!(!refused.changed);
         assert_eq!(refused.status(), Some(Status::NameTaken), "{line}");
     }

@@ -400,7 +400,7 @@ fn run(limits: Limits, setup: &[Op], ops: &[Op]) -> Result<(), TestCaseError> {
                         .iter()
                         .find(|c| c.0 == list.as_str())
                         .map(|c| c.1);
-                    let done = r.execute_keyed(cmd.clone(), 0, &Keys::default());
+                    let done = r.execute_keyed(cmd, 0, &Keys::default());
                     let want = m.apply(cmd);
                     same(&done.reply, &want, op);
                     let ok = done.status() == Some(Status::Ok);
@@ -420,7 +420,7 @@ fn run(limits: Limits, setup: &[Op], ops: &[Op]) -> Result<(), TestCaseError> {
                     let cmd = Command::Create { list: list.clone() };
                     let mut keys = Keys::default();
                     keys.creator = Some(*ip);
-                    let done = r.execute_keyed(cmd.clone(), 0, &keys);
+                    let done = r.execute_keyed(&cmd, 0, &keys);
                     let want = m.apply(&cmd);
                     same(&done.reply, &want, op);
                     if done.changed {

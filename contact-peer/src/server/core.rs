@@ -370,9 +370,6 @@ impl ServerCore {
         }
         // Our peers tag their requests; the reference's cannot.
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
-        // What changed the state is recorded as it was executed; the command is kept only
-        // when something follows the records.
-        let kept = (self.records.is_some() || self.ims.is_some()).then(|| command.clone());
         // What the server draws for the command (issue 10): a secret for a contact our peer
         // registers from a proven address, a nonce for a ring our peer starts.
         // And who creates a list, which the registry keeps so that the source's list quota
@@ -387,7 +384,8 @@ impl ServerCore {
         keys.ring = (id.is_some() && matches!(command, Command::ImStart { .. }))
             .then(|| self.ring_nonce(at));
         keys.creator = matches!(command, Command::Create { .. }).then(|| from.ip());
-        let outcome = self.registry.execute_keyed(command, ext, &keys);
+        // Borrowed: what changed the state is recorded as it was executed, without a copy.
+        let outcome = self.registry.execute_keyed(&command, ext, &keys);
         if outcome.lists_changed {
             self.lists_body = None;
         }
@@ -409,16 +407,8 @@ impl ServerCore {
                 at: self.unix_epoch.saturating_add(at),
                 bytes: Vec::new(),
             });
-        if let Some(command) = kept.filter(|_| outcome.changed) {
-            self.changed(
-                at,
-                Record {
-                    ext,
-                    command: Some(command),
-                    answer: tag.clone(),
-                    keys,
-                },
-            );
+        if outcome.changed {
+            self.changed(at, ext, command, tag.clone(), keys);
         }
         match outcome.reply {
             Reply::Answer(answer) => {
@@ -464,12 +454,24 @@ impl ServerCore {
 
     /// What follows a command that changed the registry: the instant-message timers, and
     /// the durable record.
-    fn changed(&mut self, at: u64, record: Record) {
-        if let (Some(ims), Some(command)) = (&mut self.ims, &record.command) {
-            ims.applied(at, command);
+    fn changed(
+        &mut self,
+        at: u64,
+        ext: u32,
+        command: Command,
+        answer: Option<KeptAnswer>,
+        keys: Keys,
+    ) {
+        if let Some(ims) = &mut self.ims {
+            ims.applied(at, &command);
         }
         if let Some(records) = &mut self.records {
-            records.push_back(record);
+            records.push_back(Record {
+                ext,
+                command: Some(command),
+                answer,
+                keys,
+            });
         }
     }
 

@@ -335,7 +335,6 @@ impl ReplicatedCore {
             return self.finish(at, from, answer.with_id(id), digest);
         }
         let ext = if id.is_some() { EXT_VERSION } else { 0 };
-        let kept = self.ims.is_some().then(|| command.clone());
         // The owner registering its name again proves the secret it holds: every replica
         // finds the same one in the same state, so applying stays deterministic.
         let owners = guard::owners_secret(&self.registry, credentials, &command).cloned();
@@ -348,14 +347,14 @@ impl ReplicatedCore {
             (keys.ring).filter(|_| id.is_some() && matches!(command, Command::ImStart { .. }));
         // The entry's source, the same on every replica: what the list is kept with.
         keys.creator = matches!(command, Command::Create { .. }).then(|| from.ip());
-        let outcome = self.registry.execute_keyed(command, ext, &keys);
+        let outcome = self.registry.execute_keyed(&command, ext, &keys);
         if let Some(held) = held.filter(|_| outcome.changed) {
             self.quotas.applied(prefix, held);
         }
         if let Some(creator) = outcome.released.and_then(|ip| self.sources.limited(ip)) {
             self.quotas.list_removed(creator);
         }
-        if let (Some(ims), Some(command)) = (&mut self.ims, kept.filter(|_| outcome.changed)) {
+        if let Some(ims) = self.ims.as_mut().filter(|_| outcome.changed) {
             ims.applied(at, &command);
         }
         let answer = match outcome.reply {
@@ -507,7 +506,7 @@ impl ReplicatedCore {
             let shown = request.command.to_string();
             if !core
                 .registry
-                .execute_keyed(request.command, ext, &keys)
+                .execute_keyed(&request.command, ext, &keys)
                 .changed
             {
                 return Err(input.bad(&format!("`{shown}` does not apply")));

@@ -26,17 +26,40 @@ impl Registry {
     /// assert_eq!(registry.contact("Me").unwrap().ext(), 1);
     /// ```
     pub fn register(&mut self, name: ContactName, ip: IpAddr, port: u16, ext: u32) -> Status {
-        if name.as_str().len() > self.limits.max_name_len || port == 0 || port == u16::MAX {
-            return Status::InvalidArgument;
-        }
-        if self.contact_id(name.as_str()).is_some() {
-            return Status::NameTaken;
-        }
-        if self.num_contacts >= self.limits.max_contacts || self.num_contacts >= NONE as usize - 1 {
-            return Status::ContactLimit;
+        if let Some(refused) = self.register_refused(&name, port) {
+            return refused;
         }
         self.insert_contact(name, ip, port, ext);
         Status::Ok
+    }
+
+    /// [`Registry::register`] of a borrowed name, copied only once it is accepted: a
+    /// refused `register` costs no allocation.
+    pub(crate) fn register_ref(
+        &mut self,
+        name: &ContactName,
+        ip: IpAddr,
+        port: u16,
+        ext: u32,
+    ) -> Status {
+        if let Some(refused) = self.register_refused(name, port) {
+            return refused;
+        }
+        self.insert_contact(name.clone(), ip, port, ext);
+        Status::Ok
+    }
+
+    fn register_refused(&self, name: &ContactName, port: u16) -> Option<Status> {
+        if name.as_str().len() > self.limits.max_name_len || port == 0 || port == u16::MAX {
+            return Some(Status::InvalidArgument);
+        }
+        if self.contact_id(name.as_str()).is_some() {
+            return Some(Status::NameTaken);
+        }
+        if self.num_contacts >= self.limits.max_contacts || self.num_contacts >= NONE as usize - 1 {
+            return Some(Status::ContactLimit);
+        }
+        None
     }
 
     /// `create`: adds an empty list.
@@ -45,21 +68,37 @@ impl Registry {
     /// `458` list limit; `470` the `query-lists` answer would outgrow
     /// [`Limits::max_answer_len`](crate::Limits::max_answer_len).
     pub fn create(&mut self, list: ListName) -> Status {
-        if list.as_str().len() > self.limits.max_name_len {
-            return Status::InvalidArgument;
-        }
-        if self.list_id(list.as_str()).is_some() {
-            return Status::ListExists;
-        }
-        if self.lists.len() >= self.limits.max_lists || self.lists.len() >= NONE as usize - 1 {
-            return Status::ListLimit;
-        }
-        let names_len = self.names_len + ListsBody::name_wire_len(list.as_str());
-        if lists_answer_len(self.lists.len() + 1, names_len) > self.limits.max_answer_len {
-            return Status::AnswerTooLarge;
+        if let Some(refused) = self.create_refused(&list) {
+            return refused;
         }
         self.insert_list(list);
         Status::Ok
+    }
+
+    /// [`Registry::create`] of a borrowed name, copied only once it is accepted.
+    pub(crate) fn create_ref(&mut self, list: &ListName) -> Status {
+        if let Some(refused) = self.create_refused(list) {
+            return refused;
+        }
+        self.insert_list(list.clone());
+        Status::Ok
+    }
+
+    fn create_refused(&self, list: &ListName) -> Option<Status> {
+        if list.as_str().len() > self.limits.max_name_len {
+            return Some(Status::InvalidArgument);
+        }
+        if self.list_id(list.as_str()).is_some() {
+            return Some(Status::ListExists);
+        }
+        if self.lists.len() >= self.limits.max_lists || self.lists.len() >= NONE as usize - 1 {
+            return Some(Status::ListLimit);
+        }
+        let names_len = self.names_len + ListsBody::name_wire_len(list.as_str());
+        if lists_answer_len(self.lists.len() + 1, names_len) > self.limits.max_answer_len {
+            return Some(Status::AnswerTooLarge);
+        }
+        None
     }
 
     /// `query-lists`: every list name in creation order, or `470` if a loaded state holds

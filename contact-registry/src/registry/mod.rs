@@ -133,7 +133,7 @@ impl Registry {
     /// assert!(matches!(registry.apply(save), Reply::Save(path) if path == "config.txt"));
     /// ```
     pub fn apply(&mut self, cmd: Command) -> Reply {
-        self.run(cmd, 0, 0).reply
+        self.run_owned(cmd, 0, 0).reply
     }
 
     /// Applies one command for a caller at extension level `ext`, as our server does, and
@@ -172,7 +172,7 @@ impl Registry {
     /// assert!(matches!(answer.body, Some(Body::Lists(body)) if body.ext == EXT_VERSION));
     /// ```
     pub fn execute(&mut self, cmd: Command, ext: u32) -> Outcome {
-        self.run(cmd, ext, EXT_VERSION)
+        self.run_owned(cmd, ext, EXT_VERSION)
     }
 
     /// [`Registry::execute`] with what the server drew for the command ([`Keys`]): a
@@ -190,6 +190,10 @@ impl Registry {
     /// that a peer restarted with a kept secret registers its name again; a fresh secret
     /// (what the caller draws otherwise) never matches.
     ///
+    /// The command is borrowed: a server keeps it for its journal and its timers after this
+    /// call without copying it, and the names a `register` or `create` keeps are copied
+    /// only when the command succeeds.
+    ///
     /// ```
     /// use contact_proto::auth::Secret;
     /// use contact_proto::{Body, Command, EXT_VERSION};
@@ -203,13 +207,13 @@ impl Registry {
     /// };
     /// let mut keys = Keys::default();
     /// keys.secret = Some(Secret([7; 32]));
-    /// let done = registry.execute_keyed(register, EXT_VERSION, &keys);
+    /// let done = registry.execute_keyed(&register, EXT_VERSION, &keys);
     /// let Reply::Answer(answer) = done.reply else { unreachable!() };
     /// assert_eq!(answer.body, Some(Body::Secret(Secret([7; 32]))));
     /// assert_eq!(registry.contact("Me").unwrap().secret(), Some(&Secret([7; 32])));
     /// ```
-    pub fn execute_keyed(&mut self, cmd: Command, ext: u32, keys: &Keys) -> Outcome {
-        if let (Command::Register { name, ip, port }, Some(secret)) = (&cmd, &keys.secret) {
+    pub fn execute_keyed(&mut self, cmd: &Command, ext: u32, keys: &Keys) -> Outcome {
+        if let (Command::Register { name, ip, port }, Some(secret)) = (cmd, &keys.secret) {
             let owner = self.contact(name.as_str()).filter(|c| {
                 c.secret() == Some(secret)
                     && c.ip().to_canonical() == ip.to_canonical()
@@ -221,33 +225,27 @@ impl Registry {
                 ))));
             }
         }
-        let named = match &cmd {
-            Command::Register { name, .. } => Some((None, name.clone())),
-            Command::ImStart { list, name } => Some((Some(list.clone()), name.clone())),
-            _ => None,
-        };
-        let create = matches!(cmd, Command::Create { .. });
         let mut outcome = self.run(cmd, ext, EXT_VERSION);
-        if create && outcome.changed {
-            if let Some(list) = self.lists.last_mut() {
-                list.creator = keys.creator;
-            }
-        }
-        let (Reply::Answer(answer), Some((list, name)), true) =
-            (&mut outcome.reply, named, outcome.changed)
-        else {
+        if !outcome.changed {
             return outcome;
-        };
-        match (list, &keys.secret, keys.ring) {
-            (None, Some(secret), _) => {
-                if let Some(c) = self.contact_id(name.as_str()) {
-                    self.slot_mut(c).secret = Some(secret.clone());
+        }
+        match (cmd, &mut outcome.reply) {
+            (Command::Create { .. }, _) => {
+                if let Some(list) = self.lists.last_mut() {
+                    list.creator = keys.creator;
                 }
-                answer.body = Some(Body::Secret(secret.clone()));
             }
-            (Some(list), _, Some(ring)) => {
-                if let Some(Body::ImStart(body)) = &mut answer.body {
-                    self.prove_ring(body, &list, ring);
+            (Command::Register { name, .. }, Reply::Answer(answer)) => {
+                if let Some(secret) = &keys.secret {
+                    if let Some(c) = self.contact_id(name.as_str()) {
+                        self.slot_mut(c).secret = Some(secret.clone());
+                    }
+                    answer.body = Some(Body::Secret(secret.clone()));
+                }
+            }
+            (Command::ImStart { list, .. }, Reply::Answer(answer)) => {
+                if let (Some(ring), Some(Body::ImStart(body))) = (keys.ring, &mut answer.body) {
+                    self.prove_ring(body, list, ring);
                 }
             }
             _ => {}
@@ -298,18 +296,20 @@ impl Registry {
 
     /// Both ways in: `ext` is the caller's level, `announce` the server's (the `query-lists`
     /// body's `"ext"`; 0 for the reference, which has no such key).
-    fn run(&mut self, cmd: Command, ext: u32, announce: u32) -> Outcome {
+    fn run(&mut self, cmd: &Command, ext: u32, announce: u32) -> Outcome {
         let (status, lists_changed) = match cmd {
-            Command::Register { name, ip, port } => (self.register(name, ip, port, ext), false),
-            Command::Create { list } => (self.create(list), true),
+            Command::Register { name, ip, port } => {
+                (self.register_ref(name, *ip, *port, ext), false)
+            }
+            Command::Create { list } => (self.create_ref(list), true),
             Command::QueryLists => {
                 return Outcome::unchanged(Reply::Answer(self.lists_answer(announce)));
             }
-            Command::Join { list, name } => (self.join(&list, &name), false),
-            Command::Leave { list, name } => (self.leave(&list, &name), false),
-            Command::Exit { name } => (self.exit(&name), false),
+            Command::Join { list, name } => (self.join(list, name), false),
+            Command::Leave { list, name } => (self.leave(list, name), false),
+            Command::Exit { name } => (self.exit(name), false),
             Command::ImStart { list, name } => {
-                return match self.im_start(&list, &name) {
+                return match self.im_start(list, name) {
                     Ok(body) => Outcome {
                         reply: Reply::Answer(Answer::ok_with(Body::ImStart(body))),
                         changed: true,
@@ -319,10 +319,10 @@ impl Registry {
                     Err(status) => Outcome::unchanged(Reply::Answer(self.failure(status))),
                 };
             }
-            Command::ImComplete { list, name } => (self.im_complete(&list, &name), false),
-            Command::Save { file } => return Outcome::unchanged(Reply::Save(file)),
+            Command::ImComplete { list, name } => (self.im_complete(list, name), false),
+            Command::Save { file } => return Outcome::unchanged(Reply::Save(file.clone())),
             Command::RemoveList { list } => {
-                return match self.remove_list(&list) {
+                return match self.remove_list(list) {
                     Ok(creator) => Outcome {
                         reply: Reply::Answer(Answer::ok()),
                         changed: true,
@@ -335,6 +335,27 @@ impl Registry {
             // A command added to the protocol after this registry.
             _ => (Status::Malformed, false),
         };
+        self.outcome_of(status, lists_changed)
+    }
+
+    /// [`Registry::run`] of a command the caller gives away: the names a `register` or a
+    /// `create` keeps are moved in, not copied.
+    fn run_owned(&mut self, cmd: Command, ext: u32, announce: u32) -> Outcome {
+        match cmd {
+            Command::Register { name, ip, port } => {
+                let status = self.register(name, ip, port, ext);
+                self.outcome_of(status, false)
+            }
+            Command::Create { list } => {
+                let status = self.create(list);
+                self.outcome_of(status, true)
+            }
+            Command::Save { file } => Outcome::unchanged(Reply::Save(file)),
+            cmd => self.run(&cmd, ext, announce),
+        }
+    }
+
+    fn outcome_of(&self, status: Status, lists_changed: bool) -> Outcome {
         let changed = status.is_ok();
         Outcome {
             reply: Reply::Answer(self.failure(status)),

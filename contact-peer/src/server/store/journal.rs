@@ -416,12 +416,11 @@ pub(super) fn replay(
         }
         return Ok(());
     };
-    let shown = command.to_string();
-    let outcome = registry.execute_keyed(command, record.ext, &record.keys);
+    let outcome = registry.execute_keyed(&command, record.ext, &record.keys);
     if !outcome.changed {
         return Err(match outcome.status() {
             Some(status) => {
-                format!("replaying `{shown}` gives {status} (were the limits lowered?)")
+                format!("replaying `{command}` gives {status} (were the limits lowered?)")
             }
             None => "save is not a mutation".into(),
         });
