@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -158,7 +159,7 @@ macro_rules! name_type {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
         #[serde(try_from = "String")]
-        pub struct $ty(Box<str>);
+        pub struct $ty(CompactString);
 
         // By hand: serde's `into = "String"` would copy the name into a new string each
         // time one is written.
@@ -179,7 +180,7 @@ macro_rules! name_type {
             type Error = NameError;
             fn try_from(s: &str) -> Result<Self, NameError> {
                 check_name(s)?;
-                Ok(Self(s.into()))
+                Ok(Self(CompactString::new(s)))
             }
         }
 
@@ -187,7 +188,7 @@ macro_rules! name_type {
             type Error = NameError;
             fn try_from(s: String) -> Result<Self, NameError> {
                 check_name(&s)?;
-                Ok(Self(s.into_boxed_str()))
+                Ok(Self(CompactString::from(s)))
             }
         }
 
@@ -225,19 +226,19 @@ macro_rules! name_type {
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(self.0.as_str(), f)
             }
         }
 
         impl PartialEq<str> for $ty {
             fn eq(&self, other: &str) -> bool {
-                &*self.0 == other
+                self.0.as_str() == other
             }
         }
 
         impl PartialEq<&str> for $ty {
             fn eq(&self, other: &&str) -> bool {
-                &*self.0 == *other
+                self.0.as_str() == *other
             }
         }
     };
