@@ -14,6 +14,7 @@
 #
 #   SECS=6 scripts/perf.sh          # longer measurements (default 3 s each)
 #   OUT=perf.jsonl scripts/perf.sh  # keep the JSON lines
+#   ROUNDS=5 scripts/perf.sh        # the side-by-side cells five times, with medians
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p contact-cli >/dev/null 2>&1
@@ -41,10 +42,14 @@ secs=${SECS:-3}
 start_server 23900                                  # default configuration (its log in a file)
 start_server 23901 -q                               # warnings only
 start_server 23902 --state "$dir/state.journal"     # durable
-echo "measuring, ${secs} s each (about $((secs * 31 + 40)) s in all)" >&2
-for mix in query mixed; do
-    for clients in 8 64; do
-        bench default --server 127.0.0.1:23900 --mix "$mix" --clients "$clients" --echo
+echo "measuring, ${secs} s each (about $((secs * (31 + 12 * (${ROUNDS:-1} - 1)) + 40)) s in all)" >&2
+# ROUNDS=N measures these cells N times, round after round, and plot.py adds the median
+# ratio of each and its range: one round's figure moves by about 0.1 on this machine.
+for _ in $(seq "${ROUNDS:-1}"); do
+    for mix in query mixed; do
+        for clients in 8 64; do
+            bench default --server 127.0.0.1:23900 --mix "$mix" --clients "$clients" --echo
+        done
     done
 done
 for clients in 8 64; do

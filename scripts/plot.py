@@ -15,6 +15,7 @@ taken by their shape.
 
 import argparse
 import json
+import statistics
 import sys
 
 
@@ -72,6 +73,26 @@ def print_tables(rows):
         print("Our server (default configuration) beside the naive and the batched echo loop,")
         print("taking turns in the same run:\n")
         table(ECHO_HEADER, echo_rows(side))
+        rounds = {}
+        for r in side:
+            t = runs(r)
+            if {"server", "echo", "batched-echo"} <= t.keys():
+                rounds.setdefault((r["mix"], r["clients"]), []).append(t)
+        if any(len(v) > 1 for v in rounds.values()):
+            print("The same cells over the rounds of this run (ROUNDS=N): the median ratio and its")
+            print("range, which is the run's own noise:\n")
+            lines = []
+            for (mix, clients), ts in rounds.items():
+                def spread(f):
+                    v = sorted(f(t) for t in ts)
+                    return f"{statistics.median(v):.2f} ({v[0]:.2f}-{v[-1]:.2f})"
+                ops = lambda k: lambda t: t["server"]["ops_per_sec"] / t[k]["ops_per_sec"]
+                p99 = lambda k: lambda t: t["server"]["p99_ms"] / t[k]["p99_ms"]
+                lines.append([mix, str(clients), str(len(ts)), spread(ops("echo")),
+                              spread(ops("batched-echo")), spread(p99("echo")),
+                              spread(p99("batched-echo"))])
+            table(["mix", "clients", "rounds", "server / echo", "server / batched",
+                   "p99 server / echo", "p99 server / batched"], lines)
 
     alone = {}
     for r in rows:
