@@ -517,7 +517,7 @@ impl ServerCore {
             };
             // The server completes it as the initiator would have: the same function, and
             // the same record for the journal. The timer is already gone.
-            let outcome = self.registry.execute(command.clone(), 0);
+            let outcome = self.registry.execute_keyed(&command, 0, &Keys::default());
             let status = outcome.status().map_or(0, Status::code);
             self.counters.im_timeouts += 1;
             tracing::warn!(%list, %name, status, "instant message timed out: completed by the server");

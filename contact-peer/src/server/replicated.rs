@@ -391,7 +391,12 @@ impl ReplicatedCore {
     /// be stale.
     pub fn read(&mut self, request: &Request) -> Vec<u8> {
         let ext = if request.id.is_some() { EXT_VERSION } else { 0 };
-        let answer = match self.registry.execute(request.command.clone(), ext).reply {
+        let keys = Keys::default();
+        let answer = match self
+            .registry
+            .execute_keyed(&request.command, ext, &keys)
+            .reply
+        {
             Reply::Answer(answer) => answer,
             Reply::Save(_) => Answer::error(Status::Malformed, "save is not a read"),
             _ => Answer::error(Status::Malformed, "not a read"),
@@ -503,12 +508,12 @@ impl ReplicatedCore {
                 .and_then(parse_ext)
                 .ok_or_else(|| input.bad("ext field"))?;
             let request = Request::decode(command).map_err(|e| input.bad(&e.to_string()))?;
-            let shown = request.command.to_string();
             if !core
                 .registry
                 .execute_keyed(&request.command, ext, &keys)
                 .changed
             {
+                let shown = &request.command;
                 return Err(input.bad(&format!("`{shown}` does not apply")));
             }
         }
