@@ -566,10 +566,14 @@ impl<'a> Iterator for Fields<'a> {
         let rest = self.rest?;
         let bytes = rest.as_bytes();
         // The delimiter `-_-` looked for by its underscore, the rarer byte in names (hyphens
-        // are common), with `memchr`: the first underscore between two hyphens is the
-        // middle of the first delimiter.
+        // are common): the first underscore between two hyphens is the middle of the first
+        // delimiter. A plain search: fields are short, and `memchr`'s vector set-up cost
+        // more than it saved on them (callgrind: 150 instructions a field).
         let mut i = 1;
-        while let Some(off) = bytes.get(i..).and_then(|b| memchr::memchr(b'_', b)) {
+        while let Some(off) = bytes
+            .get(i..)
+            .and_then(|b| b.iter().position(|&c| c == b'_'))
+        {
             let at = i + off;
             if bytes[at - 1] == b'-' && bytes.get(at + 1) == Some(&b'-') {
                 // The delimiter is ASCII, so both sides are on character boundaries.

@@ -53,6 +53,8 @@ pub struct ServerCore {
     /// parts that decide answers (the answer cache, the IM timers) count in these
     /// milliseconds, never in `Instant`s, so that they can be journaled and replicated.
     epoch: Option<Instant>,
+    /// The last instant given and its milliseconds on the core's clock.
+    last_now: Option<(Instant, u64)>,
     cache: AnswerCache,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     saves: VecDeque<SaveJob>,
@@ -96,6 +98,7 @@ impl ServerCore {
         Self {
             registry,
             epoch: None,
+            last_now: None,
             cache: AnswerCache::new(
                 config.dedup_capacity,
                 config.dedup_per_source,
@@ -562,8 +565,16 @@ impl ServerCore {
     /// `now` on the core's clock: milliseconds since the first `now` it was given (earlier
     /// instants count as the epoch itself).
     fn millis(&mut self, now: Instant) -> u64 {
+        // A driver hands every datagram of a batch the same instant: worked out once.
+        if let Some((last, at)) = self.last_now {
+            if last == now {
+                return at;
+            }
+        }
         let epoch = *self.epoch.get_or_insert(now);
-        millis(now.saturating_duration_since(epoch))
+        let at = millis(now.saturating_duration_since(epoch));
+        self.last_now = Some((now, at));
+        at
     }
 
     /// Queues `answer` for `to`, kept in the answer cache under `digest` when it is `Some`
