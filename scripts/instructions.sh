@@ -39,7 +39,7 @@ import re, sys
 blocks = sys.stdin.read().split("\n\n")
 calls = 0
 for block in blocks:
-    if re.search(r"\*  \S*:__rustc::__rust_alloc \[", block) or re.search(r"\*  \?\?\?:__rustc::__rust_alloc \[", block):
+    if re.search(r"\*  \S*:__rustc::__rust_alloc \[", block):
         calls += sum(int(n.replace(",", "")) for n in re.findall(r"\(([0-9,]+)x\)", block))
 print(calls)')
 python3 - "$mix" "$clients" "$answered" "$total" "$allocs" <<'PY'

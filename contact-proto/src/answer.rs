@@ -19,7 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::auth::{PROOF_KEY, RING_KEY, SECRET_KEY, Secret, Tag};
 use crate::json::{
-    check_count, check_datagram, json_string_len, next_key, set_once, write_json_str, write_py,
+    check_count, check_datagram, json_string_len, next_key, set_once, write_entry, write_json_str,
+    write_py,
 };
 use crate::write::{digits, push_decimal};
 use crate::{ContactName, Cookie, DELIMITER, DecodeError, ListName, RequestId, Status};
@@ -288,10 +289,7 @@ impl ImStartBody {
         }
         out.push(b']');
         if let Some(ring) = self.ring {
-            out.extend_from_slice(b", ");
-            write_json_str(out, RING_KEY);
-            out.extend_from_slice(b": ");
-            push_decimal(out, ring);
+            write_entry(out, RING_KEY, |out| push_decimal(out, ring));
         }
         out.push(b'}');
     }
@@ -313,10 +311,7 @@ impl Member {
             push_decimal(out, u64::from(self.ext));
         }
         for (key, value) in &self.extra {
-            out.extend_from_slice(b", ");
-            write_json_str(out, key);
-            out.extend_from_slice(b": ");
-            write_py(out, value);
+            write_entry(out, key, |out| write_py(out, value));
         }
         out.push(b'}');
     }

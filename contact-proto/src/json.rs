@@ -139,6 +139,15 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Appends `, "KEY": ` and then what `value` writes: one more entry of an object being
+/// written by hand.
+pub(crate) fn write_entry(out: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(b", ");
+    write_json_str(out, key);
+    out.extend_from_slice(b": ");
+    value(out);
+}
+
 /// The length in bytes of `s` as a Python-style JSON string, quotes included.
 ///
 /// ```

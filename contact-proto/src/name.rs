@@ -91,14 +91,6 @@ pub(crate) fn check_name(s: &str) -> Result<(), NameError> {
         }
         return Ok(());
     }
-    // Among ASCII characters the controls are below 0x20 and 0x7f; the first is reported
-    // before anything else, as the general checks below do.
-    if bytes.is_ascii() {
-        if let Some(at) = bytes.iter().position(|&b| b < 0x20 || b == 0x7f) {
-            let ch = char::from(bytes[at]);
-            return Err(NameError::ControlChar { ch, at });
-        }
-    }
     if let Some((at, ch)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Err(NameError::ControlChar { ch, at });
     }

@@ -32,7 +32,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::json::{check_datagram, write_py};
+use crate::json::{check_datagram, write_entry};
 use crate::write::push_decimal;
 use crate::{DecodeError, ListName, Member, RingAck, RingPacket};
 
@@ -361,22 +361,6 @@ fn write_edit(out: &mut Vec<u8>, edit: &ExtraEdit<'_>) {
         ExtraEdit::Uint(n) => push_decimal(out, *n),
         ExtraEdit::Json(text) => out.extend_from_slice(text.as_bytes()),
     }
-}
-
-fn write_entry(out: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
-    out.extend_from_slice(b", ");
-    if key
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.push(b'"');
-    } else {
-        write_py(out, key);
-    }
-    out.extend_from_slice(b": ");
-    value(out);
 }
 
 #[cfg(test)]
